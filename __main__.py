@@ -1,0 +1,5 @@
+import sys
+
+from speechport.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The Speechport window (PySide6): views, Qt models and workers over `speechport.core`."""
