@@ -1,3 +1,285 @@
-def main(argv=None):
-    print("speechport")
-    return 0
+"""The `speechport` command line: inspect, convert, compare, demo, gui.
+
+Exit codes (a contract other tools rely on): 0 success; 1 a comparison failed; 2 bad input
+(unreadable or unknown file, refused pickle, bad config, unusable output path, bad audio);
+3 the mapping plan has problems (nothing written). torch and transformers are imported only
+once a command runs, so `--help` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PLAN_PROBLEMS = 0, 1, 2, 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="speechport",
+        description="Port speech-model checkpoints into Hugging Face transformers folders and prove, "
+        "on real audio, that the ported model behaves like the original.",
+        epilog="Without a command, the window opens. Exit codes: 0 ok, 1 comparison failed, "
+        "2 bad input, 3 the mapping plan has problems.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def source_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("source", metavar="SOURCE", help="checkpoint file (.pt, .ckpt, .safetensors)")
+        sub.add_argument("--config", metavar="F", help="target config.json (default: inferred from the checkpoint)")
+        sub.add_argument("--mapping", metavar="F", help="mapping fixes (JSON or TOML: rename, drop, rules)")
+        sub.add_argument("--base-model", metavar="DIR", help="local upstream model folder (S3PRL heads)")
+        sub.add_argument("--recipe", metavar="NAME", help="skip detection and use this recipe")
+        sub.add_argument("--trust-pickle", action="store_true", help="load a pickle that needs globals beyond "
+                         "the safe allow-list (this can run code from the file: only for files you trust)")
+        sub.add_argument("--json", action="store_true", help="print a JSON document on stdout")
+
+    inspect = commands.add_parser("inspect", help="detect the recipe, settle the config and show the mapping plan")
+    source_options(inspect)
+    inspect.add_argument("--rows", action="store_true", help="print every plan row, not only the problems")
+
+    convert = commands.add_parser("convert", help="convert a checkpoint into a transformers folder")
+    source_options(convert)
+    convert.add_argument("--out", metavar="DIR", required=True, help="output folder (created atomically)")
+    convert.add_argument("--force", action="store_true", help="replace a non-empty output folder once the new one is complete")
+    convert.add_argument("--max-shard-size", metavar="SIZE", default=None, help="shard the weights above this size (default 50GB)")
+    convert.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    demo = commands.add_parser("demo", help="convert the built-in demo checkpoint and reload it with transformers")
+    demo.add_argument("--out", metavar="DIR", help="keep the converted folder here (default: a temporary folder)")
+    demo.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
+    demo.add_argument("--json", action="store_true", help="print a JSON document on stdout")
+
+    gui = commands.add_parser("gui", help="open the Speechport window")
+    gui.add_argument("source", metavar="SOURCE", nargs="?", help="checkpoint to open")
+    gui.add_argument("--config", metavar="F")
+    gui.add_argument("--base-model", metavar="DIR")
+    gui.add_argument("--out", metavar="DIR")
+    gui.add_argument("--demo", action="store_true", help="open the built-in demo (without a display: run it in the terminal)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"inspect": _inspect, "convert": _convert, "demo": _demo, "gui": _gui, None: _gui}
+    if args.command is None:
+        args.source = args.config = args.base_model = args.out = None
+        args.demo = False
+    from .core.errors import SpeechportError
+
+    try:
+        return handlers[args.command](args)
+    except SpeechportError as error:
+        _error_line(error)
+        if getattr(args, "json", False):
+            _print_json({"error": {"kind": error.kind, "message": str(error)}})
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("speechport: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - the last line of defence: one line, no traceback
+        if os.environ.get("SPEECHPORT_DEBUG"):
+            raise
+        print(f"speechport: internal error: {type(error).__name__}: {error} "
+              "(set SPEECHPORT_DEBUG=1 to see the traceback)", file=sys.stderr)
+        return EXIT_FAILED
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+def _inspect(args) -> int:
+    from .core.conversion import prepare
+
+    prepared = prepare(args.source, config=args.config, mapping=args.mapping, base_model=args.base_model,
+                       recipe=args.recipe, trust_pickle=args.trust_pickle)
+    prepared.hasher.cancel()
+    if args.json:
+        _print_json(_prepared_json(prepared))
+    else:
+        _print_prepared(prepared, rows=args.rows)
+    return EXIT_OK if prepared.plan.ok else EXIT_PLAN_PROBLEMS
+
+
+def _convert(args) -> int:
+    from .core.conversion import convert, prepare
+    from .core.errors import PlanProblems
+    from .core.output_folder import check_output_path
+    from .core.safetensors_writer import DEFAULT_MAX_SHARD_SIZE
+
+    check_output_path(args.out, args.force)  # fail before reading a multi-GB file
+    progress = _terminal_progress(enabled=not args.quiet and not args.json)
+    prepared = prepare(args.source, config=args.config, mapping=args.mapping, base_model=args.base_model,
+                       recipe=args.recipe, trust_pickle=args.trust_pickle, progress=progress)
+    try:
+        result = convert(prepared, args.out, force=args.force,
+                         max_shard_size=args.max_shard_size or DEFAULT_MAX_SHARD_SIZE, progress=progress)
+    except PlanProblems as problems:
+        _clear_progress_line()
+        if args.json:
+            _print_json({"error": {"kind": problems.kind, "message": str(problems)}, **_prepared_json(prepared)})
+        else:
+            _print_prepared(prepared, rows=False, file=sys.stderr)
+        _error_line(problems)
+        return EXIT_PLAN_PROBLEMS
+    _clear_progress_line()
+    summary = {
+        "output": str(result.output),
+        "recipe": prepared.recipe.name,
+        "layout": prepared.layout,
+        "config": prepared.config.origin,
+        "plan": prepared.plan.counts(),
+        "files": result.weights.files,
+        "weight_bytes": result.weights.total_bytes,
+        "seconds": {**{k: round(v, 3) for k, v in prepared.timings.items()}, "convert": round(result.seconds, 3)},
+        "report": str(result.output / "speechport_report.json"),
+        "verification": result.report.get("verification"),
+    }
+    if args.json:
+        _print_json(summary)
+    else:
+        print(f"converted {prepared.source.name} ({prepared.recipe.name}, {prepared.layout} layout) -> {result.output}")
+        print(f"  plan: {prepared.plan.summary()}")
+        print(f"  wrote {', '.join(result.weights.files)} ({_human_bytes(result.weights.total_bytes)}) "
+              f"in {result.seconds:.2f} s")
+    return EXIT_OK
+
+
+def _demo(args) -> int:
+    from .core.demo import run_demo
+
+    outcome = run_demo(args.out, force=args.force, progress=_terminal_progress(enabled=not args.json))
+    _clear_progress_line()
+    if args.json:
+        _print_json(outcome)
+    else:
+        for line in outcome["lines"]:
+            print(line)
+    return EXIT_OK if outcome["ok"] else EXIT_FAILED
+
+
+def _display_available() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform in ("win32", "darwin")
+
+
+def _gui(args) -> int:
+    if not _display_available():
+        if args.demo or args.command is None:
+            print("speechport: no display found; running the demo conversion in the terminal instead", file=sys.stderr)
+            return _demo(argparse.Namespace(out=None, force=False, json=False))
+        from .core.errors import BadInput
+
+        raise BadInput("no display found: the window needs a desktop session (set DISPLAY or WAYLAND_DISPLAY)")
+    from .gui.app import run_window
+
+    return run_window(source=args.source, config=args.config, base_model=args.base_model, output=args.out, demo=args.demo)
+
+
+# -- output ---------------------------------------------------------------------------------
+
+
+def _prepared_json(prepared) -> dict:
+    return {
+        "source": str(prepared.source),
+        "recipe": prepared.recipe.name,
+        "layout": prepared.layout,
+        "evidence": prepared.detection.evidence,
+        "config": {
+            "origin": prepared.config.origin,
+            "path": prepared.config.path,
+            "inferred": prepared.config.inferred,
+            "values": prepared.config.config.to_diff_dict(),
+        },
+        "ok": prepared.plan.ok,
+        "plan": prepared.plan.to_dict(),
+    }
+
+
+def _print_prepared(prepared, rows: bool, file=None) -> None:
+    out = file or sys.stdout
+    plan = prepared.plan
+    print(f"source:  {prepared.source}", file=out)
+    print(f"recipe:  {prepared.recipe.name} ({prepared.layout} layout): {prepared.detection.evidence}", file=out)
+    choice = prepared.config
+    if choice.origin == "file":
+        print(f"config:  {choice.path}", file=out)
+    else:
+        print("config:  inferred from the checkpoint", file=out)
+        for name, value in choice.inferred.items():
+            print(f"           {name} = {value}", file=out)
+    print(f"target:  {plan.target_class}", file=out)
+    print(f"plan:    {plan.summary()}", file=out)
+    for note in plan.notes:
+        print(f"note:    {note}", file=out)
+    if rows:
+        for row in plan.rows:
+            source = row.source_key or "-"
+            target = row.target_key or "-"
+            shape = list(row.source_shape) if row.source_shape is not None else "-"
+            detail = f"  ({row.reason})" if row.reason and row.status.value != "mapped" else ""
+            print(f"  {row.status.value:16} {source} {shape} -> {target}{detail}", file=out)
+    problems = plan.problem_lines()
+    if problems:
+        print(f"{len(problems)} problem line(s):", file=out)
+        for line in problems:
+            print(f"  {line}", file=out)
+    else:
+        print("no problems: ready to convert", file=out)
+
+
+def _terminal_progress(enabled: bool):
+    from .core.progress import Progress
+
+    if not enabled or not sys.stderr.isatty():
+        return Progress()
+
+    def show(event) -> None:
+        width = 30
+        filled = int(event.fraction * width)
+        bar = "#" * filled + "." * (width - filled)
+        detail = ""
+        if event.bytes_total:
+            detail = f" {_human_bytes(event.bytes_done)}/{_human_bytes(event.bytes_total)}"
+        eta = f" ETA {event.eta:.0f}s" if event.eta is not None and event.fraction < 1 else ""
+        sys.stderr.write(f"\r[{bar}] {event.fraction * 100:3.0f}% {event.stage}{detail}{eta}\033[K")
+        sys.stderr.flush()
+
+    return Progress(show, min_interval=0.1)
+
+
+def _clear_progress_line() -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\033[K")
+        sys.stderr.flush()
+
+
+def _error_line(error) -> None:
+    _clear_progress_line()
+    print(f"speechport: error: {error}", file=sys.stderr)
+
+
+def _print_json(data) -> None:
+    print(json.dumps(data, indent=2, default=_json_default))
+
+
+def _json_default(value):
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    return str(value)
+
+
+def _human_bytes(nbytes: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(nbytes) < 1000 or unit == "GB":
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1000
+    return ""
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Preparing and running a conversion: open -> detect -> configure -> plan -> write.
+
+`prepare` does everything that reads: it opens the checkpoint, picks the recipe, settles the config
+and builds the plan against the target model on the meta device. `convert` writes, and only a plan
+without problems. The window calls the same two functions from its worker threads.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .checkpoint import Checkpoint, load_checkpoint
+from .errors import BadInput, PlanProblems
+from .hashing import BackgroundHash
+from .mapping_file import Overrides
+from .output_folder import StagedFolder, check_output_path
+from .plan import Plan, SourceEntry, TargetTensor, build_plan
+from .progress import Progress, ensure
+from .recipes import detect, recipe_named
+from .recipes.base import ConfigChoice, Detection, Recipe, SourceTensor
+from .safetensors_writer import DEFAULT_MAX_SHARD_SIZE, WriteItem, WrittenWeights, write_weights
+
+REPORT_NAME = "speechport_report.json"
+
+
+@dataclass
+class Prepared:
+    """Everything known about a conversion before anything is written."""
+
+    source: Path
+    checkpoint: Checkpoint
+    detection: Detection
+    tensors: dict[str, SourceTensor]
+    other_entries: dict[str, str]
+    config: ConfigChoice
+    targets: dict[str, TargetTensor]
+    overrides: Overrides
+    plan: Plan
+    hasher: BackgroundHash
+    mapping_path: Path | None = None
+    base_model: Path | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.detection.recipe
+
+    @property
+    def layout(self) -> str:
+        return self.detection.layout
+
+    def replan(self, overrides: Overrides) -> Plan:
+        """A new plan with other fixes; cheap, since the target model is already known."""
+        self.overrides = overrides
+        self.plan = _build_plan(self)
+        return self.plan
+
+
+@dataclass
+class ConversionResult:
+    output: Path
+    weights: WrittenWeights
+    report: dict
+    seconds: float
+
+
+def prepare(
+    source: str | Path,
+    *,
+    config: str | Path | None = None,
+    mapping: str | Path | None = None,
+    base_model: str | Path | None = None,
+    recipe: str | None = None,
+    trust_pickle: bool = False,
+    progress: Progress | None = None,
+) -> Prepared:
+    progress = ensure(progress)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    source = Path(source).expanduser().absolute()
+    progress.stage("reading the checkpoint")
+    checkpoint = load_checkpoint(source, trust_pickle=trust_pickle)
+    hasher = BackgroundHash(source)  # runs while the plan is built and the weights are written
+    try:
+        detection = detect(checkpoint) if recipe is None else _forced(recipe_named(recipe), checkpoint)
+        timings["read"] = time.perf_counter() - started
+        chosen = detection.recipe
+        base_model = Path(base_model).expanduser().absolute() if base_model else None
+        if chosen.needs_base_model and base_model is None:
+            raise BadInput(
+                f"{source}: a {chosen.name} checkpoint holds only a downstream head; "
+                "give the upstream model folder with --base-model DIR"
+            )
+        overrides = Overrides.load(mapping) if mapping else Overrides()
+        progress.check()
+        progress.stage("settling the config")
+        tensors = chosen.source_tensors(checkpoint, detection.layout, base_model)
+        choice = chosen.choose_config(
+            checkpoint, detection.layout, tensors,
+            config_path=Path(config).expanduser() if config else None, base_model=base_model,
+        )
+        progress.check()
+        progress.stage("building the target model on the meta device")
+        mark = time.perf_counter()
+        try:
+            targets = chosen.target_tensors(choice.config)
+        except (ValueError, TypeError, AttributeError, RuntimeError) as exc:
+            where = choice.path or "the inferred config"
+            raise BadInput(f"{where}: transformers cannot build the model from this config ({exc})") from None
+        timings["target"] = time.perf_counter() - mark
+        prepared = Prepared(
+            source, checkpoint, detection, tensors, chosen.other_entries(checkpoint, detection.layout),
+            choice, targets, overrides, plan=None, hasher=hasher,  # type: ignore[arg-type]
+            mapping_path=Path(mapping) if mapping else None, base_model=base_model, timings=timings,
+        )
+        mark = time.perf_counter()
+        prepared.plan = _build_plan(prepared)
+        timings["plan"] = time.perf_counter() - mark
+        return prepared
+    except BaseException:
+        hasher.cancel()
+        raise
+
+
+def convert(
+    prepared: Prepared,
+    out: str | Path,
+    *,
+    force: bool = False,
+    max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
+    progress: Progress | None = None,
+) -> ConversionResult:
+    """Write the converted folder atomically; nothing is written when the plan has problems."""
+    progress = ensure(progress)
+    if not prepared.plan.ok:
+        raise PlanProblems(prepared.plan)
+    started = time.perf_counter()
+    check_output_path(out, force)
+    with StagedFolder(out, force) as staged:
+        items = [
+            WriteItem(row.target_key, prepared.tensors[row.source_key].tensor, prepared.tensors[row.source_key].checkpoint)
+            for row in prepared.plan.mapped()
+        ]
+        weights = write_weights(staged.path, items, progress, max_shard_size)
+        progress.stage("writing config, preprocessor config, report and model card")
+        config = prepared.config.config
+        config.save_pretrained(staged.path)
+        preprocessor = prepared.recipe.preprocessor_config(config, prepared.base_model)
+        (staged.path / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2, sort_keys=True) + "\n")
+        progress.stage("checksumming the source")
+        while not prepared.hasher.wait(0.05):
+            progress.check()
+        seconds = time.perf_counter() - started
+        from .model_card import write_model_card
+        from .report import build_report
+
+        report = build_report(prepared, weights, seconds)
+        (staged.path / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
+        write_model_card(staged.path, prepared, report)
+        output = staged.commit()
+    progress.finish()
+    return ConversionResult(output, weights, report, seconds)
+
+
+def _build_plan(prepared: Prepared) -> Plan:
+    recipe = prepared.recipe
+    sources = [
+        SourceEntry(key, tuple(s.tensor.shape), str(s.tensor.dtype).removeprefix("torch."), s.tensor.numel() * s.tensor.element_size())
+        for key, s in prepared.tensors.items()
+    ]
+    return build_plan(
+        recipe=recipe.name,
+        layout=prepared.layout,
+        target_class=recipe.target_class(prepared.config.config).__name__,
+        sources=sources,
+        rules=recipe.rules(prepared.layout),
+        targets=prepared.targets,
+        overrides=prepared.overrides,
+        other_entries=prepared.other_entries,
+        config_conflicts=prepared.config.conflicts,
+        notes=prepared.config.notes,
+    )
+
+
+def _forced(recipe: Recipe, checkpoint: Checkpoint) -> Detection:
+    detection = recipe.detect(checkpoint)
+    if detection is None:
+        raise BadInput(f"{checkpoint.path}: does not look like a {recipe.name} checkpoint")
+    return detection

@@ -1,0 +1,63 @@
+"""The built-in demo: convert the bundled conformer_shaw checkpoint and reload it with transformers."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..resources import DEMO
+from .progress import Progress
+
+DEMO_CHECKPOINT = DEMO / "conformer_shaw_demo.pt"
+DEMO_CLIPS = (DEMO / "speech_16k.wav", DEMO / "noise_8k.wav")
+
+
+def run_demo(out: str | Path | None = None, *, force: bool = False, progress: Progress | None = None) -> dict:
+    """Convert the demo, reload it with transformers, and say what happened (`lines`)."""
+    from .conversion import convert, prepare
+
+    keep = out is not None
+    folder = Path(out) if keep else Path(tempfile.mkdtemp(prefix="speechport-demo-")) / "converted"
+    try:
+        prepared = prepare(DEMO_CHECKPOINT, progress=progress)
+        result = convert(prepared, folder, force=force, progress=progress)
+        loading = reload_with_transformers(result.output)
+        ok = not any(loading.values())
+        lines = [
+            f"demo checkpoint: {DEMO_CHECKPOINT.name} ({prepared.recipe.name}, {prepared.layout} layout)",
+            f"plan: {prepared.plan.summary()}",
+            f"converted in {result.seconds:.2f} s -> {result.output if keep else 'a temporary folder'}",
+            "reloaded with transformers: "
+            + ("every loading list empty" if ok else f"problems: { {k: v for k, v in loading.items() if v} }"),
+        ]
+        if not keep:
+            lines.append("(use --out DIR to keep the converted folder)")
+        return {
+            "ok": ok,
+            "source": str(DEMO_CHECKPOINT),
+            "output": str(result.output) if keep else None,
+            "plan": prepared.plan.counts(),
+            "loading_info": loading,
+            "seconds": round(result.seconds, 3),
+            "lines": lines,
+        }
+    finally:
+        if not keep:
+            shutil.rmtree(folder.parent, ignore_errors=True)
+
+
+def reload_with_transformers(folder: Path) -> dict[str, list]:
+    """Load the folder the way users will; returns transformers' loading lists (all empty = clean)."""
+    import json
+
+    from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
+
+    config = AutoConfig.from_pretrained(folder)
+    architecture = (config.architectures or [None])[0]
+    import transformers
+
+    model_class = getattr(transformers, architecture) if architecture else AutoModel
+    _, info = model_class.from_pretrained(folder, output_loading_info=True)
+    AutoFeatureExtractor.from_pretrained(folder)
+    return {key: sorted(map(str, value)) for key, value in json.loads(json.dumps(info, default=list)).items()}

@@ -1,0 +1,66 @@
+"""Errors are values: a user-facing sentence plus a machine-readable kind.
+
+The CLI maps `exit_code` to its process exit status; the window shows `str(error)` in a dialog.
+Nothing here ever needs a traceback to be understood.
+"""
+
+from __future__ import annotations
+
+
+class SpeechportError(Exception):
+    """Base of every error Speechport reports to a user."""
+
+    kind = "error"
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+
+class BadInput(SpeechportError):
+    """Unreadable or unknown file, refused pickle, bad config, unusable output path, bad audio."""
+
+    kind = "bad_input"
+    exit_code = 2
+
+
+class UnsafePickle(BadInput):
+    """A pickle needs globals outside the allow-list; it is loaded only with explicit consent."""
+
+    kind = "unsafe_pickle"
+
+    def __init__(self, path: str, globals_needed: list[str]):
+        self.path = path
+        self.globals_needed = sorted(globals_needed)
+        names = ", ".join(self.globals_needed)
+        super().__init__(
+            f"{path}: refused to unpickle: it needs {names}, which could run code when loaded",
+            hint="only if you trust where this file came from, load it with --trust-pickle",
+        )
+
+
+class PlanProblems(SpeechportError):
+    """The mapping plan has problems; nothing was written. Carries the plan so every problem is shown."""
+
+    kind = "plan_problems"
+    exit_code = 3
+
+    def __init__(self, plan):
+        self.plan = plan
+        count = len(plan.problems()) + len(plan.config_conflicts)
+        super().__init__(f"the mapping plan has {count} problem(s); nothing was written")
+
+
+class Cancelled(SpeechportError):
+    """The user cancelled; whatever was being written has been removed."""
+
+    kind = "cancelled"
+    exit_code = 130
+
+    def __init__(self, message: str = "cancelled; nothing was written"):
+        super().__init__(message)

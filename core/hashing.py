@@ -1,0 +1,63 @@
+"""SHA-256 of source files, computed on a background thread.
+
+Hashing a multi-GB checkpoint takes seconds; started when the file is opened, it runs while the
+plan is built and the weights are written (hashlib releases the GIL on large buffers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import Path
+
+from .errors import Cancelled
+
+_CHUNK = 8 << 20
+
+
+class BackgroundHash:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._digest: str | None = None
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"sha256:{self.path.name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        digest = hashlib.sha256()
+        try:
+            with self.path.open("rb", buffering=0) as handle:
+                buffer = bytearray(_CHUNK)
+                view = memoryview(buffer)
+                while not self._stop.is_set():
+                    count = handle.readinto(buffer)
+                    if not count:
+                        self._digest = digest.hexdigest()
+                        return
+                    digest.update(view[:count])
+        except OSError as exc:
+            self._error = exc
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def wait(self, timeout: float) -> bool:
+        self._thread.join(timeout)
+        return self.done()
+
+    def cancel(self) -> None:
+        self._stop.set()
+
+    def result(self) -> str:
+        """The hex digest; waits for the thread. Raises `Cancelled` if it was cancelled."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        if self._digest is None:
+            raise Cancelled()
+        return self._digest
+
+
+def sha256_of(path: str | Path) -> str:
+    return BackgroundHash(path).result()

@@ -1,0 +1,124 @@
+"""A user's fixes to a mapping plan, saved as a JSON or TOML file (`--mapping FILE`).
+
+    # my-fixes.toml
+    [rename]                       # source key = target key
+    "encoder.layers.0.extra.weight" = "encoder.layers.0.ffn1.intermediate_dense.weight"
+    [drop]                         # source key = reason
+    "encoder.aux_head.weight" = "auxiliary loss head, not part of the encoder"
+    [[rules]]                      # regex rules, tried before the recipe's own rules
+    match = '^old\\.(.*)$'
+    replace = 'new.\\1'            # or: drop = "reason"
+
+The window saves the same format, so fixes made by hand there work from the CLI and back.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from .errors import BadInput
+from .rules import Rule
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - depends on the interpreter
+    import tomli as tomllib
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Overrides:
+    rename: dict[str, str] = field(default_factory=dict)
+    drop: dict[str, str] = field(default_factory=dict)
+    rules: list[Rule] = field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        return not (self.rename or self.drop or self.rules)
+
+    def unused_entries(self, source_keys: Iterable[str]) -> list[str]:
+        """Notes for entries that name no source key: usually a file made for another checkpoint."""
+        known = set(source_keys)
+        return [
+            f"mapping file: {kind} entry {key!r} matches no source key"
+            for kind, entries in (("rename", self.rename), ("drop", self.drop))
+            for key in entries
+            if key not in known
+        ]
+
+    def to_dict(self) -> dict:
+        data: dict = {"speechport_mapping": FORMAT_VERSION, "rename": dict(self.rename), "drop": dict(self.drop)}
+        if self.rules:
+            data["rules"] = [
+                {"match": r.pattern, "replace": r.target} if r.target is not None else {"match": r.pattern, "drop": r.note}
+                for r in self.rules
+            ]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict, origin: str = "mapping") -> "Overrides":
+        if not isinstance(data, dict):
+            raise BadInput(f"{origin}: a mapping file must be a table with 'rename' and/or 'drop'")
+        unknown = set(data) - {"speechport_mapping", "rename", "drop", "rules", "recipe", "source"}
+        if unknown:
+            raise BadInput(f"{origin}: unknown section(s) {sorted(unknown)}; expected 'rename', 'drop', 'rules'")
+        rename = _string_table(data.get("rename", {}), "rename", origin)
+        drop_entries = data.get("drop", {})
+        if isinstance(drop_entries, list):  # a plain list of keys is accepted too
+            drop_entries = {str(k): "dropped in the mapping file" for k in drop_entries}
+        drop = _string_table(drop_entries, "drop", origin)
+        both = sorted(set(rename) & set(drop))
+        if both:
+            raise BadInput(f"{origin}: {both[0]!r} is both renamed and dropped; keep one")
+        rules = [_rule(entry, index, origin) for index, entry in enumerate(data.get("rules", []))]
+        return cls(rename, {k: v or "dropped in the mapping file" for k, v in drop.items()}, rules)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Overrides":
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise BadInput(f"{path}: no such mapping file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BadInput(f"{path}: cannot read the mapping file ({exc})") from None
+        try:
+            data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
+        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+            kind = "TOML" if path.suffix.lower() == ".toml" else "JSON"
+            raise BadInput(f"{path}: not valid {kind} ({exc})") from None
+        return cls.from_dict(data, str(path))
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        data = self.to_dict()
+        if path.suffix.lower() == ".toml":
+            import tomli_w
+
+            text = tomli_w.dumps(data)
+        else:
+            text = json.dumps(data, indent=2) + "\n"
+        path.write_text(text, encoding="utf-8")
+
+
+def _string_table(entries, section: str, origin: str) -> dict[str, str]:
+    if not isinstance(entries, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in entries.items()):
+        raise BadInput(f"{origin}: [{section}] must map source keys to strings")
+    return dict(entries)
+
+
+def _rule(entry, index: int, origin: str) -> Rule:
+    if not isinstance(entry, dict) or "match" not in entry or ("replace" in entry) == ("drop" in entry):
+        raise BadInput(f"{origin}: rules[{index}] needs 'match' and exactly one of 'replace' or 'drop'")
+    try:
+        re.compile(entry["match"])
+    except re.error as exc:
+        raise BadInput(f"{origin}: rules[{index}] has an invalid regex ({exc})") from None
+    if "drop" in entry:
+        return Rule(entry["match"], None, str(entry["drop"]) or "dropped by a mapping-file rule")
+    return Rule(entry["match"], str(entry["replace"]), "mapping-file rule")

@@ -1,0 +1,309 @@
+"""The mapping plan: one row per source key, saying what becomes of it and whether that is a problem.
+
+A plan is computed before anything is written, against the real target model built on the `meta`
+device, so every missing key, extra key, shape mismatch and duplicate shows up at once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Iterable, Mapping, Sequence
+
+from .mapping_file import Overrides
+from .rules import Decision, RuleSet, Stage
+
+
+class Status(str, Enum):
+    MAPPED = "mapped"
+    DROPPED = "dropped"
+    UNMAPPED = "unmapped source"
+    MISSING = "missing target"
+    SHAPE_MISMATCH = "shape mismatch"
+    DUPLICATE = "duplicate target"
+
+    @property
+    def is_problem(self) -> bool:
+        return self in PROBLEM_STATUSES
+
+
+PROBLEM_STATUSES = frozenset({Status.UNMAPPED, Status.MISSING, Status.SHAPE_MISMATCH, Status.DUPLICATE})
+
+# One plain sentence per problem status: what it means and the likely fix.
+STATUS_HELP = {
+    Status.MAPPED: "copied to the target parameter of the same shape",
+    Status.DROPPED: "deliberately left out of the converted model",
+    Status.UNMAPPED: "no target for this source key: give it a target key, or drop it with a reason",
+    Status.MISSING: "nothing in the checkpoint fills this model parameter: map a source key to it, "
+    "or check the config (e.g. the number of layers)",
+    Status.SHAPE_MISMATCH: "the source tensor and the model parameter differ in shape: the config "
+    "probably disagrees with the checkpoint, or the key is mapped to the wrong target",
+    Status.DUPLICATE: "several source keys map to this target: rename or drop all but one",
+}
+
+
+@dataclass(frozen=True)
+class SourceEntry:
+    key: str
+    shape: tuple[int, ...] | None  # None for a non-tensor entry (e.g. an optimizer state)
+    dtype: str | None
+    nbytes: int = 0
+
+
+@dataclass(frozen=True)
+class TargetTensor:
+    shape: tuple[int, ...]
+    dtype: str
+
+
+@dataclass
+class PlanRow:
+    source_key: str | None  # None for a missing-target row
+    source_shape: tuple[int, ...] | None
+    source_dtype: str | None
+    target_key: str | None
+    target_shape: tuple[int, ...] | None
+    status: Status
+    rule: str = ""
+    reason: str = ""
+    via: list[str] = field(default_factory=list)
+    nbytes: int = 0
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["status"] = self.status.value
+        for key in ("source_shape", "target_shape"):
+            if data[key] is not None:
+                data[key] = list(data[key])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "PlanRow":
+        data = dict(data)
+        data["status"] = Status(data["status"])
+        for key in ("source_shape", "target_shape"):
+            if data.get(key) is not None:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class ConfigConflict:
+    """A config value that contradicts the checkpoint (or the original architecture)."""
+
+    field: str
+    config_value: object
+    expected: object
+    evidence: str
+
+    def describe(self) -> str:
+        return f"config {self.field}={self.config_value!r}, but {self.evidence} (expected {self.expected!r})"
+
+
+@dataclass
+class Plan:
+    recipe: str
+    layout: str
+    target_class: str
+    rows: list[PlanRow]
+    config_conflicts: list[ConfigConflict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def problems(self) -> list[PlanRow]:
+        return [row for row in self.rows if row.status.is_problem]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems() and not self.config_conflicts
+
+    def counts(self) -> dict[str, int]:
+        counted = Counter(row.status for row in self.rows)
+        return {status.value: counted.get(status, 0) for status in Status}
+
+    def mapped(self) -> list[PlanRow]:
+        return [row for row in self.rows if row.status is Status.MAPPED]
+
+    def problem_lines(self) -> list[str]:
+        """Every problem, one line per kind, with layer indices collapsed: `layers.{0...23}.x`."""
+        lines = [f"config conflict: {conflict.describe()}" for conflict in self.config_conflicts]
+        groups: dict[tuple[Status, str], list[str]] = defaultdict(list)
+        for row in self.problems():
+            key, detail = _problem_key_and_detail(row)
+            groups[(row.status, detail)].append(key)
+        for (status, detail), keys in groups.items():
+            for collapsed in collapse_indices(keys):
+                lines.append(f"{status.value}: {collapsed}{detail}")
+        return lines
+
+    def summary(self) -> str:
+        counts = self.counts()
+        parts = [f"{count} {status}" for status, count in counts.items() if count]
+        if self.config_conflicts:
+            parts.append(f"{len(self.config_conflicts)} config conflict(s)")
+        return ", ".join(parts) if parts else "empty plan"
+
+    def to_dict(self) -> dict:
+        return {
+            "recipe": self.recipe,
+            "layout": self.layout,
+            "target_class": self.target_class,
+            "counts": self.counts(),
+            "problems": self.problem_lines(),
+            "config_conflicts": [asdict(conflict) for conflict in self.config_conflicts],
+            "notes": list(self.notes),
+            "rows": [row.to_dict() for row in self.rows],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "Plan":
+        return cls(
+            recipe=data["recipe"],
+            layout=data["layout"],
+            target_class=data["target_class"],
+            rows=[PlanRow.from_dict(row) for row in data["rows"]],
+            config_conflicts=[ConfigConflict(**c) for c in data.get("config_conflicts", [])],
+            notes=list(data.get("notes", [])),
+        )
+
+
+def build_plan(
+    *,
+    recipe: str,
+    layout: str,
+    target_class: str,
+    sources: Sequence[SourceEntry],
+    rules: RuleSet,
+    targets: Mapping[str, TargetTensor] | None,
+    overrides: Overrides | None = None,
+    other_entries: Mapping[str, str] | None = None,
+    config_conflicts: Iterable[ConfigConflict] = (),
+    notes: Iterable[str] = (),
+) -> Plan:
+    """Decide every source key, then check the decisions against the target model's parameters.
+
+    `other_entries` are non-tensor entries of the checkpoint (training state, arguments), each
+    with the reason it is left out; they appear as dropped rows so the plan accounts for everything.
+    """
+    overrides = overrides or Overrides()
+    user_rules = RuleSet([Stage("mapping file", overrides.rules)]) if overrides.rules else None
+    rows = [_decide(source, rules, user_rules, overrides) for source in sources]
+    rows += [
+        PlanRow(key, None, None, None, None, Status.DROPPED, "recipe", reason)
+        for key, reason in (other_entries or {}).items()
+    ]
+    plan_notes = list(notes) + overrides.unused_entries([s.key for s in sources])
+    if targets is not None:
+        _check_against_targets(rows, targets)
+    return Plan(recipe, layout, target_class, rows, list(config_conflicts), plan_notes)
+
+
+def _decide(source: SourceEntry, rules: RuleSet, user_rules: RuleSet | None, overrides: Overrides) -> PlanRow:
+    def row(status: Status, target: str | None, rule: str, reason: str = "", via=()) -> PlanRow:
+        return PlanRow(
+            source.key, source.shape, source.dtype, target, None, status, rule, reason, list(via), source.nbytes
+        )
+
+    if source.key in overrides.rename:
+        return row(Status.MAPPED, overrides.rename[source.key], "mapping file: rename")
+    if source.key in overrides.drop:
+        return row(Status.DROPPED, None, "mapping file: drop", overrides.drop[source.key])
+    decision: Decision | None = None
+    if user_rules is not None:
+        decision = user_rules.apply(source.key)
+        if decision.target is None and not decision.dropped:
+            decision = None  # no user rule matched: the recipe's rules decide
+    if decision is None:
+        decision = rules.apply(source.key)
+    if decision.dropped:
+        return row(Status.DROPPED, None, decision.rule, decision.reason, decision.via)
+    if decision.target is None:
+        return row(Status.UNMAPPED, None, decision.rule, f"{decision.reason}; {STATUS_HELP[Status.UNMAPPED]}", decision.via)
+    return row(Status.MAPPED, decision.target, decision.rule, "", decision.via)
+
+
+def _check_against_targets(rows: list[PlanRow], targets: Mapping[str, TargetTensor]) -> None:
+    claims: dict[str, list[PlanRow]] = defaultdict(list)
+    for row in rows:
+        if row.status is not Status.MAPPED:
+            continue
+        target = targets.get(row.target_key)
+        if target is None:
+            row.status = Status.UNMAPPED
+            row.reason = f"the model has no parameter {row.target_key!r}; {STATUS_HELP[Status.UNMAPPED]}"
+            continue
+        row.target_shape = tuple(target.shape)
+        claims[row.target_key].append(row)
+        if tuple(row.source_shape) != tuple(target.shape):
+            row.status = Status.SHAPE_MISMATCH
+            row.reason = (
+                f"checkpoint {list(row.source_shape)} vs model {list(target.shape)}; "
+                f"{STATUS_HELP[Status.SHAPE_MISMATCH]}"
+            )
+    for target_key, claimants in claims.items():
+        if len(claimants) > 1:
+            names = ", ".join(r.source_key for r in claimants)
+            for row in claimants:
+                row.status = Status.DUPLICATE
+                row.reason = f"{names} all map to {target_key!r}; {STATUS_HELP[Status.DUPLICATE]}"
+    for target_key, target in targets.items():
+        if target_key not in claims:
+            rows.append(
+                PlanRow(
+                    None, None, None, target_key, tuple(target.shape), Status.MISSING,
+                    "", STATUS_HELP[Status.MISSING],
+                )
+            )
+
+
+def _problem_key_and_detail(row: PlanRow) -> tuple[str, str]:
+    if row.status is Status.MISSING:
+        return row.target_key or "", ""
+    if row.status is Status.SHAPE_MISMATCH:
+        return row.source_key or "", (
+            f" -> {row.target_key}: checkpoint {list(row.source_shape)} vs model {list(row.target_shape)}"
+        )
+    if row.status is Status.DUPLICATE:
+        return row.source_key or "", f" -> {row.target_key}"
+    if row.status is Status.UNMAPPED and row.target_key:
+        return row.source_key or "", f" -> {row.target_key} (not in the model)"
+    return row.source_key or "", ""
+
+
+_INDEX = re.compile(r"(?<=\.)(\d+)(?=\.|$)")
+
+
+def collapse_indices(keys: Iterable[str]) -> list[str]:
+    """Merge keys that differ only in their numeric parts: `layers.{0...23}.ffn1.bias`.
+
+    Keys are grouped by their shape with numbers blanked; within a group each numeric position
+    shows its values as `{a...b}` when contiguous, `{a, b, c}` otherwise, or the single value.
+    """
+    groups: dict[str, list[list[int]]] = {}
+    order: list[str] = []
+    for key in keys:
+        pattern = _INDEX.sub("#", key)
+        numbers = [int(n) for n in _INDEX.findall(key)]
+        if pattern not in groups:
+            groups[pattern] = [[] for _ in numbers]
+            order.append(pattern)
+        for slot, number in zip(groups[pattern], numbers):
+            if number not in slot:
+                slot.append(number)
+    collapsed = []
+    for pattern in order:
+        pieces = pattern.split("#")
+        text = pieces[0]
+        for slot, piece in zip(groups[pattern], pieces[1:]):
+            text += _format_indices(sorted(slot)) + piece
+        collapsed.append(text)
+    return collapsed
+
+
+def _format_indices(values: list[int]) -> str:
+    if len(values) == 1:
+        return str(values[0])
+    if values == list(range(values[0], values[-1] + 1)):
+        return f"{{{values[0]}...{values[-1]}}}"
+    return "{" + ", ".join(map(str, values)) + "}"

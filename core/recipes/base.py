@@ -1,0 +1,126 @@
+"""What every recipe provides. A recipe is stateless: everything it decides is derived from the
+checkpoint, the user's config (if any) and, for some families, a base model folder."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..checkpoint import Checkpoint
+from ..errors import BadInput
+from ..plan import ConfigConflict, TargetTensor
+from ..rules import RuleSet
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
+
+
+@dataclass(frozen=True)
+class Detection:
+    recipe: "Recipe"
+    layout: str  # the naming scheme found, e.g. "fairseq2" or "fairseq1"
+    score: float  # how many fingerprint checks passed; the best-scoring recipe wins
+    evidence: str  # one sentence for the user: why this recipe
+
+
+@dataclass(frozen=True)
+class SourceTensor:
+    """A tensor to convert and the checkpoint file whose bytes hold it."""
+
+    tensor: torch.Tensor
+    checkpoint: Checkpoint
+
+
+@dataclass
+class ConfigChoice:
+    config: "PretrainedConfig"
+    origin: str  # "file" or "inferred"
+    path: str | None = None
+    inferred: dict[str, str] = field(default_factory=dict)  # field -> "value: evidence"
+    conflicts: list[ConfigConflict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CardDetails:
+    pipeline_tag: str
+    base_model: str
+    tags: tuple[str, ...]
+    description: str
+
+
+class Recipe:
+    name: str = ""
+    title: str = ""
+    needs_base_model: bool = False
+
+    def detect(self, checkpoint: Checkpoint) -> Detection | None:
+        raise NotImplementedError
+
+    def source_tensors(self, checkpoint: Checkpoint, layout: str, base_model: Path | None = None) -> dict[str, SourceTensor]:
+        """Every tensor to plan, named as the user knows it (the names in the file)."""
+        raise NotImplementedError
+
+    def other_entries(self, checkpoint: Checkpoint, layout: str) -> dict[str, str]:
+        """Non-tensor entries (training state, arguments...) and why they are left out."""
+        return {}
+
+    def rules(self, layout: str) -> RuleSet:
+        raise NotImplementedError
+
+    def choose_config(
+        self,
+        checkpoint: Checkpoint,
+        layout: str,
+        tensors: dict[str, SourceTensor],
+        *,
+        config_path: Path | None = None,
+        base_model: Path | None = None,
+    ) -> ConfigChoice:
+        raise NotImplementedError
+
+    def target_class(self, config: "PretrainedConfig") -> type:
+        raise NotImplementedError
+
+    def target_tensors(self, config: "PretrainedConfig") -> dict[str, TargetTensor]:
+        """The target model's parameters, from the real class built on the meta device."""
+        model_class = self.target_class(config)
+        with torch.device("meta"):
+            model = model_class(config)
+        return {
+            key: TargetTensor(tuple(value.shape), str(value.dtype).removeprefix("torch."))
+            for key, value in model.state_dict().items()
+        }
+
+    def preprocessor_config(self, config: "PretrainedConfig", base_model: Path | None = None) -> dict[str, Any]:
+        """The content of preprocessor_config.json."""
+        raise NotImplementedError
+
+    def card_details(self, config: "PretrainedConfig", checkpoint: Checkpoint, base_model: Path | None) -> CardDetails:
+        raise NotImplementedError
+
+
+def read_config_json(path: Path, expected_model_types: tuple[str, ...]) -> dict[str, Any]:
+    """A config.json (or a folder holding one) as a dict, refusing configs of another model type."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path}: cannot read the config ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{path}: the config is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise BadInput(f"{path}: the config must be a JSON object")
+    model_type = data.get("model_type")
+    if model_type not in expected_model_types:
+        wanted = " or ".join(repr(t) for t in expected_model_types)
+        raise BadInput(f"{path}: a config of model_type {model_type!r}; this conversion needs {wanted}")
+    return data
