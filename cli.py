@@ -122,7 +122,7 @@ def _convert(args) -> int:
         if args.json:
             _print_json({"error": {"kind": problems.kind, "message": str(problems)}, **_prepared_json(prepared)})
         else:
-            _print_prepared(prepared, rows=False, file=sys.stderr)
+            _print_problems(prepared.plan, file=sys.stderr)
         _error_line(problems)
         return EXIT_PLAN_PROBLEMS
     _clear_progress_line()
@@ -221,13 +221,17 @@ def _print_prepared(prepared, rows: bool, file=None) -> None:
             shape = list(row.source_shape) if row.source_shape is not None else "-"
             detail = f"  ({row.reason})" if row.reason and row.status.value != "mapped" else ""
             print(f"  {row.status.value:16} {source} {shape} -> {target}{detail}", file=out)
+    _print_problems(plan, file=out)
+
+
+def _print_problems(plan, file) -> None:
     problems = plan.problem_lines()
-    if problems:
-        print(f"{len(problems)} problem line(s):", file=out)
-        for line in problems:
-            print(f"  {line}", file=out)
-    else:
-        print("no problems: ready to convert", file=out)
+    if not problems:
+        print("no problems: ready to convert", file=file)
+        return
+    print(f"problems ({plan.summary()}):", file=file)
+    for line in problems:
+        print(f"  {line}", file=file)
 
 
 def _terminal_progress(enabled: bool):

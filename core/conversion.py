@@ -68,7 +68,7 @@ class ConversionResult:
 
 
 def prepare(
-    source: str | Path,
+    source: str | Path | Checkpoint,
     *,
     config: str | Path | None = None,
     mapping: str | Path | None = None,
@@ -77,12 +77,16 @@ def prepare(
     trust_pickle: bool = False,
     progress: Progress | None = None,
 ) -> Prepared:
+    """Open, detect, configure and plan. `source` is a file path, or an already opened checkpoint."""
     progress = ensure(progress)
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    source = Path(source).expanduser().absolute()
     progress.stage("reading the checkpoint")
-    checkpoint = load_checkpoint(source, trust_pickle=trust_pickle)
+    if isinstance(source, Checkpoint):
+        checkpoint, source = source, source.path
+    else:
+        source = Path(source).expanduser().absolute()
+        checkpoint = load_checkpoint(source, trust_pickle=trust_pickle)
     hasher = BackgroundHash(source)  # runs while the plan is built and the weights are written
     try:
         detection = detect(checkpoint) if recipe is None else _forced(recipe_named(recipe), checkpoint)

@@ -36,7 +36,7 @@ class BackgroundHash:
                         self._digest = digest.hexdigest()
                         return
                     digest.update(view[:count])
-        except OSError as exc:
+        except OSError as exc:  # reported by result(), when (and if) the digest is needed
             self._error = exc
 
     def done(self) -> bool:

@@ -30,9 +30,17 @@ def check_output_path(out: str | Path, force: bool) -> Path:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise BadInput(f"{ancestor}: is a file, so {out} cannot be created")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise BadInput(f"{ancestor}: not writable, so {out} cannot be created")
+    _probe_writable(ancestor, out)
     return out
+
+
+def _probe_writable(folder: Path, out: Path) -> None:
+    # Permission bits do not tell the whole story (read-only mounts, pseudo filesystems, root),
+    # so try what the conversion will do: create a folder there, then remove it.
+    try:
+        Path(tempfile.mkdtemp(prefix=".speechport-probe-", dir=folder)).rmdir()
+    except OSError as exc:
+        raise BadInput(f"{folder}: not writable ({exc.strerror or exc}), so {out} cannot be created") from None
 
 
 class StagedFolder:

@@ -128,13 +128,12 @@ class Plan:
     def problem_lines(self) -> list[str]:
         """Every problem, one line per kind, with layer indices collapsed: `layers.{0...23}.x`."""
         lines = [f"config conflict: {conflict.describe()}" for conflict in self.config_conflicts]
-        groups: dict[tuple[Status, str], list[str]] = defaultdict(list)
+        groups: dict[Status, list[str]] = defaultdict(list)
         for row in self.problems():
             key, detail = _problem_key_and_detail(row)
-            groups[(row.status, detail)].append(key)
-        for (status, detail), keys in groups.items():
-            for collapsed in collapse_indices(keys):
-                lines.append(f"{status.value}: {collapsed}{detail}")
+            groups[row.status].append(key + detail)
+        for status, texts in groups.items():
+            lines += [f"{status.value}: {collapsed}" for collapsed in collapse_indices(texts)]
         return lines
 
     def summary(self) -> str:
