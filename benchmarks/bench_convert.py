@@ -219,7 +219,10 @@ def measure(command: list[str], env: dict[str, str] | None = None) -> Measuremen
         return Measurement(
             returncode=process.returncode,
             wall_s=wall,
-            maxrss_bytes=usage.ru_maxrss * 1024,  # Linux reports KiB
+            # Linux reports KiB. The figure starts from the benchmark's own RSS at fork time
+            # (~20 MB, which is why cp shows more than its sampled VmRSS): torch is imported
+            # here only after all runs, so this floor stays small.
+            maxrss_bytes=usage.ru_maxrss * 1024,
             peak_rss_sampled=sampler.peak["VmRSS"],
             peak_hwm_sampled=sampler.peak["VmHWM"],
             peak_anon=sampler.peak["RssAnon"],

@@ -199,7 +199,8 @@ def test_demo_converts_and_reloads(run_cli, tmp_path):
 
 
 def test_console_script_and_module_entry_points():
-    for command in (["speechport", "--help"], [sys.executable, "-m", "speechport", "--help"]):
+    console_script = str(Path(sys.executable).parent / "speechport")
+    for command in ([console_script, "--help"], [sys.executable, "-m", "speechport", "--help"]):
         done = subprocess.run(command, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0 and "inspect" in done.stdout and "convert" in done.stdout
         # --help must not pay for torch: the heavy imports wait for a command
