@@ -1,5 +1,3 @@
-import sys
+from speechport.cli import run
 
-from speechport.cli import main
-
-sys.exit(main())
+run()

@@ -55,12 +55,13 @@ REPO = Path(__file__).resolve().parents[1]
 KEYS_FILE = REPO / "tests" / "fixtures" / "conformer_shaw" / "real_600m_keys.json"
 DEFAULT_DATA_DIR = REPO / "benchmarks" / ".data"
 CHECKPOINT_NAME = "conformer_shaw_600m_fs2.pt"
-RUNS = 3
+RUNS = 5
 HELP_RUNS = 5
 SAMPLE_INTERVAL_S = 0.005
 SMAPS_EVERY = 10  # smaps_rollup walks every mapping: read it on every 10th sample only
 GIB = 1024**3
 
+STARTUP_PHASES = {"import"}  # speechport's timed import of torch/transformers classes
 TARGET_SPEEDUP_VS_SEED = 4.0
 TARGET_RATIO_VS_CP = 1.3
 TARGET_PRIVATE_GIB = 0.5
@@ -346,10 +347,12 @@ def remove(path: Path) -> None:
 
 
 def run_contenders(checkpoint: Path, runs_dir: Path, keep: bool) -> dict[str, Contender]:
-    contenders = {}
-    for name, (command_for, is_folder) in contender_commands(checkpoint).items():
-        contender = contenders[name] = Contender(name)
-        for index in range(1, RUNS + 1):
+    # Rounds interleave the contenders, so a slow spell of this shared machine hits all of them.
+    commands = contender_commands(checkpoint)
+    contenders = {name: Contender(name) for name in commands}
+    for index in range(1, RUNS + 1):
+        for name, (command_for, is_folder) in commands.items():
+            contender = contenders[name]
             out = runs_dir / (f"{name}-{index}" if is_folder else f"{name}-{index}.pt")
             remove(out)
             os.sync()
@@ -461,6 +464,10 @@ def summarise(contender: Contender) -> dict:
         summary["phases_median_s"] = {
             name: statistics.median([phases[name] for phases in phase_runs if name in phases]) for name in names}
         summary["phases_sum_median_s"] = statistics.median([sum(phases.values()) for phases in phase_runs])
+        # Library imports are start-up: paid once per process whatever the checkpoint, and the cp
+        # floor pays none; the in-process conversion is everything after them.
+        summary["in_process_median_s"] = statistics.median(
+            [sum(v for k, v in phases.items() if k not in STARTUP_PHASES) for phases in phase_runs])
         summary["phases_per_run_s"] = phase_runs
     return summary
 
@@ -509,7 +516,7 @@ def target_lines(summaries: dict[str, dict], help_times: list[float]) -> tuple[l
     else:
         lines.append("speechport vs seed-style: n/a (a contender failed)  FAIL")
 
-    in_process = ours.get("phases_sum_median_s")
+    in_process = ours.get("in_process_median_s")
     convert_phase = ours.get("phases_median_s", {}).get("convert")
     if in_process and cp.get("median_wall_s"):
         ratio = in_process / cp["median_wall_s"]
@@ -517,7 +524,7 @@ def target_lines(summaries: dict[str, dict], help_times: list[float]) -> tuple[l
                                       "in_process_s": in_process, "convert_phase_s": convert_phase}
         lines.append(f"speechport in-process conversion vs cp: {ratio:.2f}x (target <= {TARGET_RATIO_VS_CP:g}x)"
                      f"  {verdict(ratio <= TARGET_RATIO_VS_CP)}")
-        detail = f"    in-process {in_process:.2f} s (sum of phases)"
+        detail = f"    in-process {in_process:.2f} s (sum of phases after the library imports)"
         if convert_phase is not None:
             detail += (f", of which 'convert' {convert_phase:.2f} s"
                        f" = {convert_phase / cp['median_wall_s']:.2f}x cp")

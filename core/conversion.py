@@ -76,8 +76,13 @@ def prepare(
     recipe: str | None = None,
     trust_pickle: bool = False,
     progress: Progress | None = None,
+    hasher: BackgroundHash | None = None,
 ) -> Prepared:
-    """Open, detect, configure and plan. `source` is a file path, or an already opened checkpoint."""
+    """Open, detect, configure and plan. `source` is a file path, or an already opened checkpoint.
+
+    `hasher` is the source's checksum if the caller started it already (the CLI starts it before
+    importing torch, so it is done by the time the weights are written).
+    """
     progress = ensure(progress)
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -87,11 +92,14 @@ def prepare(
     else:
         source = Path(source).expanduser().absolute()
         checkpoint = load_checkpoint(source, trust_pickle=trust_pickle)
-    hasher = BackgroundHash(source)  # runs while the plan is built and the weights are written
+    hasher = hasher or BackgroundHash(source)  # runs while the plan is built and the weights are written
     try:
         detection = detect(checkpoint) if recipe is None else _forced(recipe_named(recipe), checkpoint)
         timings["read"] = time.perf_counter() - started
         chosen = detection.recipe
+        mark = time.perf_counter()
+        chosen.load_libraries()
+        timings["import"] = time.perf_counter() - mark
         base_model = Path(base_model).expanduser().absolute() if base_model else None
         if chosen.needs_base_model and base_model is None:
             raise BadInput(
@@ -101,6 +109,7 @@ def prepare(
         overrides = Overrides.load(mapping) if mapping else Overrides()
         progress.check()
         progress.stage("settling the config")
+        mark = time.perf_counter()
         tensors = chosen.source_tensors(checkpoint, detection.layout, base_model)
         choice = chosen.choose_config(
             checkpoint, detection.layout, tensors,
@@ -108,7 +117,6 @@ def prepare(
         )
         progress.check()
         progress.stage("building the target model on the meta device")
-        mark = time.perf_counter()
         try:
             targets = chosen.target_tensors(choice.config)
         except (ValueError, TypeError, AttributeError, RuntimeError) as exc:
@@ -159,10 +167,10 @@ def convert(
             progress.check()
         seconds = time.perf_counter() - started
         from .model_card import write_model_card
-        from .report import build_report
+        from .report import build_report, dump_report
 
         report = build_report(prepared, weights, seconds)
-        (staged.path / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
+        (staged.path / REPORT_NAME).write_text(dump_report(report))
         write_model_card(staged.path, prepared, report)
         output = staged.commit()
     progress.finish()

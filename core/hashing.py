@@ -12,7 +12,8 @@ from pathlib import Path
 
 from .errors import Cancelled
 
-_CHUNK = 8 << 20
+# Large reads: each one is a round trip for the GIL, which the importing main thread holds.
+_CHUNK = 64 << 20
 
 
 class BackgroundHash:

@@ -72,12 +72,19 @@ class PlanRow:
     nbytes: int = 0
 
     def to_dict(self) -> dict:
-        data = asdict(self)
-        data["status"] = self.status.value
-        for key in ("source_shape", "target_shape"):
-            if data[key] is not None:
-                data[key] = list(data[key])
-        return data
+        # Written out by hand: dataclasses.asdict deep-copies, which shows on 800-row plans.
+        return {
+            "source_key": self.source_key,
+            "source_shape": list(self.source_shape) if self.source_shape is not None else None,
+            "source_dtype": self.source_dtype,
+            "target_key": self.target_key,
+            "target_shape": list(self.target_shape) if self.target_shape is not None else None,
+            "status": self.status.value,
+            "rule": self.rule,
+            "reason": self.reason,
+            "via": list(self.via),
+            "nbytes": self.nbytes,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "PlanRow":

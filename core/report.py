@@ -7,6 +7,7 @@ and the conversion can be audited or repeated.
 from __future__ import annotations
 
 import datetime
+import json
 from typing import TYPE_CHECKING
 
 from .plan import Status, collapse_indices
@@ -66,6 +67,17 @@ def build_report(prepared: "Prepared", weights: WrittenWeights, seconds: float) 
         "versions": versions(),
         "verification": None,
     }
+
+
+def dump_report(report: dict) -> str:
+    """The report as JSON text: indented, with one line per plan row so it stays readable and
+    quick to write for 800-row plans."""
+    placeholder = "\u0000rows\u0000"
+    rows = report["plan"]["rows"]
+    skeleton = {**report, "plan": {**report["plan"], "rows": placeholder}}
+    text = json.dumps(skeleton, indent=2)
+    lines = ",\n".join("      " + json.dumps(row) for row in rows)
+    return text.replace(json.dumps(placeholder), "[\n" + lines + "\n    ]" if rows else "[]") + "\n"
 
 
 def _dropped_summary(dropped: list[dict]) -> list[str]:

@@ -178,6 +178,9 @@ class ConformerShawRecipe(Recipe):
         conflicts += _semantic_conflicts(config)
         return ConfigChoice(config, "file", path=str(config_path), conflicts=conflicts)
 
+    def load_libraries(self) -> None:
+        from transformers import SeamlessM4TFeatureExtractor, Wav2Vec2BertConfig, Wav2Vec2BertModel  # noqa: F401
+
     def target_class(self, config):
         from transformers import Wav2Vec2BertModel
 
