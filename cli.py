@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PLAN_PROBLEMS = 0, 1, 2, 3
+DEFAULT_TOLERANCE = 5e-3  # kept equal to core.comparison.DEFAULT_TOLERANCE; here to keep --help light
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +27,17 @@ def build_parser() -> argparse.ArgumentParser:
         "2 bad input, 3 the mapping plan has problems.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def audio_options(sub: argparse.ArgumentParser, required: bool) -> None:
+        sub.add_argument("--tolerance", metavar="T", type=float, default=DEFAULT_TOLERANCE,
+                         help=f"pass when max |diff| <= T on valid frames (default {DEFAULT_TOLERANCE:g})")
+        sub.add_argument("--channels", choices=("first", "mean"), default="first",
+                         help="multi-channel clips: keep the first channel (default, as fairseq2 does) or mix down")
+        sub.add_argument("--original-backend", metavar="NAME", default="reference",
+                         help="run the original with Speechport's reference (default) or the upstream library "
+                         "when installed: fairseq2 (conformer_shaw), s3prl (S3PRL heads)")
+        sub.add_argument("--max-seconds", metavar="S", type=float, default=120.0,
+                         help="refuse longer clips (attention memory grows with the square of the length)")
 
     def source_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("source", metavar="SOURCE", help="checkpoint file (.pt, .ckpt, .safetensors)")
@@ -47,6 +59,21 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--force", action="store_true", help="replace a non-empty output folder once the new one is complete")
     convert.add_argument("--max-shard-size", metavar="SIZE", default=None, help="shard the weights above this size (default 50GB)")
     convert.add_argument("--quiet", action="store_true", help="no progress bar")
+    convert.add_argument("--verify", metavar="CLIP", action="append", default=[],
+                         help="compare the original and the converted model on this clip once written "
+                         "(repeatable); the result goes into the report and the model card")
+    audio_options(convert, required=False)
+
+    compare = commands.add_parser("compare", help="run the original and the converted model on clips and compare them")
+    compare.add_argument("source", metavar="SOURCE", help="the original checkpoint")
+    compare.add_argument("converted", metavar="CONVERTED_DIR", help="the converted transformers folder")
+    compare.add_argument("--audio", metavar="CLIP", action="append", required=True, help="clip to compare on (repeatable)")
+    compare.add_argument("--save-outputs", metavar="DIR", help="write DIR/<clip>.safetensors with the compared outputs")
+    compare.add_argument("--base-model", metavar="DIR", help="local upstream model folder (S3PRL heads)")
+    compare.add_argument("--trust-pickle", action="store_true", help="load a source pickle beyond the safe allow-list")
+    compare.add_argument("--json", action="store_true", help="print a JSON document on stdout")
+    compare.add_argument("--quiet", action="store_true", help="no progress bar")
+    audio_options(compare, required=True)
 
     demo = commands.add_parser("demo", help="convert the built-in demo checkpoint and reload it with transformers")
     demo.add_argument("--out", metavar="DIR", help="keep the converted folder here (default: a temporary folder)")
@@ -64,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"inspect": _inspect, "convert": _convert, "demo": _demo, "gui": _gui, None: _gui}
+    handlers = {"inspect": _inspect, "convert": _convert, "compare": _compare, "demo": _demo, "gui": _gui, None: _gui}
     if args.command is None:
         args.source = args.config = args.base_model = args.out = None
         args.demo = False
@@ -120,14 +147,20 @@ def _convert(args) -> int:
     from .core.output_folder import check_output_path
     from .core.safetensors_writer import DEFAULT_MAX_SHARD_SIZE
 
+    from .core.audio import load_clip
+
     check_output_path(args.out, args.force)  # fail before reading a multi-GB file
+    clips = [load_clip(path, channels=args.channels, max_seconds=args.max_seconds) for path in args.verify]
     progress = _terminal_progress(enabled=not args.quiet and not args.json)
+    if args.verify:
+        _quiet_transformers()
     prepared = prepare(args.source, config=args.config, mapping=args.mapping, base_model=args.base_model,
                        recipe=args.recipe, trust_pickle=args.trust_pickle, progress=progress,
                        hasher=args.early_hash)
     try:
         result = convert(prepared, args.out, force=args.force,
-                         max_shard_size=args.max_shard_size or DEFAULT_MAX_SHARD_SIZE, progress=progress)
+                         max_shard_size=args.max_shard_size or DEFAULT_MAX_SHARD_SIZE, progress=progress,
+                         verify=clips, tolerance=args.tolerance, original_backend=args.original_backend)
     except PlanProblems as problems:
         _clear_progress_line()
         if args.json:
@@ -156,12 +189,55 @@ def _convert(args) -> int:
         print(f"  plan: {prepared.plan.summary()}")
         print(f"  wrote {', '.join(result.weights.files)} ({_human_bytes(result.weights.total_bytes)}) "
               f"in {result.seconds:.2f} s")
+        if result.comparison is not None:
+            _print_comparison(result.comparison)
+    if result.comparison is not None and result.comparison.verdict != "pass":
+        return EXIT_FAILED
     return EXIT_OK
+
+
+def _compare(args) -> int:
+    from .core.verification import compare_clips, open_sides
+
+    progress = _terminal_progress(enabled=not args.quiet and not args.json)
+    _quiet_transformers()
+    sides = open_sides(args.source, args.converted, base_model=args.base_model, backend=args.original_backend,
+                       trust_pickle=args.trust_pickle, progress=progress)
+    comparison = compare_clips(sides, args.audio, tolerance=args.tolerance, channels=args.channels,
+                               max_seconds=args.max_seconds, save_outputs=args.save_outputs, progress=progress)
+    _clear_progress_line()
+    if args.json:
+        _print_json({**comparison.to_dict(), "source": str(Path(args.source).absolute()),
+                     "converted": str(Path(args.converted).absolute()), "original_backend": args.original_backend,
+                     "recipe": sides.detection.recipe.name})
+    else:
+        _print_comparison(comparison)
+    return EXIT_OK if comparison.verdict == "pass" else EXIT_FAILED
+
+
+def _print_comparison(comparison) -> None:
+    for clip in comparison.clips:
+        print(f"{clip.verdict.upper():4} {Path(clip.audio).name}: max |diff| {clip.max_abs_diff:.3g}, "
+              f"mean |diff| {clip.mean_abs_diff:.3g}, NMSE {clip.nmse_db:.1f} dB, cosine min {clip.cosine_min:.6f}, "
+              f"{clip.frames} frames (original {clip.seconds_original:.2f} s, converted {clip.seconds_converted:.2f} s)")
+        if clip.first_divergent_layer:
+            print(f"     first divergent layer: {clip.first_divergent_layer}")
+        for note in clip.notes:
+            print(f"     {note}")
+    print(f"verdict: {comparison.verdict} (tolerance {comparison.tolerance:g} on max |diff|)")
+
+
+def _quiet_transformers() -> None:
+    """transformers' weight-loading progress bars would garble the CLI's own output."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
 
 
 def _demo(args) -> int:
     from .core.demo import run_demo
 
+    _quiet_transformers()
     outcome = run_demo(args.out, force=args.force, progress=_terminal_progress(enabled=not args.json))
     _clear_progress_line()
     if args.json:

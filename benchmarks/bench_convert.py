@@ -573,6 +573,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"where the checkpoint and outputs go (default {DEFAULT_DATA_DIR})")
     parser.add_argument("--keep", action="store_true", help="keep every output instead of deleting it")
     parser.add_argument("--json", metavar="FILE", type=Path, help="also write all numbers to this JSON file")
+    parser.add_argument("--build-only", action="store_true", help="only build (or reuse) the synthetic checkpoint")
     args = parser.parse_args(argv)
 
     data_dir = args.data_dir.resolve()
@@ -581,6 +582,8 @@ def main(argv: list[str] | None = None) -> int:
     runs_dir.mkdir(exist_ok=True)
 
     checkpoint = ensure_checkpoint(data_dir)
+    if args.build_only:
+        return 0
     warm = warm_page_cache(checkpoint)
     size = checkpoint.stat().st_size
     print(f"page cache warm-up: read {size / GIB:.2f} GiB in {warm:.2f} s")

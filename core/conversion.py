@@ -11,8 +11,11 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
+from .audio import Clip, load_clip
 from .checkpoint import Checkpoint, load_checkpoint
+from .comparison import DEFAULT_TOLERANCE, Comparison
 from .errors import BadInput, PlanProblems
 from .hashing import BackgroundHash
 from .mapping_file import Overrides
@@ -65,6 +68,7 @@ class ConversionResult:
     weights: WrittenWeights
     report: dict
     seconds: float
+    comparison: "Comparison | None" = None
 
 
 def prepare(
@@ -144,13 +148,26 @@ def convert(
     force: bool = False,
     max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
     progress: Progress | None = None,
+    verify: Sequence[str | Path | Clip] = (),
+    tolerance: float = DEFAULT_TOLERANCE,
+    channels: str = "first",
+    original_backend: str = "reference",
 ) -> ConversionResult:
-    """Write the converted folder atomically; nothing is written when the plan has problems."""
+    """Write the converted folder atomically; nothing is written when the plan has problems.
+
+    With `verify` clips, the original and the converted model are compared on them once the
+    folder is complete (before it is moved into place), and the result goes into the report and
+    the model card. A failed verification still delivers the folder: the evidence is the point.
+    """
     progress = ensure(progress)
     if not prepared.plan.ok:
         raise PlanProblems(prepared.plan)
     started = time.perf_counter()
     check_output_path(out, force)
+    clips = [c if isinstance(c, Clip) else load_clip(c, channels=channels) for c in verify]  # bad audio fails first
+    if clips:
+        prepared.recipe.check_backend(original_backend)
+    comparison = None
     with StagedFolder(out, force) as staged:
         items = [
             WriteItem(row.target_key, prepared.tensors[row.source_key].tensor, prepared.tensors[row.source_key].checkpoint)
@@ -166,15 +183,34 @@ def convert(
         while not prepared.hasher.wait(0.05):
             progress.check()
         seconds = time.perf_counter() - started
+        if clips:
+            comparison = _verify(prepared, staged.path, clips, tolerance, original_backend, progress)
         from .model_card import write_model_card
         from .report import build_report, dump_report
 
         report = build_report(prepared, weights, seconds)
+        if comparison is not None:
+            report["verification"] = {**comparison.to_dict(), "original_backend": original_backend}
         (staged.path / REPORT_NAME).write_text(dump_report(report))
         write_model_card(staged.path, prepared, report)
         output = staged.commit()
     progress.finish()
-    return ConversionResult(output, weights, report, seconds)
+    return ConversionResult(output, weights, report, seconds, comparison)
+
+
+def _verify(prepared: Prepared, folder: Path, clips, tolerance: float, backend: str, progress: Progress):
+    from .verification import Sides, compare_clips
+
+    recipe = prepared.recipe
+    progress.stage("verifying: loading the original and the converted model")
+    sides = Sides(
+        prepared.detection,
+        recipe.original_side(prepared.checkpoint, prepared.layout, base_model=prepared.base_model, backend=backend),
+        recipe.converted_side(folder, base_model=prepared.base_model),
+        backend,
+        str(folder),
+    )
+    return compare_clips(sides, clips, tolerance=tolerance, progress=progress)
 
 
 def _build_plan(prepared: Prepared) -> Plan:

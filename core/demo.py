@@ -21,16 +21,22 @@ def run_demo(out: str | Path | None = None, *, force: bool = False, progress: Pr
     folder = Path(out) if keep else Path(tempfile.mkdtemp(prefix="speechport-demo-")) / "converted"
     try:
         prepared = prepare(DEMO_CHECKPOINT, progress=progress)
-        result = convert(prepared, folder, force=force, progress=progress)
+        result = convert(prepared, folder, force=force, progress=progress, verify=DEMO_CLIPS)
         loading = reload_with_transformers(result.output)
-        ok = not any(loading.values())
+        verification = result.comparison
+        ok = not any(loading.values()) and verification.verdict == "pass"
         lines = [
             f"demo checkpoint: {DEMO_CHECKPOINT.name} ({prepared.recipe.name}, {prepared.layout} layout)",
             f"plan: {prepared.plan.summary()}",
             f"converted in {result.seconds:.2f} s -> {result.output if keep else 'a temporary folder'}",
             "reloaded with transformers: "
-            + ("every loading list empty" if ok else f"problems: { {k: v for k, v in loading.items() if v} }"),
+            + ("every loading list empty" if not any(loading.values()) else f"problems: { {k: v for k, v in loading.items() if v} }"),
         ]
+        for clip in verification.clips:
+            lines.append(
+                f"verified on {Path(clip.audio).name}: {clip.verdict} (max |diff| {clip.max_abs_diff:.2g} "
+                f"over {clip.frames} frames, tolerance {verification.tolerance:g})"
+            )
         if not keep:
             lines.append("(use --out DIR to keep the converted folder)")
         return {
@@ -39,6 +45,7 @@ def run_demo(out: str | Path | None = None, *, force: bool = False, progress: Pr
             "output": str(result.output) if keep else None,
             "plan": prepared.plan.counts(),
             "loading_info": loading,
+            "verification": verification.to_dict(),
             "seconds": round(result.seconds, 3),
             "lines": lines,
         }

@@ -21,7 +21,6 @@ from .recipes import detect
 from .recipes.base import Detection
 
 Side = Callable[[Clip], SideOutput]
-BACKENDS = ("reference", "upstream")
 
 
 @dataclass
@@ -44,8 +43,6 @@ def open_sides(
     progress: Progress | None = None,
 ) -> Sides:
     progress = ensure(progress)
-    if backend not in BACKENDS:
-        raise BadInput(f"unknown original backend {backend!r}; use one of {', '.join(BACKENDS)}")
     progress.stage("loading the original model")
     checkpoint = source if isinstance(source, Checkpoint) else load_checkpoint(source, trust_pickle=trust_pickle)
     detection = detection or detect(checkpoint)
@@ -53,11 +50,16 @@ def open_sides(
     base = Path(base_model).expanduser().absolute() if base_model else None
     if recipe.needs_base_model and base is None:
         raise BadInput(f"{checkpoint.path}: comparing a {recipe.name} checkpoint needs the upstream model: --base-model DIR")
+    recipe.check_backend(backend)
+    folder = check_converted_folder(converted_dir, recipe)  # refuse a wrong folder before loading anything
     original = recipe.original_side(checkpoint, detection.layout, base_model=base, backend=backend)
     progress.check()
     progress.stage("loading the converted model")
-    folder = check_converted_folder(converted_dir, recipe)
-    converted = recipe.converted_side(folder)
+    try:
+        converted = recipe.converted_side(folder, base_model=base)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise BadInput(f"{folder}: transformers cannot load the converted model ({reason})") from None
     return Sides(detection, original, converted, getattr(original, "name", backend), str(folder))
 
 
@@ -94,7 +96,7 @@ def check_converted_folder(folder: str | Path, recipe) -> Path:
 
 def compare_clips(
     sides: Sides,
-    audio: Sequence[str | Path],
+    audio: Sequence[str | Path | Clip],
     *,
     tolerance: float = DEFAULT_TOLERANCE,
     channels: str = "first",
@@ -106,7 +108,7 @@ def compare_clips(
     progress = ensure(progress)
     if not audio:
         raise BadInput("no audio clip given: pass --audio CLIP")
-    clips = [load_clip(path, channels=channels, max_seconds=max_seconds) for path in audio]
+    clips = [a if isinstance(a, Clip) else load_clip(a, channels=channels, max_seconds=max_seconds) for a in audio]
     save_dir = Path(save_outputs) if save_outputs else None
     if save_dir is not None and save_dir.exists() and not save_dir.is_dir():
         raise BadInput(f"{save_dir}: --save-outputs must be a folder")

@@ -57,6 +57,9 @@ class Recipe:
     name: str = ""
     title: str = ""
     needs_base_model: bool = False
+    # Ways to run the original model for a comparison: Speechport's own implementation first,
+    # then the upstream library where it happens to be installed.
+    original_backends: tuple[str, ...] = ("reference",)
 
     def detect(self, checkpoint: Checkpoint) -> Detection | None:
         raise NotImplementedError
@@ -109,6 +112,25 @@ class Recipe:
 
     def card_details(self, config: "PretrainedConfig", checkpoint: Checkpoint, base_model: Path | None) -> CardDetails:
         raise NotImplementedError
+
+    # -- verification ---------------------------------------------------------------------
+    def converted_architectures(self) -> tuple[str, ...]:
+        """The transformers classes a folder converted by this recipe may hold."""
+        raise NotImplementedError
+
+    def original_side(self, checkpoint: Checkpoint, layout: str, *, base_model: Path | None = None, backend: str = "reference"):
+        """A callable `clip -> SideOutput` running the original model."""
+        raise NotImplementedError
+
+    def converted_side(self, folder: Path, *, base_model: Path | None = None):
+        """A callable `clip -> SideOutput` running the converted folder as users will load it."""
+        raise NotImplementedError
+
+    def check_backend(self, backend: str) -> None:
+        if backend not in self.original_backends:
+            raise BadInput(
+                f"the {self.name} original model can run as: {', '.join(self.original_backends)} (not {backend!r})"
+            )
 
 
 def _no_init_weights():

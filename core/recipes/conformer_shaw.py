@@ -8,12 +8,15 @@ renamed exactly as seamless_communication's `convert_conformer_shaw_checkpoint` 
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..audio import MODEL_RATE, Clip
 from ..checkpoint import Checkpoint
+from ..comparison import SideOutput
 from ..errors import BadInput
 from ..plan import ConfigConflict
 from ..rules import RuleSet, Stage, drop, rename
@@ -112,6 +115,7 @@ _FS2_REL_KEY = re.compile(r"^encoder\.layers\.(\d+)\.self_attn\.sdpa\.rel_k_embe
 class ConformerShawRecipe(Recipe):
     name = "conformer_shaw"
     title = "seamless conformer_shaw / w2v-BERT 2.0 (fairseq2 or fairseq1 names) -> Wav2Vec2BertModel"
+    original_backends = ("reference", "fairseq2")
 
     # -- detection ------------------------------------------------------------------------
     def detect(self, checkpoint: Checkpoint) -> Detection | None:
@@ -211,7 +215,68 @@ class ConformerShawRecipe(Recipe):
         )
 
 
+    # -- verification ---------------------------------------------------------------------
+    def converted_architectures(self) -> tuple[str, ...]:
+        return ("Wav2Vec2BertModel",)
+
+    def original_side(self, checkpoint, layout, *, base_model=None, backend="reference"):
+        self.check_backend(backend)
+        state = self.fairseq2_state_dict(checkpoint, layout)
+        if backend == "fairseq2":
+            from ..upstream import Fairseq2ConformerShawSide
+
+            return Fairseq2ConformerShawSide(state)
+        return ReferenceSide(state)
+
+    def converted_side(self, folder, *, base_model=None):
+        return TransformersEncoderSide(folder)
+
+
 RECIPE = ConformerShawRecipe()
+
+
+class ReferenceSide:
+    """The original encoder as Speechport's own fairseq2-semantics implementation runs it."""
+
+    name = "reference"
+
+    def __init__(self, state: dict[str, torch.Tensor]):
+        from ..reference.conformer_shaw import ConformerShawReference
+
+        self.model = ConformerShawReference(state)
+
+    def __call__(self, clip: Clip) -> SideOutput:
+        started = time.perf_counter()
+        output = self.model([torch.from_numpy(clip.waveform)])
+        valid = int(output.output_seq_lens[0])
+        stages = [("feature_projection", output.frontend_output[0, :valid])]
+        stages += [(f"encoder.layers.{i}", layer[0, :valid]) for i, layer in enumerate(output.layer_outputs)]
+        return SideOutput(output.last_hidden_state[0, :valid], stages, time.perf_counter() - started)
+
+
+class TransformersEncoderSide:
+    """The converted folder: `from_pretrained` and its own saved feature extractor."""
+
+    name = "transformers"
+
+    def __init__(self, folder: Path):
+        from transformers import AutoFeatureExtractor, Wav2Vec2BertModel
+
+        self.extractor = AutoFeatureExtractor.from_pretrained(folder)
+        self.model = Wav2Vec2BertModel.from_pretrained(folder).eval()
+
+    def __call__(self, clip: Clip) -> SideOutput:
+        started = time.perf_counter()
+        inputs = self.extractor(clip.waveform, sampling_rate=MODEL_RATE, return_tensors="pt")
+        with torch.inference_mode():
+            output = self.model(**inputs, output_hidden_states=True)
+        mask = inputs.get("attention_mask")
+        # For an odd fbank frame count the extractor pads one masked frame that fairseq2 drops.
+        valid = int(mask[0].sum()) if mask is not None else output.last_hidden_state.shape[1]
+        hidden = output.hidden_states  # (input to layer 0, output of each layer)
+        stages = [("feature_projection", hidden[0][0, :valid])]
+        stages += [(f"encoder.layers.{i}", h[0, :valid]) for i, h in enumerate(hidden[1:])]
+        return SideOutput(output.last_hidden_state[0, :valid], stages, time.perf_counter() - started)
 
 
 # -- helpers --------------------------------------------------------------------------------
