@@ -16,7 +16,7 @@ from typing import Sequence
 from .audio import Clip, load_clip
 from .checkpoint import Checkpoint, load_checkpoint
 from .comparison import DEFAULT_TOLERANCE, Comparison
-from .errors import BadInput, PlanProblems
+from .errors import BadInput, NeedsBaseModel, PlanProblems
 from .hashing import BackgroundHash
 from .mapping_file import Overrides
 from .output_folder import StagedFolder, check_output_path
@@ -54,6 +54,11 @@ class Prepared:
     @property
     def layout(self) -> str:
         return self.detection.layout
+
+    def unclaimed_targets(self) -> list[str]:
+        """Target keys no mapped row fills yet: the candidates when fixing a key by hand."""
+        claimed = {row.target_key for row in self.plan.rows if row.source_key is not None and row.target_key}
+        return sorted(key for key in self.targets if key not in claimed)
 
     def replan(self, overrides: Overrides) -> Plan:
         """A new plan with other fixes; cheap, since the target model is already known."""
@@ -106,10 +111,7 @@ def prepare(
         timings["import"] = time.perf_counter() - mark
         base_model = Path(base_model).expanduser().absolute() if base_model else None
         if chosen.needs_base_model and base_model is None:
-            raise BadInput(
-                f"{source}: a {chosen.name} checkpoint holds only a downstream head; "
-                "give the upstream model folder with --base-model DIR"
-            )
+            raise NeedsBaseModel(str(source), chosen.name)
         overrides = Overrides.load(mapping) if mapping else Overrides()
         progress.check()
         progress.stage("settling the config")

@@ -44,6 +44,20 @@ class UnsafePickle(BadInput):
         )
 
 
+class NeedsBaseModel(BadInput):
+    """The checkpoint holds only a head; its recipe needs the upstream model folder too."""
+
+    kind = "needs_base_model"
+
+    def __init__(self, path: str, recipe: str):
+        self.path = path
+        self.recipe = recipe
+        super().__init__(
+            f"{path}: a {recipe} checkpoint holds only a downstream head; "
+            "give the upstream model folder with --base-model DIR"
+        )
+
+
 class PlanProblems(SpeechportError):
     """The mapping plan has problems; nothing was written. Carries the plan so every problem is shown."""
 
