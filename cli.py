@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--config", metavar="F", help="target config.json (default: inferred from the checkpoint)")
         sub.add_argument("--mapping", metavar="F", help="mapping fixes (JSON or TOML: rename, drop, rules)")
         sub.add_argument("--base-model", metavar="DIR", help="local upstream model folder (S3PRL heads)")
+        sub.add_argument("--labels", metavar="FILE", help="class names, one per line, in class-index order (classification heads)")
         sub.add_argument("--recipe", metavar="NAME", help="skip detection and use this recipe")
         sub.add_argument("--trust-pickle", action="store_true", help="load a pickle that needs globals beyond "
                          "the safe allow-list (this can run code from the file: only for files you trust)")
@@ -132,7 +133,7 @@ def _inspect(args) -> int:
     from .core.conversion import prepare
 
     prepared = prepare(args.source, config=args.config, mapping=args.mapping, base_model=args.base_model,
-                       recipe=args.recipe, trust_pickle=args.trust_pickle)
+                       labels=args.labels, recipe=args.recipe, trust_pickle=args.trust_pickle)
     prepared.hasher.cancel()
     if args.json:
         _print_json(_prepared_json(prepared))
@@ -155,7 +156,7 @@ def _convert(args) -> int:
     if args.verify:
         _quiet_transformers()
     prepared = prepare(args.source, config=args.config, mapping=args.mapping, base_model=args.base_model,
-                       recipe=args.recipe, trust_pickle=args.trust_pickle, progress=progress,
+                       labels=args.labels, recipe=args.recipe, trust_pickle=args.trust_pickle, progress=progress,
                        hasher=args.early_hash)
     try:
         result = convert(prepared, args.out, force=args.force,
@@ -319,6 +320,8 @@ def _print_problems(plan, file) -> None:
     print(f"problems ({plan.summary()}):", file=file)
     for line in problems:
         print(f"  {line}", file=file)
+    for hint in plan.problem_hints():
+        print(f"hint: {hint}", file=file)
 
 
 def _terminal_progress(enabled: bool):

@@ -36,6 +36,7 @@ class ClipComparison:
     seconds_converted: float
     stage_max_abs_diff: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    details: dict = field(default_factory=dict)  # recipe-specific, JSON-ready (labels, embeddings' agreement)
     cosine_per_frame: list[float] = field(default_factory=list)
     original: SideOutput | None = None
     converted: SideOutput | None = None
@@ -55,7 +56,7 @@ class ClipComparison:
             "seconds_converted": round(self.seconds_converted, 4),
             "stage_max_abs_diff": {k: _finite(v) for k, v in self.stage_max_abs_diff.items()},
             "notes": self.notes,
-            **({"details": _plain(self.converted.extras | self.original.extras)} if self.original and self.converted and (self.original.extras or self.converted.extras) else {}),
+            **({"details": _plain(self.details)} if self.details else {}),
         }
 
 

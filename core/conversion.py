@@ -82,6 +82,7 @@ def prepare(
     config: str | Path | None = None,
     mapping: str | Path | None = None,
     base_model: str | Path | None = None,
+    labels: str | Path | None = None,
     recipe: str | None = None,
     trust_pickle: bool = False,
     progress: Progress | None = None,
@@ -106,6 +107,7 @@ def prepare(
         detection = detect(checkpoint) if recipe is None else _forced(recipe_named(recipe), checkpoint)
         timings["read"] = time.perf_counter() - started
         chosen = detection.recipe
+        chosen.check_checkpoint(checkpoint, detection.layout)
         mark = time.perf_counter()
         chosen.load_libraries()
         timings["import"] = time.perf_counter() - mark
@@ -120,6 +122,7 @@ def prepare(
         choice = chosen.choose_config(
             checkpoint, detection.layout, tensors,
             config_path=Path(config).expanduser() if config else None, base_model=base_model,
+            labels=read_labels(labels) if labels else None,
         )
         progress.check()
         progress.stage("building the target model on the meta device")
@@ -201,7 +204,7 @@ def convert(
 
 
 def _verify(prepared: Prepared, folder: Path, clips, tolerance: float, backend: str, progress: Progress):
-    from .verification import Sides, compare_clips
+    from .verification import Sides, accepted_differences_in, compare_clips
 
     recipe = prepared.recipe
     progress.stage("verifying: loading the original and the converted model")
@@ -211,6 +214,7 @@ def _verify(prepared: Prepared, folder: Path, clips, tolerance: float, backend: 
         recipe.converted_side(folder, base_model=prepared.base_model),
         backend,
         str(folder),
+        accepted_differences_in([row.to_dict() for row in prepared.plan.rows]),
     )
     return compare_clips(sides, clips, tolerance=tolerance, progress=progress)
 
@@ -226,13 +230,30 @@ def _build_plan(prepared: Prepared) -> Plan:
         layout=prepared.layout,
         target_class=recipe.target_class(prepared.config.config).__name__,
         sources=sources,
-        rules=recipe.rules(prepared.layout),
+        rules=recipe.rules(prepared.layout, prepared.config.config),
         targets=prepared.targets,
         overrides=prepared.overrides,
         other_entries=prepared.other_entries,
+        inexpressible=recipe.inexpressible(prepared.checkpoint, prepared.layout, prepared.config.config),
         config_conflicts=prepared.config.conflicts,
         notes=prepared.config.notes,
     )
+
+
+def read_labels(path: str | Path) -> list[str]:
+    """A labels file: one label per line, in class-index order; blank lines ignored."""
+    path = Path(path)
+    try:
+        labels = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no such labels file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path}: cannot read the labels file ({exc})") from None
+    if not labels:
+        raise BadInput(f"{path}: the labels file is empty")
+    if len(set(labels)) != len(labels):
+        raise BadInput(f"{path}: the labels file repeats a label")
+    return labels
 
 
 def _forced(recipe: Recipe, checkpoint: Checkpoint) -> Detection:

@@ -81,12 +81,20 @@ def verification_text(verification: dict | None) -> str:
         "| clip | verdict | max abs diff | mean abs diff | NMSE (dB) | min cosine |",
         "|---|---|---|---|---|---|",
     ]
+    notes: list[str] = []
     for clip in verification.get("clips", []):
         lines.append(
-            f"| `{Path(clip['audio']).name}` | {clip['verdict']} | {clip['max_abs_diff']:.3g} | "
-            f"{clip['mean_abs_diff']:.3g} | {clip['nmse_db']:.1f} | {clip['cosine_min']:.6f} |"
+            f"| `{Path(clip['audio']).name}` | {clip['verdict']} | {_number(clip['max_abs_diff'])} | "
+            f"{_number(clip['mean_abs_diff'])} | {clip['nmse_db']:.1f} | {clip['cosine_min']:.6f} |"
         )
+        notes += [note for note in clip.get("notes", []) if note not in notes]
+    if notes:
+        lines += ["", *(f"- {note}" for note in notes)]
     return "\n".join(lines)
+
+
+def _number(value) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
 
 
 def _config_line(prepared: "Prepared") -> str:

@@ -136,12 +136,24 @@ class Plan:
         """Every problem, one line per kind, with layer indices collapsed: `layers.{0...23}.x`."""
         lines = [f"config conflict: {conflict.describe()}" for conflict in self.config_conflicts]
         groups: dict[Status, list[str]] = defaultdict(list)
+        unmapped_by_reason: dict[str, list[str]] = defaultdict(list)
         for row in self.problems():
+            if row.status is Status.UNMAPPED and not row.target_key:
+                unmapped_by_reason[row.reason].append(row.source_key or "")
+                continue
             key, detail = _problem_key_and_detail(row)
             groups[row.status].append(key + detail)
+        for reason, keys in unmapped_by_reason.items():
+            detail = f" ({reason})" if reason else ""
+            lines.append(f"{Status.UNMAPPED.value}: {', '.join(collapse_indices(keys))}{detail}")
         for status, texts in groups.items():
             lines += [f"{status.value}: {collapsed}" for collapsed in collapse_indices(texts)]
         return lines
+
+    def problem_hints(self) -> list[str]:
+        """One sentence per kind of problem present: what it means and the likely fix."""
+        present = {row.status for row in self.problems()}
+        return [f"{status.value}: {STATUS_HELP[status]}" for status in Status if status in present]
 
     def summary(self) -> str:
         counts = self.counts()
@@ -184,6 +196,7 @@ def build_plan(
     targets: Mapping[str, TargetTensor] | None,
     overrides: Overrides | None = None,
     other_entries: Mapping[str, str] | None = None,
+    inexpressible: Mapping[str, str] | None = None,
     config_conflicts: Iterable[ConfigConflict] = (),
     notes: Iterable[str] = (),
 ) -> Plan:
@@ -191,6 +204,9 @@ def build_plan(
 
     `other_entries` are non-tensor entries of the checkpoint (training state, arguments), each
     with the reason it is left out; they appear as dropped rows so the plan accounts for everything.
+    `inexpressible` are settings of the original (not tensors) that the target class cannot
+    reproduce, with the reason: each is an unmapped-source problem unless the user's mapping file
+    drops it on purpose, accepting the difference.
     """
     overrides = overrides or Overrides()
     user_rules = RuleSet([Stage("mapping file", overrides.rules)]) if overrides.rules else None
@@ -199,7 +215,15 @@ def build_plan(
         PlanRow(key, None, None, None, None, Status.DROPPED, "recipe", reason)
         for key, reason in (other_entries or {}).items()
     ]
-    plan_notes = list(notes) + overrides.unused_entries([s.key for s in sources])
+    for key, reason in (inexpressible or {}).items():
+        if key in overrides.drop:
+            rows.append(PlanRow(key, None, None, None, None, Status.DROPPED, "mapping file: drop",
+                                f"{overrides.drop[key]} (accepted difference: {reason})"))
+        else:
+            rows.append(PlanRow(key, None, None, None, None, Status.UNMAPPED, "recipe",
+                                f"cannot map: {reason}; drop it in a mapping file only to accept the difference"))
+    known_keys = [s.key for s in sources] + list(inexpressible or {}) + list(other_entries or {})
+    plan_notes = list(notes) + overrides.unused_entries(known_keys)
     if targets is not None:
         _check_against_targets(rows, targets)
     return Plan(recipe, layout, target_class, rows, list(config_conflicts), plan_notes)
@@ -211,21 +235,29 @@ def _decide(source: SourceEntry, rules: RuleSet, user_rules: RuleSet | None, ove
             source.key, source.shape, source.dtype, target, None, status, rule, reason, list(via), source.nbytes
         )
 
+    def user_drop(rule: str, reason: str) -> PlanRow:
+        recipe = rules.apply(source.key)
+        if recipe.target is None and not recipe.dropped and recipe.reason.startswith("cannot map"):
+            reason = f"{reason} (accepted difference: {recipe.reason.removeprefix('cannot map: ')})"
+        return row(Status.DROPPED, None, rule, reason)
+
     if source.key in overrides.rename:
         return row(Status.MAPPED, overrides.rename[source.key], "mapping file: rename")
     if source.key in overrides.drop:
-        return row(Status.DROPPED, None, "mapping file: drop", overrides.drop[source.key])
+        return user_drop("mapping file: drop", overrides.drop[source.key])
     decision: Decision | None = None
     if user_rules is not None:
         decision = user_rules.apply(source.key)
-        if decision.target is None and not decision.dropped:
+        if decision.dropped:
+            return user_drop(decision.rule, decision.reason)
+        if decision.target is None:
             decision = None  # no user rule matched: the recipe's rules decide
     if decision is None:
         decision = rules.apply(source.key)
     if decision.dropped:
         return row(Status.DROPPED, None, decision.rule, decision.reason, decision.via)
     if decision.target is None:
-        return row(Status.UNMAPPED, None, decision.rule, f"{decision.reason}; {STATUS_HELP[Status.UNMAPPED]}", decision.via)
+        return row(Status.UNMAPPED, None, decision.rule, decision.reason, decision.via)
     return row(Status.MAPPED, decision.target, decision.rule, "", decision.via)
 
 
@@ -237,28 +269,25 @@ def _check_against_targets(rows: list[PlanRow], targets: Mapping[str, TargetTens
         target = targets.get(row.target_key)
         if target is None:
             row.status = Status.UNMAPPED
-            row.reason = f"the model has no parameter {row.target_key!r}; {STATUS_HELP[Status.UNMAPPED]}"
+            row.reason = f"the model has no parameter {row.target_key!r}"
             continue
         row.target_shape = tuple(target.shape)
         claims[row.target_key].append(row)
         if tuple(row.source_shape) != tuple(target.shape):
             row.status = Status.SHAPE_MISMATCH
-            row.reason = (
-                f"checkpoint {list(row.source_shape)} vs model {list(target.shape)}; "
-                f"{STATUS_HELP[Status.SHAPE_MISMATCH]}"
-            )
+            row.reason = f"checkpoint {list(row.source_shape)} vs model {list(target.shape)}"
     for target_key, claimants in claims.items():
         if len(claimants) > 1:
             names = ", ".join(r.source_key for r in claimants)
             for row in claimants:
                 row.status = Status.DUPLICATE
-                row.reason = f"{names} all map to {target_key!r}; {STATUS_HELP[Status.DUPLICATE]}"
+                row.reason = f"{names} all map to {target_key!r}"
     for target_key, target in targets.items():
         if target_key not in claims:
             rows.append(
                 PlanRow(
                     None, None, None, target_key, tuple(target.shape), Status.MISSING,
-                    "", STATUS_HELP[Status.MISSING],
+                    "", "nothing in the checkpoint maps to it",
                 )
             )
 
@@ -274,6 +303,8 @@ def _problem_key_and_detail(row: PlanRow) -> tuple[str, str]:
         return row.source_key or "", f" -> {row.target_key}"
     if row.status is Status.UNMAPPED and row.target_key:
         return row.source_key or "", f" -> {row.target_key} (not in the model)"
+    if row.status is Status.UNMAPPED and row.reason:
+        return row.source_key or "", f" ({row.reason})"
     return row.source_key or "", ""
 
 

@@ -16,14 +16,17 @@ from typing import Sequence
 @dataclass(frozen=True)
 class Rule:
     pattern: str
-    target: str | None  # `re.sub` replacement; None drops the key
-    note: str  # for a rename, where it comes from; for a drop, the reason shown to users
+    target: str | None  # `re.sub` replacement; None drops the key (or refuses it, see `refused`)
+    note: str  # for a rename, where it comes from; for a drop or refusal, the reason shown to users
+    refused: bool = False  # the target cannot express this key: a problem, not a silent drop
 
     @property
     def regex(self) -> re.Pattern:
         return _compiled(self.pattern)
 
     def describe(self) -> str:
+        if self.refused:
+            return f"cannot map {self.pattern}: {self.note}"
         if self.target is None:
             return f"drop {self.pattern}: {self.note}"
         return f"{self.pattern} -> {self.target} ({self.note})"
@@ -35,6 +38,11 @@ def rename(pattern: str, target: str, note: str) -> Rule:
 
 def drop(pattern: str, reason: str) -> Rule:
     return Rule(pattern, None, reason)
+
+
+def refuse(pattern: str, reason: str) -> Rule:
+    """Keys the target architecture has no place for: reported as problems with the reason."""
+    return Rule(pattern, None, reason, refused=True)
 
 
 @dataclass(frozen=True)
@@ -87,9 +95,14 @@ class RuleSet:
                     continue
                 return Decision(
                     target=None,
-                    reason=f"no {stage.name} rule matches {current!r}",
+                    reason=f"no {stage.name} rule maps it" + (f" (as {current!r})" if current != key else ""),
                     rule=" | ".join(applied),
                     via=via,
+                )
+            if rule.refused:
+                return Decision(
+                    target=None, reason=f"cannot map: {rule.note}",
+                    rule=" | ".join([*applied, f"{stage.name}: {rule.describe()}"]), via=via,
                 )
             if rule.target is None:
                 return Decision(

@@ -30,6 +30,7 @@ class Sides:
     converted: Side
     original_name: str
     converted_name: str
+    notes: tuple[str, ...] = ()  # said of every clip, e.g. differences the conversion accepted
 
 
 def open_sides(
@@ -60,7 +61,35 @@ def open_sides(
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise BadInput(f"{folder}: transformers cannot load the converted model ({reason})") from None
-    return Sides(detection, original, converted, getattr(original, "name", backend), str(folder))
+    return Sides(detection, original, converted, getattr(original, "name", backend), str(folder),
+                 accepted_differences(folder))
+
+
+def accepted_differences(folder: Path) -> tuple[str, ...]:
+    """What the conversion left out on purpose though the target could not reproduce it, from
+    the folder's Speechport report (absent for folders converted by other tools)."""
+    report = folder / "speechport_report.json"
+    if not report.is_file():
+        return ()
+    try:
+        rows = json.loads(report.read_text())["plan"]["rows"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ()
+    return accepted_differences_in(rows)
+
+
+def accepted_differences_in(rows) -> tuple[str, ...]:
+    """Plan rows (dicts) the user dropped although the target cannot reproduce them, one note per reason."""
+    from .plan import collapse_indices
+
+    keys_by_reason: dict[str, list[str]] = {}
+    for row in rows:
+        if row.get("status") == "dropped" and "accepted difference" in (row.get("reason") or ""):
+            keys_by_reason.setdefault(row["reason"], []).append(row["source_key"])
+    return tuple(
+        f"the conversion deliberately leaves out {', '.join(collapse_indices(keys))}: {reason}"
+        for reason, keys in keys_by_reason.items()
+    )
 
 
 def check_converted_folder(folder: str | Path, recipe) -> Path:
@@ -121,7 +150,11 @@ def compare_clips(
         progress.check()
         converted = sides.converted(clip)
         progress.advance(items=1)
-        results.append(compare_outputs(str(clip.path), original, converted, tolerance))
+        result = compare_outputs(str(clip.path), original, converted, tolerance)
+        notes, details = sides.detection.recipe.explain(original, converted)
+        result.notes += [*sides.notes, *notes]
+        result.details.update(details)
+        results.append(result)
         if save_dir is not None:
             _save_outputs(save_dir, clip, results[-1])
     progress.finish()

@@ -18,6 +18,8 @@ from ..rules import RuleSet
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
 
+    from ..comparison import SideOutput
+
 
 @dataclass(frozen=True)
 class Detection:
@@ -68,11 +70,18 @@ class Recipe:
         """Every tensor to plan, named as the user knows it (the names in the file)."""
         raise NotImplementedError
 
+    def check_checkpoint(self, checkpoint: Checkpoint, layout: str) -> None:
+        """Refuse (BadInput) a checkpoint of this family that lacks what every conversion needs."""
+
     def other_entries(self, checkpoint: Checkpoint, layout: str) -> dict[str, str]:
         """Non-tensor entries (training state, arguments...) and why they are left out."""
         return {}
 
-    def rules(self, layout: str) -> RuleSet:
+    def inexpressible(self, checkpoint: Checkpoint, layout: str, config: "PretrainedConfig | None" = None) -> dict[str, str]:
+        """Settings of the original (not tensors) the target class cannot reproduce, with why."""
+        return {}
+
+    def rules(self, layout: str, config: "PretrainedConfig | None" = None) -> RuleSet:
         raise NotImplementedError
 
     def choose_config(
@@ -83,6 +92,7 @@ class Recipe:
         *,
         config_path: Path | None = None,
         base_model: Path | None = None,
+        labels: list[str] | None = None,
     ) -> ConfigChoice:
         raise NotImplementedError
 
@@ -125,6 +135,10 @@ class Recipe:
     def converted_side(self, folder: Path, *, base_model: Path | None = None):
         """A callable `clip -> SideOutput` running the converted folder as users will load it."""
         raise NotImplementedError
+
+    def explain(self, original: "SideOutput", converted: "SideOutput") -> tuple[list[str], dict]:
+        """Notes and details for people, beyond the numbers (labels, semantics that differ)."""
+        return [], {}
 
     def check_backend(self, backend: str) -> None:
         if backend not in self.original_backends:

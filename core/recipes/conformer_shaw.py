@@ -145,7 +145,7 @@ class ConformerShawRecipe(Recipe):
             return {str(k): "checkpoint metadata, not model weights" for k in checkpoint.content if k != "model"}
         return {}
 
-    def rules(self, layout: str) -> RuleSet:
+    def rules(self, layout: str, config=None) -> RuleSet:
         return RuleSet([_STAGE_FS1, _STAGE_FS2] if layout == "fairseq1" else [_STAGE_FS2])
 
     def fairseq2_state_dict(self, checkpoint: Checkpoint, layout: str) -> dict[str, torch.Tensor]:
@@ -156,9 +156,11 @@ class ConformerShawRecipe(Recipe):
         return _STAGE_FS1.rename_all(state)
 
     # -- config ---------------------------------------------------------------------------
-    def choose_config(self, checkpoint, layout, tensors, *, config_path=None, base_model=None) -> ConfigChoice:
+    def choose_config(self, checkpoint, layout, tensors, *, config_path=None, base_model=None, labels=None) -> ConfigChoice:
         from transformers import Wav2Vec2BertConfig
 
+        if labels:
+            raise BadInput("labels apply to classification heads; a conformer_shaw encoder has none")
         state = self.fairseq2_state_dict(checkpoint, layout)
         facts = _shape_facts(state)
         inferred_values = {field: value for field, (value, _) in facts.items()}

@@ -1,0 +1,500 @@
+"""S3PRL SUPERB downstream heads -> transformers `*ForSequenceClassification` (SID/ER/KS),
+`*ForAudioFrameClassification` (SD) and `*ForXVector` (ASV).
+
+An S3PRL `run_downstream.py` checkpoint holds only the head (`Downstream`) and the layer weights
+(`Featurizer`); the upstream is a local transformers folder given with `--base-model`. The
+converted model is that upstream's weights plus the head's, planned row by row. Whatever
+transformers' heads cannot compute the way S3PRL does is refused with its reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..audio import MODEL_RATE, Clip
+from ..checkpoint import Checkpoint, load_checkpoint
+from ..comparison import SideOutput
+from ..errors import BadInput
+from ..plan import ConfigConflict
+from ..rules import RuleSet, Stage, drop, refuse, rename
+from .base import CardDetails, ConfigChoice, Detection, Recipe, SourceTensor, read_config_json
+
+# S3PRL downstream (Args.downstream) -> task kind, the SUPERB task's name.
+DOWNSTREAMS = {
+    "voxceleb1": ("cls", "speaker identification (SID)"),
+    "emotion": ("cls", "emotion recognition (ER)"),
+    "speech_commands": ("cls", "keyword spotting (KS)"),
+    "diarization": ("sd", "speaker diarization (SD)"),
+    "sv_voxceleb1": ("asv", "automatic speaker verification (ASV)"),
+}
+HEAD_CLASS_SUFFIX = {"cls": "ForSequenceClassification", "sd": "ForAudioFrameClassification", "asv": "ForXVector"}
+PIPELINE_TAG = {"cls": "audio-classification", "sd": "voice-activity-detection", "asv": "feature-extraction"}
+# Upstream families S3PRL 0.4.18 loads from transformers folders (hf_wav2vec2_custom, hf_hubert_custom):
+# model_type -> (transformers class prefix, base_model_prefix of its heads).
+BASE_FAMILIES = {"wav2vec2": ("Wav2Vec2", "wav2vec2"), "hubert": ("Hubert", "hubert")}
+# sv_voxceleb1/model.py XVector: its five TDNN layers' context sizes and dilations.
+XVECTOR_CONTEXT = (5, 3, 3, 1, 1)
+XVECTOR_DILATION = (1, 2, 3, 1, 1)
+TRAINING_STATE = ("Optimizer", "Scheduler", "Step", "Epoch", "WorldSize")
+
+# -- rules ------------------------------------------------------------------------------------
+# Renames follow transformers' convert_wav2vec2_original_s3prl_checkpoint_to_pytorch.py (the
+# assignments in convert_classification / convert_diarization / convert_xvector, and
+# `layer_weights <- Featurizer["weights"]`). "{base}" is the target's base_model_prefix.
+
+UPSTREAM_RULES = (
+    rename(r"^Featurizer\.weights$", "layer_weights", "Featurizer weights -> layer_weights (softmaxed alike)"),
+    drop(r"^Downstream\.best_score$", "S3PRL bookkeeping: best_score"),
+    drop(r"^BaseModel\.(?:\w+\.)?(quantizer|project_q|project_hid|lm_head|dropout_features)\.",
+         "a pretraining or CTC head of the base model, unused by S3PRL's upstream"),
+    rename(r"^BaseModel\.(?:wav2vec2\.|hubert\.)?(.*)$", r"{base}.\1", "the upstream's weights, from the base model folder"),
+    rename(r"^Upstream\.model\.(.*)$", r"{base}.\1", "the upstream fine-tuned with the head (saved in the checkpoint)"),
+)
+HEAD_RULES = {
+    "cls": (
+        rename(r"^Downstream\.projector\.(weight|bias)$", r"projector.\1", "projector -> projector"),
+        rename(r"^Downstream\.model\.post_net\.linear\.(weight|bias)$", r"classifier.\1", "post_net.linear -> classifier"),
+        refuse(r"^Downstream\.model\.pre_net\.", "UtteranceLevel pre_net: transformers' head has no layer before pooling"),
+        refuse(r"^Downstream\.model\.post_net\.", "post_net hidden layers: transformers' classifier is one linear layer"),
+        refuse(r"^Downstream\.model\.pooling\.", "attention pooling: transformers' head pools with a plain mean"),
+        refuse(r"^Downstream\.model\.", "this downstream model: transformers' head is projector, mean, linear"),
+    ),
+    "sd": (
+        rename(r"^Downstream\.model\.linear\.(weight|bias)$", r"classifier.\1", "diarization linear -> classifier"),
+        refuse(r"^Downstream\.model\.rnn\.", "the diarization LSTM (rnn_layers > 0): transformers' frame classifier "
+               "applies its linear layer straight to the features"),
+    ),
+    "asv": (
+        rename(r"^Downstream\.connector\.(weight|bias)$", r"projector.\1", "connector -> projector"),
+        rename(r"^Downstream\.model\.framelevel_feature_extractor\.module\.(\d+)\.kernel\.(weight|bias)$",
+               r"tdnn.\1.kernel.\2", "XVector TDNN kernel -> tdnn kernel"),
+        refuse(r"^Downstream\.model\.framelevel_feature_extractor\.module\.\d+\.bn\.",
+               "TDNN batch norm: transformers' TDNNLayer has none"),
+        rename(r"^Downstream\.model\.utterancelevel_feature_extractor\.linear1\.(weight|bias)$",
+               r"feature_extractor.\1", "UtteranceExtractor linear1 -> feature_extractor"),
+        rename(r"^Downstream\.model\.utterancelevel_feature_extractor\.linear2\.(weight|bias)$",
+               r"classifier.\1", "UtteranceExtractor linear2 -> classifier"),
+        rename(r"^Downstream\.objective\.W$", "objective.weight", "AMSoftmax W -> objective.weight"),
+        refuse(r"^Downstream\.objective\.", "this objective: transformers' x-vector head has AMSoftmax only"),
+    ),
+}
+
+
+class S3prlRecipe(Recipe):
+    name = "s3prl"
+    title = "S3PRL SUPERB downstream heads (SID, ER, KS, SD, ASV) + a local base model -> Wav2Vec2For*"
+    needs_base_model = True
+
+    # -- detection ------------------------------------------------------------------------
+    def detect(self, checkpoint: Checkpoint) -> Detection | None:
+        content = checkpoint.content
+        if not isinstance(content, dict):
+            return None
+        markers = [key for key in ("Downstream", "Featurizer", "Args", "Config") if key in content]
+        if "Downstream" not in markers and len(markers) < 2:
+            return None
+        kind, task = _task(content)
+        downstream = getattr(content.get("Args"), "downstream", None) or "unknown downstream"
+        return Detection(self, kind, float(len(markers)) + 10.0,  # top-level names no other family uses
+                         f"S3PRL run_downstream.py checkpoint ({downstream}: {task})")
+
+    def check_checkpoint(self, checkpoint: Checkpoint, layout: str) -> None:
+        content = checkpoint.content
+        if not isinstance(content.get("Downstream"), dict):
+            raise BadInput(f"{checkpoint.path}: an S3PRL checkpoint without 'Downstream' (no head weights to convert)")
+        if layout == "unknown":
+            raise BadInput(f"{checkpoint.path}: cannot tell which SUPERB task this head is for "
+                           f"(Args.downstream={getattr(content.get('Args'), 'downstream', None)!r})")
+
+    # -- sources and rules ----------------------------------------------------------------
+    def source_tensors(self, checkpoint: Checkpoint, layout: str, base_model: Path | None = None) -> dict[str, SourceTensor]:
+        content = checkpoint.content
+        tensors: dict[str, SourceTensor] = {}
+        for section in ("Downstream", "Featurizer", "Upstream"):
+            for key, value in (content.get(section) or {}).items():
+                if isinstance(value, torch.Tensor):
+                    tensors[f"{section}.{key}"] = SourceTensor(value, checkpoint)
+        if base_model is not None:
+            base = open_base_model(base_model)
+            for key, value in base.content.items():
+                tensors[f"BaseModel.{key}"] = SourceTensor(value, base)
+        if "Upstream" in content:  # the checkpoint's fine-tuned upstream replaces the folder's weights
+            tensors = {k: v for k, v in tensors.items() if not k.startswith("BaseModel.")}
+        return tensors
+
+    def other_entries(self, checkpoint: Checkpoint, layout: str) -> dict[str, str]:
+        entries = {}
+        for key in checkpoint.content:
+            if key in TRAINING_STATE:
+                entries[key] = f"training state: {key}"
+            elif key == "Args":
+                entries[key] = "run_downstream.py arguments (read for the config and the featurizer)"
+            elif key == "Config":
+                entries[key] = "the task's configuration (read for the config)"
+            elif key not in ("Downstream", "Featurizer", "Upstream"):
+                entries[str(key)] = "not part of the model"
+        return entries
+
+    def inexpressible(self, checkpoint: Checkpoint, layout: str, config=None) -> dict[str, str]:
+        content = checkpoint.content
+        args = content.get("Args")
+        found = {}
+        if getattr(args, "upstream_feature_normalize", False) and content.get("Featurizer"):
+            found["Args.upstream_feature_normalize"] = (
+                "S3PRL layer-norms every hidden state before the weighted sum; transformers' "
+                "use_weighted_layer_sum cannot")
+        selection = getattr(args, "upstream_layer_selection", None)
+        last = getattr(config, "num_hidden_layers", None)
+        if selection is not None and not content.get("Featurizer") and selection not in (last, -1):
+            found["Args.upstream_layer_selection"] = (
+                f"S3PRL feeds hidden state {selection} to the head; transformers' heads take the last one "
+                "or a weighted sum of all")
+        modelrc = _modelrc(content)
+        if layout == "cls":
+            options = modelrc.get(modelrc.get("select", "UtteranceLevel")) or {}
+            if modelrc.get("select", "UtteranceLevel") != "UtteranceLevel":
+                found["Config.modelrc.select"] = f"S3PRL downstream model {modelrc.get('select')!r}: transformers' head is projector, mean, linear"
+            elif options.get("pooling", "MeanPooling") != "MeanPooling":
+                found["Config.modelrc.pooling"] = f"{options.get('pooling')}: transformers' head pools with a plain mean"
+        if layout == "asv":
+            layout_names = (modelrc.get("module"), modelrc.get("agg_module"), modelrc.get("utter_module"))
+            if layout_names != ("XVector", "SP", "UtteranceExtractor"):
+                found["Config.modelrc.module"] = f"{layout_names}: transformers' x-vector head is XVector, SP, UtteranceExtractor"
+        return found
+
+    def rules(self, layout: str, config=None) -> RuleSet:
+        base_prefix = BASE_FAMILIES.get(getattr(config, "model_type", "wav2vec2"), BASE_FAMILIES["wav2vec2"])[1]
+        head = HEAD_RULES.get(layout, ())
+        upstream = [r if r.target is None or "{base}" not in r.target
+                    else rename(r.pattern, r.target.format(base=base_prefix), r.note) for r in UPSTREAM_RULES]
+        return RuleSet([Stage("S3PRL -> transformers", (*upstream, *head))])
+
+    # -- config ---------------------------------------------------------------------------
+    def choose_config(self, checkpoint, layout, tensors, *, config_path=None, base_model=None, labels=None) -> ConfigChoice:
+        import transformers
+
+        base_config = transformers.AutoConfig.from_pretrained(base_model)
+        prefix, _ = BASE_FAMILIES[base_config.model_type]
+        class_name = prefix + HEAD_CLASS_SUFFIX[layout]
+        if not hasattr(transformers, class_name):
+            raise BadInput(f"{base_model}: transformers has no {class_name}, so a {base_config.model_type} "
+                           f"upstream cannot carry this {layout} head")
+        facts = _head_facts(checkpoint, layout)
+        notes = []
+        content = checkpoint.content
+        args = content.get("Args")
+        selection = getattr(args, "upstream_layer_selection", None)
+        if selection is not None and not content.get("Featurizer"):
+            last = base_config.num_hidden_layers
+            if selection in (last, -1):
+                notes.append(f"S3PRL selects the last hidden state ({selection}): use_weighted_layer_sum=False")
+        if config_path is None:
+            values = base_config.to_dict()
+            values.update({field: value for field, (value, _) in facts.items()})
+            values["architectures"] = [class_name]
+            num_labels = values.pop("num_labels", base_config.num_labels)
+            names = labels or [f"LABEL_{i}" for i in range(num_labels)]
+            _check_label_count(names, num_labels, "the labels file")
+            values["id2label"] = dict(enumerate(names))
+            values["label2id"] = {name: i for i, name in enumerate(names)}
+            config = type(base_config).from_dict(values)
+            inferred = {field: f"{value!r}: {evidence}" for field, (value, evidence) in facts.items()}
+            inferred["(upstream)"] = f"{base_config.model_type} from {Path(base_model).name}"
+            inferred["labels"] = f"{', '.join(names[:8])}{'...' if len(names) > 8 else ''}: " + (
+                "from the labels file" if labels else "LABEL_i (give --labels FILE to name them)")
+            conflicts = _base_conflicts(base_config, tensors, facts)
+            return ConfigChoice(config, "inferred", inferred=inferred, conflicts=conflicts, notes=notes)
+
+        data = read_config_json(config_path, tuple(BASE_FAMILIES))
+        config = type(base_config).from_dict(data)
+        config.architectures = [class_name]
+        if labels:
+            _check_label_count(labels, config.num_labels, "the labels file")
+            config.id2label = dict(enumerate(labels))
+            config.label2id = {name: i for i, name in enumerate(labels)}
+        conflicts = [
+            ConfigConflict(field, getattr(config, field, None), value, evidence)
+            for field, (value, evidence) in facts.items()
+            if getattr(config, field, None) != value
+        ]
+        for field in ("hidden_size", "num_hidden_layers", "model_type"):
+            if getattr(config, field) != getattr(base_config, field):
+                conflicts.append(ConfigConflict(field, getattr(config, field), getattr(base_config, field),
+                                                f"the base model folder has {field}={getattr(base_config, field)!r}"))
+        conflicts += _base_conflicts(base_config, tensors, facts)
+        return ConfigChoice(config, "file", path=str(config_path), conflicts=conflicts, notes=notes)
+
+    def load_libraries(self) -> None:
+        import transformers  # noqa: F401
+
+    def target_class(self, config):
+        import transformers
+
+        return getattr(transformers, config.architectures[0])
+
+    def preprocessor_config(self, config, base_model=None) -> dict[str, Any]:
+        from transformers import Wav2Vec2FeatureExtractor
+
+        # As transformers' S3PRL script writes it: S3PRL's HF upstreams pass an attention mask
+        # and the SUPERB wav2vec2 recipes do not normalise the waveform.
+        overrides = {"return_attention_mask": True, "do_normalize": False}
+        if base_model is not None and (Path(base_model) / "preprocessor_config.json").is_file():
+            extractor = Wav2Vec2FeatureExtractor.from_pretrained(base_model, **overrides)
+        else:
+            extractor = Wav2Vec2FeatureExtractor(**overrides)
+        return extractor.to_dict()
+
+    def card_details(self, config, checkpoint, base_model=None) -> CardDetails:
+        kind = self.rules_kind(config)
+        downstream = getattr(checkpoint.content.get("Args"), "downstream", "s3prl")
+        _, task = DOWNSTREAMS.get(downstream, (kind, "a SUPERB task"))
+        name = getattr(config, "_name_or_path", "") or ""
+        base_id = name if re.fullmatch(r"[\w.-]+/[\w.-]+", name or "") else (Path(base_model).name if base_model else "")
+        return CardDetails(
+            pipeline_tag=PIPELINE_TAG[kind],
+            base_model=base_id,
+            tags=("s3prl", "superb", downstream, config.model_type, "audio", "speechport"),
+            description=(
+                f"An S3PRL SUPERB {task} head on a {config.model_type} upstream, converted to transformers' "
+                f"`{config.architectures[0]}`."
+            ),
+        )
+
+    @staticmethod
+    def rules_kind(config) -> str:
+        architecture = config.architectures[0]
+        return next(kind for kind, suffix in HEAD_CLASS_SUFFIX.items() if architecture.endswith(suffix))
+
+    # -- verification ---------------------------------------------------------------------
+    def explain(self, original: SideOutput, converted: SideOutput) -> tuple[list[str], dict]:
+        kind = converted.extras.get("kind")
+        if kind == "cls":
+            return _explain_classification(original.primary, converted.primary, converted.extras["labels"])
+        if kind == "sd":
+            return [f"frame logits compared on the {original.primary.shape[0]} frames S3PRL keeps "
+                    "(round(samples / 320)); S3PRL's evaluation also stretches them to the label length"], {}
+        if kind == "asv":
+            ours = original.extras["s3prl_embedding"]
+            theirs = converted.extras["transformers_embedding_as_s3prl"]
+            cosine = float(torch.nn.functional.cosine_similarity(ours, theirs, dim=0))
+            notes = [
+                "transformers' Wav2Vec2ForXVector `embeddings` is linear1 without ReLU or normalisation, and its "
+                "`logits` is linear2(linear1) without ReLUs, while S3PRL scores with l2norm(ReLU(linear1)): "
+                "compared like with like, transformers' embeddings against S3PRL's linear1 before the ReLU",
+                f"S3PRL's verification embedding vs the same transform of transformers' embeddings: cosine {cosine:.6f}",
+            ]
+            return notes, {"verification_embedding_cosine": cosine}
+        return [], {}
+
+    def converted_architectures(self) -> tuple[str, ...]:
+        return tuple(prefix + suffix for prefix, _ in BASE_FAMILIES.values() for suffix in HEAD_CLASS_SUFFIX.values())
+
+    def original_side(self, checkpoint, layout, *, base_model=None, backend="reference"):
+        self.check_backend(backend)
+        return S3prlReferenceSide(checkpoint.content, layout, base_model)
+
+    def converted_side(self, folder, *, base_model=None):
+        return TransformersHeadSide(folder)
+
+
+RECIPE = S3prlRecipe()
+
+
+def open_base_model(folder: Path) -> Checkpoint:
+    """The upstream's weights, from a local transformers folder (safetensors, single or sharded)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BadInput(f"{folder}: the base model must be a local transformers folder")
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise BadInput(f"{folder}: not a transformers model folder (no config.json)")
+    model_type = json.loads(config_file.read_text()).get("model_type")
+    if model_type not in BASE_FAMILIES:
+        raise BadInput(f"{folder}: a {model_type!r} model; S3PRL's transformers upstreams are "
+                       f"{' and '.join(BASE_FAMILIES)} models")
+    single = folder / "model.safetensors"
+    index = folder / "model.safetensors.index.json"
+    if single.is_file():
+        return load_checkpoint(single)
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        if len(shards) > 1:
+            raise BadInput(f"{folder}: sharded base models are not supported yet; save it as one model.safetensors")
+        return load_checkpoint(folder / shards[0])
+    raise BadInput(f"{folder}: no model.safetensors in the base model folder")
+
+
+def _task(content: dict) -> tuple[str, str]:
+    """The task kind from Args.downstream, else from the head's key names."""
+    downstream = getattr(content.get("Args"), "downstream", None)
+    if downstream in DOWNSTREAMS:
+        return DOWNSTREAMS[downstream]
+    keys = set((content.get("Downstream") or {}))
+    if any(k.startswith("model.post_net.") for k in keys):
+        return "cls", "utterance classification"
+    if any(k.startswith("model.framelevel_feature_extractor.") for k in keys):
+        return "asv", "speaker verification"
+    if "model.linear.weight" in keys:
+        return "sd", "frame classification"
+    return "unknown", "an unknown task"
+
+
+def _modelrc(content: dict) -> dict:
+    config = content.get("Config") or {}
+    return ((config.get("downstream_expert") or {}).get("modelrc")) or {}
+
+
+def _explain_classification(original: torch.Tensor, converted: torch.Tensor, labels: list[str]) -> tuple[list[str], dict]:
+    """Top-5 labels of both models side by side, and whether their best guesses agree."""
+    ours = torch.softmax(original.double(), dim=-1)
+    theirs = torch.softmax(converted.double(), dim=-1)
+    top = torch.topk(ours, k=min(5, ours.numel())).indices.tolist()
+    top5 = [{"label": labels[i], "original": float(ours[i]), "converted": float(theirs[i])} for i in top]
+    agree = int(ours.argmax()) == int(theirs.argmax())
+    overlap = len(set(top) & set(torch.topk(theirs, k=len(top)).indices.tolist()))
+    note = (f"top-1 {'agrees' if agree else 'DIFFERS'}: original {labels[int(ours.argmax())]} "
+            f"({float(ours.max()):.3f}), converted {labels[int(theirs.argmax())]} ({float(theirs.max()):.3f})")
+    return [note], {"top5": top5, "top1_agrees": agree, "top5_overlap": overlap}
+
+
+def _check_label_count(labels: list[str], num_labels: int, what: str) -> None:
+    if len(labels) != num_labels:
+        raise BadInput(f"{what} has {len(labels)} labels, but the head has {num_labels} classes")
+
+
+def _head_facts(checkpoint: Checkpoint, layout: str) -> dict[str, tuple[Any, str]]:
+    """Config values read off the head's shapes and the checkpoint's Args."""
+    content = checkpoint.content
+    head = content["Downstream"]
+    facts: dict[str, tuple[Any, str]] = {}
+    weights = (content.get("Featurizer") or {}).get("weights")
+    facts["use_weighted_layer_sum"] = (
+        weights is not None,
+        "the Featurizer holds layer weights" if weights is not None else "S3PRL selected one hidden layer",
+    )
+
+    def shape(key):
+        return list(head[key].shape)
+
+    if layout == "cls":
+        facts["num_labels"] = (shape("model.post_net.linear.weight")[0], f"Downstream.model.post_net.linear.weight is {shape('model.post_net.linear.weight')}")
+        facts["classifier_proj_size"] = (shape("projector.weight")[0], f"Downstream.projector.weight is {shape('projector.weight')}")
+    elif layout == "sd":
+        facts["num_labels"] = (shape("model.linear.weight")[0], f"Downstream.model.linear.weight is {shape('model.linear.weight')}")
+    elif layout == "asv":
+        prefix = "model.framelevel_feature_extractor.module"
+        dims = [shape(f"{prefix}.{i}.kernel.weight")[0] for i in range(len(XVECTOR_CONTEXT))]
+        facts["tdnn_dim"] = (dims, "the XVector TDNN kernels' output sizes")
+        facts["tdnn_kernel"] = (list(XVECTOR_CONTEXT), "S3PRL XVector context sizes (sv_voxceleb1/model.py)")
+        facts["tdnn_dilation"] = (list(XVECTOR_DILATION), "S3PRL XVector dilations (sv_voxceleb1/model.py)")
+        linear1 = shape("model.utterancelevel_feature_extractor.linear1.weight")
+        facts["xvector_output_dim"] = (linear1[0], f"Downstream.model.utterancelevel_feature_extractor.linear1.weight is {linear1}")
+        if "objective.W" in head:
+            facts["num_labels"] = (shape("objective.W")[1], f"Downstream.objective.W is {shape('objective.W')}")
+    return facts
+
+
+def _base_conflicts(base_config, tensors: dict[str, SourceTensor], facts) -> list[ConfigConflict]:
+    """Does the base model fit the featurizer and the head it is paired with?"""
+    conflicts = []
+    weights = tensors.get("Featurizer.weights")
+    if weights is not None and weights.tensor.numel() != base_config.num_hidden_layers + 1:
+        conflicts.append(ConfigConflict(
+            "num_hidden_layers", base_config.num_hidden_layers, weights.tensor.numel() - 1,
+            f"the base model has {base_config.num_hidden_layers + 1} hidden states, the Featurizer weighs "
+            f"{weights.tensor.numel()}: a different upstream than the head was trained on"))
+    for key in ("Downstream.projector.weight", "Downstream.model.linear.weight", "Downstream.connector.weight"):
+        head_input = tensors.get(key)
+        if head_input is not None and head_input.tensor.shape[-1] != base_config.hidden_size:
+            conflicts.append(ConfigConflict(
+                "hidden_size", base_config.hidden_size, int(head_input.tensor.shape[-1]),
+                f"{key} takes {head_input.tensor.shape[-1]} features, the base model gives {base_config.hidden_size}"))
+    return conflicts
+
+
+# -- the two sides of a comparison ------------------------------------------------------------
+
+
+class S3prlReferenceSide:
+    """The original: the base model's hidden states through S3PRL's featurizer and head."""
+
+    name = "reference"
+
+    def __init__(self, content: dict, layout: str, base_model: Path):
+        from ..reference.s3prl import build_s3prl_original
+
+        self.layout = layout
+        self.base_model = base_model
+        try:
+            self.model = build_s3prl_original(content, layout)
+        except (NotImplementedError, ValueError, KeyError) as exc:
+            raise BadInput(f"the S3PRL head cannot be run: {exc}") from None
+
+    def __call__(self, clip: Clip) -> SideOutput:
+        from ..reference.s3prl import upstream_hidden_states
+
+        started = time.perf_counter()
+        hidden, lengths = upstream_hidden_states(self.base_model, [clip.waveform], do_normalize=False)
+        frames = int(lengths[0])
+        features = self.model.featurizer(hidden)
+        output = self.model.head(features, lengths)
+        extras: dict = {}
+        if self.layout == "asv":
+            primary = output.linear1_pre[0]
+            extras["s3prl_embedding"] = output.embedding[0]
+        elif self.layout == "sd":
+            primary = output[0, :frames]
+        else:
+            primary = output[0]
+        stages = [("featurizer (weighted hidden states)", features[0, :frames]), ("head", primary)]
+        return SideOutput(primary, stages, time.perf_counter() - started, extras)
+
+
+class TransformersHeadSide:
+    """The converted folder: `from_pretrained`, its own feature extractor, its own forward."""
+
+    name = "transformers"
+
+    def __init__(self, folder: Path):
+        import transformers
+        from transformers import AutoConfig, AutoFeatureExtractor
+
+        config = AutoConfig.from_pretrained(folder)
+        self.model = getattr(transformers, config.architectures[0]).from_pretrained(folder).eval()
+        self.extractor = AutoFeatureExtractor.from_pretrained(folder)
+        self.kind = S3prlRecipe.rules_kind(config)
+
+    def __call__(self, clip: Clip) -> SideOutput:
+        started = time.perf_counter()
+        inputs = self.extractor(clip.waveform, sampling_rate=MODEL_RATE, return_tensors="pt")
+        captured = {}
+        hook = None
+        if getattr(self.model.config, "use_weighted_layer_sum", False):
+            first = self.model.projector if self.kind in ("cls", "asv") else self.model.classifier
+            hook = first.register_forward_pre_hook(lambda _m, args: captured.setdefault("weighted", args[0]))
+        try:
+            with torch.inference_mode():
+                output = self.model(**inputs)
+        finally:
+            if hook is not None:
+                hook.remove()
+        stages = []
+        if "weighted" in captured:
+            stages.append(("featurizer (weighted hidden states)", captured["weighted"][0]))
+        extras: dict = {"kind": self.kind}
+        if self.kind == "asv":
+            primary = output.embeddings[0]
+            # S3PRL scores with l2norm(ReLU(linear1)); the same transform of transformers' output:
+            extras["transformers_embedding_as_s3prl"] = torch.nn.functional.normalize(torch.relu(primary), dim=-1)
+        else:
+            primary = output.logits[0]
+            extras["labels"] = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
+        stages.append(("head", primary))
+        return SideOutput(primary, stages, time.perf_counter() - started, extras)
