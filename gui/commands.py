@@ -1,0 +1,136 @@
+"""Undoable changes to the user's fixes.
+
+Everything the user changes by hand is an `Overrides` object, the same thing a `--mapping` file
+holds. Each command swaps one `Overrides` for another; applying one asks the core for a new plan
+(`Prepared.replan`, milliseconds even for 800-row plans), so undo and redo are immediate.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable, Iterable, Mapping
+
+from PySide6.QtGui import QUndoCommand
+
+from ..core.mapping_file import Overrides
+
+DROP_REASON = "dropped by hand in the Speechport window"
+
+
+def copy_overrides(overrides: Overrides) -> Overrides:
+    return Overrides(dict(overrides.rename), dict(overrides.drop), list(overrides.rules))
+
+
+def same_overrides(a: Overrides, b: Overrides) -> bool:
+    return a.rename == b.rename and a.drop == b.drop and list(a.rules) == list(b.rules)
+
+
+class FixesCommand(QUndoCommand):
+    """Replaces the user's fixes with new ones; undo puts the previous ones back."""
+
+    def __init__(self, text: str, before: Overrides, after: Overrides, apply: Callable[[Overrides], None]):
+        super().__init__(text)
+        self._before = copy_overrides(before)
+        self._after = copy_overrides(after)
+        self._apply = apply
+
+    @property
+    def after(self) -> Overrides:
+        return copy_overrides(self._after)
+
+    def redo(self) -> None:
+        self._apply(copy_overrides(self._after))
+
+    def undo(self) -> None:
+        self._apply(copy_overrides(self._before))
+
+
+# -- what each edit does to the fixes -----------------------------------------------------------
+
+
+def renamed(current: Overrides, targets: Mapping[str, str]) -> Overrides:
+    """Give source keys new target keys; an empty target hands the key back to the recipe's rules."""
+    fixes = copy_overrides(current)
+    for source, target in targets.items():
+        fixes.drop.pop(source, None)
+        if target:
+            fixes.rename[source] = target
+        else:
+            fixes.rename.pop(source, None)
+    return fixes
+
+
+def dropped(current: Overrides, sources: Iterable[str], reason: str = DROP_REASON) -> Overrides:
+    fixes = copy_overrides(current)
+    for source in sources:
+        fixes.rename.pop(source, None)
+        fixes.drop[source] = reason
+    return fixes
+
+
+def restored(current: Overrides, sources: Iterable[str]) -> Overrides:
+    """Forget the user's rename or drop of these keys: the recipe's rules decide them again."""
+    fixes = copy_overrides(current)
+    for source in sources:
+        fixes.rename.pop(source, None)
+        fixes.drop.pop(source, None)
+    return fixes
+
+
+def regex_renames(sources: Iterable[str], pattern: str, replacement: str) -> dict[str, str]:
+    """`re.sub(pattern, replacement, source_key)` for every source key the pattern matches.
+
+    Raises `re.error` for a bad pattern or replacement (the dialog shows it as you type).
+    """
+    regex = re.compile(pattern)
+    result = {}
+    for source in sources:
+        if regex.search(source):
+            result[source] = regex.sub(replacement, source)
+    return result
+
+
+# -- command factories: the undo-menu text says what the command did ----------------------------
+
+
+def rename_command(current: Overrides, targets: Mapping[str, str], apply) -> FixesCommand | None:
+    after = renamed(current, targets)
+    if same_overrides(current, after):
+        return None
+    if len(targets) == 1:
+        source, target = next(iter(targets.items()))
+        text = f"Rename {_short(source)} → {_short(target)}" if target else f"Reset {_short(source)} to the recipe's rule"
+    else:
+        text = f"Rename {len(targets)} keys"
+    return FixesCommand(text, current, after, apply)
+
+
+def bulk_rename_command(current: Overrides, targets: Mapping[str, str], pattern: str, apply) -> FixesCommand | None:
+    after = renamed(current, targets)
+    if same_overrides(current, after):
+        return None
+    return FixesCommand(f"Bulk rename of {len(targets)} key(s) with /{pattern}/", current, after, apply)
+
+
+def drop_command(current: Overrides, sources: list[str], apply) -> FixesCommand | None:
+    after = dropped(current, sources)
+    if same_overrides(current, after):
+        return None
+    text = f"Drop {_short(sources[0])}" if len(sources) == 1 else f"Drop {len(sources)} keys"
+    return FixesCommand(text, current, after, apply)
+
+
+def restore_command(current: Overrides, sources: list[str], apply) -> FixesCommand | None:
+    after = restored(current, sources)
+    if same_overrides(current, after):
+        return None
+    text = f"Restore {_short(sources[0])}" if len(sources) == 1 else f"Restore {len(sources)} keys"
+    return FixesCommand(text, current, after, apply)
+
+
+def load_mapping_command(current: Overrides, loaded: Overrides, name: str, apply) -> FixesCommand:
+    return FixesCommand(f"Load mapping file {name}", current, loaded, apply)
+
+
+def _short(key: str, width: int = 48) -> str:
+    return key if len(key) <= width else "…" + key[-(width - 1):]

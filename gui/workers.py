@@ -1,0 +1,198 @@
+"""Work that must not run on the GUI thread, and the plumbing that brings its results back.
+
+A `Task` runs one function on a thread pool. Its outcome, and the core's progress events, come
+back as Qt signals delivered on the GUI thread (queued), so the window only ever handles them
+between events. Cancelling goes through the core's Qt-free `Progress` handle.
+
+The jobs themselves import the core's torch-dependent modules inside the function, on the
+worker thread: the window module itself never imports torch or transformers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import glob
+import importlib.util
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+from ..core.errors import BadInput
+from ..core.progress import Progress
+
+PROGRESS_INTERVAL_S = 0.05  # at most 20 progress events a second reach the event queue
+
+
+class Task(QObject):
+    """One call on a worker thread. Signals carry the task itself so handlers can drop stale ones."""
+
+    succeeded = Signal(object, object)  # task, result
+    failed = Signal(object, object)  # task, exception
+    progressed = Signal(object, object)  # task, core.progress.ProgressEvent
+
+    def __init__(self, kind: str, function: Callable[..., Any], *args, with_progress: bool = False, **kwargs):
+        super().__init__()
+        self.kind = kind
+        self.function = function
+        self.args = args
+        self.kwargs = kwargs
+        self.progress = Progress(self._forward, min_interval=PROGRESS_INTERVAL_S) if with_progress else None
+        self.started_at = 0.0
+        self.seconds = 0.0
+        self.traceback = ""  # for unexpected errors: logged for developers, never shown
+        self.done = False
+
+    def cancel(self) -> None:
+        if self.progress is not None:
+            self.progress.cancel()
+
+    @property
+    def cancelled(self) -> bool:
+        return self.progress is not None and self.progress.cancelled
+
+    def _forward(self, event) -> None:
+        self.progressed.emit(self, event)
+
+    def run(self) -> None:
+        self.started_at = time.perf_counter()
+        try:
+            if self.progress is not None:
+                result = self.function(*self.args, progress=self.progress, **self.kwargs)
+            else:
+                result = self.function(*self.args, **self.kwargs)
+        except BaseException as error:  # noqa: BLE001 - every outcome goes back to the window
+            self.seconds = time.perf_counter() - self.started_at
+            self.traceback = traceback.format_exc()
+            self.done = True
+            self.failed.emit(self, error)
+        else:
+            self.seconds = time.perf_counter() - self.started_at
+            self.done = True
+            self.succeeded.emit(self, result)
+
+
+class _Runner(QRunnable):
+    def __init__(self, task: Task):
+        super().__init__()
+        self.task = task
+
+    def run(self) -> None:
+        self.task.run()
+
+
+def start(pool: QThreadPool, task: Task) -> Task:
+    pool.start(_Runner(task))
+    return task
+
+
+# -- jobs ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LibrariesLoaded:
+    seconds: float
+    versions: dict[str, str]
+
+
+def load_libraries() -> LibrariesLoaded:
+    """Import torch, transformers and every recipe's model classes, without stalling the GUI thread.
+
+    Two things make a background import stall the GUI thread although it runs elsewhere: the
+    dynamic loader mapping torch's ~400 MB of shared libraries while holding the GIL (~200 ms),
+    and the cyclic garbage collector walking the fast-growing heap of new module objects (gaps of
+    50-150 ms at random points). So torch's libraries are mapped first through a ctypes call,
+    which releases the GIL, and collection is paused for the import; what the import created is
+    then frozen out of future collections, which keeps later pauses short too.
+    """
+    started = time.perf_counter()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        _map_torch_libraries()
+        from ..core import conversion  # noqa: F401 - torch, the checkpoint reader, the writer
+        from ..core.recipes import all_recipes
+
+        for recipe in all_recipes():
+            recipe.load_libraries()
+        import torch
+        import transformers
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
+    return LibrariesLoaded(
+        time.perf_counter() - started, {"torch": torch.__version__, "transformers": transformers.__version__}
+    )
+
+
+def _map_torch_libraries() -> None:
+    if not sys.platform.startswith("linux") or "torch" in sys.modules:
+        return
+    try:
+        spec = importlib.util.find_spec("torch")
+        if spec is None or spec.origin is None:
+            return
+        package = Path(spec.origin).parent
+        libc = ctypes.CDLL(None)
+        dlopen = libc.dlopen
+        dlopen.argtypes = [ctypes.c_char_p, ctypes.c_int]
+        dlopen.restype = ctypes.c_void_p
+        # The same libraries with the same flags as torch's own import uses, in the same order,
+        # so its later dlopen calls only find them loaded.
+        global_deps = package / "lib" / "libtorch_global_deps.so"
+        if global_deps.exists():
+            dlopen(str(global_deps).encode(), os.RTLD_NOW | os.RTLD_GLOBAL)
+        for extension in glob.glob(str(package / "_C.*.so")):
+            dlopen(extension.encode(), sys.getdlopenflags())
+    except (OSError, AttributeError, ValueError):
+        pass  # only a speed-up: torch's own import does the real work
+
+
+class FolderNotEmpty(BadInput):
+    """The output folder exists and holds files: the window asks before replacing it."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        super().__init__(f"{path}: the output folder exists and is not empty")
+
+
+def prepare_job(source: str, *, config: str | None, base_model: str | None, trust_pickle: bool, fixes, progress: Progress):
+    """Open, detect, configure and plan; then apply the user's fixes if there are any."""
+    from ..core.conversion import prepare
+
+    prepared = prepare(source, config=config or None, base_model=base_model or None,
+                       trust_pickle=trust_pickle, progress=progress)
+    if fixes is not None and not fixes.is_empty():
+        prepared.replan(fixes)
+    return prepared
+
+
+def convert_job(prepared, out: str, *, force: bool, progress: Progress):
+    """Write the converted folder; a non-empty folder is replaced only when `force` says so."""
+    from ..core.conversion import convert
+
+    out_path = Path(out).expanduser().absolute()
+    if not force and out_path.is_dir() and any(out_path.iterdir()):
+        raise FolderNotEmpty(out_path)
+    return convert(prepared, out_path, force=force, progress=progress)
+
+
+def load_mapping_job(path: str):
+    from ..core.mapping_file import Overrides
+
+    return Overrides.load(path)
+
+
+def save_mapping_job(path: str, fixes) -> str:
+    try:
+        fixes.save(path)
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot write the mapping file ({exc.strerror or exc})") from None
+    return path
