@@ -222,3 +222,23 @@ def test_labels_file_with_the_wrong_count(run_cli, tmp_path):
     labels.write_text("a\nb\nc\n")
     code, _, stderr = run_cli("convert", CHECKPOINTS["sid"], "--base-model", BASE, "--labels", labels, "--out", tmp_path / "out")
     assert code == 2 and "the labels file has 3 labels, but the head has 7 classes" in stderr
+
+
+def test_a_fine_tuned_upstream_in_the_checkpoint_replaces_the_base_weights(run_cli, tmp_path):
+    from safetensors.torch import load_file
+
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        checkpoint = torch.load(CHECKPOINTS["sid"], weights_only=True)
+    base = load_file(BASE / "model.safetensors")
+    generator = torch.Generator().manual_seed(1)
+    checkpoint["Upstream"] = {f"model.{k}": v + 0.01 * torch.randn(v.shape, generator=generator) for k, v in base.items()}
+    path = tmp_path / "tuned.ckpt"
+    torch.save(checkpoint, path)
+    out = tmp_path / "out"
+    code, _, _ = run_cli("convert", path, "--base-model", BASE, "--out", out, "--verify", S3PRL / "audio/fox_16k.wav")
+    assert code == 0
+    rows = {r["source_key"]: r for r in json.loads((out / "speechport_report.json").read_text())["plan"]["rows"]}
+    assert not any(key.startswith("BaseModel.") for key in rows)
+    assert rows["Upstream.model.masked_spec_embed"]["target_key"] == "wav2vec2.masked_spec_embed"
+    converted = load_file(out / "model.safetensors")
+    assert torch.equal(converted["wav2vec2.masked_spec_embed"], checkpoint["Upstream"]["model.masked_spec_embed"])

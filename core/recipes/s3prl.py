@@ -432,6 +432,7 @@ class S3prlReferenceSide:
 
         self.layout = layout
         self.base_model = base_model
+        self.upstream_state = content.get("Upstream")
         try:
             self.model = build_s3prl_original(content, layout)
         except (NotImplementedError, ValueError, KeyError) as exc:
@@ -441,7 +442,8 @@ class S3prlReferenceSide:
         from ..reference.s3prl import upstream_hidden_states
 
         started = time.perf_counter()
-        hidden, lengths = upstream_hidden_states(self.base_model, [clip.waveform], do_normalize=False)
+        hidden, lengths = upstream_hidden_states(self.base_model, [clip.waveform], do_normalize=False,
+                                                 upstream_state=self.upstream_state)
         frames = int(lengths[0])
         features = self.model.featurizer(hidden)
         output = self.model.head(features, lengths)

@@ -77,6 +77,16 @@ def _load_upstream_model(model_dir: str):
     return model.eval()
 
 
+def _fine_tuned_upstream(model, upstream_state: Mapping[str, Tensor]):
+    """A copy of the folder's model carrying the expert's fine-tuned weights (``model.<name>``)."""
+    import copy
+
+    weights = {k.removeprefix("model."): v for k, v in upstream_state.items() if k.startswith("model.")}
+    tuned = copy.deepcopy(model)
+    tuned.load_state_dict(weights, strict=True)
+    return tuned.eval()
+
+
 @functools.lru_cache(maxsize=8)
 def _load_feature_extractor(model_dir: str, do_normalize: bool | None):
     from transformers import Wav2Vec2FeatureExtractor
@@ -113,6 +123,7 @@ def upstream_hidden_states(
     waveforms: Sequence[np.ndarray | Tensor],
     *,
     do_normalize: bool | None = False,
+    upstream_state: Mapping[str, Tensor] | None = None,
 ) -> tuple[list[Tensor], Tensor]:
     """Hidden states of the HF base model as S3PRL's hf_wav2vec2 upstream produces them.
 
@@ -122,12 +133,17 @@ def upstream_hidden_states(
     overrides the extractor's zero-mean/unit-variance step (False as in the SUPERB fairseq
     wav2vec2 recipes; None keeps the saved preprocessor's value, as a plain S3PRL run would).
 
+    ``upstream_state`` is the checkpoint's ``Upstream`` entry when S3PRL fine-tuned the upstream
+    (``-f``): the expert's ``model.*`` weights then replace the folder's.
+
     Returns ``num_hidden_layers + 1`` tensors (N, T, H) — state 0 is the transformer input —
     and the S3PRL frame count per utterance (``s3prl_feature_lengths``).
     """
     model_dir = str(Path(base_model_dir).resolve())
     extractor = _load_feature_extractor(model_dir, do_normalize)
     model = _load_upstream_model(model_dir)
+    if upstream_state is not None:
+        model = _fine_tuned_upstream(model, upstream_state)
     # expert.py hands numpy arrays of the float32 torch waveforms to the extractor.
     arrays = [
         np.asarray(w.detach().cpu().numpy() if isinstance(w, Tensor) else w, dtype=np.float32)

@@ -1,0 +1,339 @@
+"""Small widgets of the window: path fields with browse, drop and recent files; an inline message bar;
+the key editor with completion used inside the mapping table."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+from PySide6.QtCore import QEvent, QSettings, QStringListModel, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QPalette
+from PySide6.QtWidgets import (
+    QCompleter,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMenu,
+    QPushButton,
+    QStyle,
+    QStyledItemDelegate,
+    QToolButton,
+    QWidget,
+)
+
+from ..core.plan import Status
+from . import theme
+
+RECENT_LIMIT = 8
+
+
+class RecentPaths:
+    """The last few paths chosen in one field, newest first, kept in QSettings."""
+
+    def __init__(self, settings: QSettings, key: str, limit: int = RECENT_LIMIT):
+        self._settings = settings
+        self._key = f"recent/{key}"
+        self._limit = limit
+
+    def items(self) -> list[str]:
+        value = self._settings.value(self._key, [])
+        if isinstance(value, str):  # QSettings returns a lone string for one-item lists
+            value = [value]
+        return [str(v) for v in (value or []) if v]
+
+    def add(self, path: str) -> None:
+        items = [path] + [p for p in self.items() if p != path]
+        self._settings.setValue(self._key, items[: self._limit])
+
+    def clear(self) -> None:
+        self._settings.remove(self._key)
+
+
+def local_paths(mime) -> list[str]:
+    """Local file paths in drag-and-drop data (URLs from file managers)."""
+    if not mime.hasUrls():
+        return []
+    return [url.toLocalFile() for url in mime.urls() if url.isLocalFile() and url.toLocalFile()]
+
+
+class PathField(QWidget):
+    """A path: type it (Enter or leaving the field loads it), browse for it, drop it, or pick a recent one."""
+
+    pathChosen = Signal(str)
+
+    def __init__(
+        self,
+        object_name: str,
+        *,
+        settings: QSettings,
+        recent_key: str,
+        folder: bool = False,
+        file_filter: str = "",
+        dialog_title: str = "",
+        placeholder: str = "",
+        tooltip: str = "",
+        parent: QWidget | None = None,
+    ):
+        super().__init__(parent)
+        self.setObjectName(f"{object_name}Field")
+        self.folder = folder
+        self.file_filter = file_filter
+        self.dialog_title = dialog_title
+        self.recent = RecentPaths(settings, recent_key)
+        self._committed = ""
+
+        self.edit = QLineEdit(self)
+        self.edit.setObjectName(object_name)
+        self.edit.setPlaceholderText(placeholder)
+        self.edit.setToolTip(tooltip)
+        self.edit.setClearButtonEnabled(True)
+        self.edit.setAccessibleName(dialog_title or object_name)
+        self.edit.editingFinished.connect(self._on_editing_finished)
+        self.edit.installEventFilter(self)  # dropped files replace the text instead of being inserted
+
+        self.browse = QToolButton(self)
+        self.browse.setObjectName(f"{object_name}Browse")
+        self.browse.setText("Browse…")
+        self.browse.setToolTip(f"{dialog_title}… (the arrow lists recent choices)")
+        self.browse.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.browse.setPopupMode(QToolButton.ToolButtonPopupMode.MenuButtonPopup)
+        self.browse.clicked.connect(self.choose)
+        self.recent_menu = QMenu(self.browse)
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        self.browse.setMenu(self.recent_menu)
+
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(4)
+        layout.addWidget(self.edit, 1)
+        layout.addWidget(self.browse)
+        self.setAcceptDrops(True)
+
+    # -- value ------------------------------------------------------------------------------------
+    def path(self) -> str:
+        return self.edit.text().strip()
+
+    def set_path(self, path: str | os.PathLike | None) -> None:
+        """Show a path without loading it (the window does that when it chooses to)."""
+        text = str(path) if path else ""
+        self._committed = text
+        self.edit.setText(text)
+
+    def commit(self, path: str | os.PathLike) -> None:
+        """Set the path and announce it, as the file dialog does."""
+        text = str(path).strip()
+        self.set_path(text)
+        if text:
+            self.recent.add(text)
+        self.pathChosen.emit(text)
+
+    def choose(self) -> None:
+        start = self._start_folder()
+        if self.folder:
+            chosen = QFileDialog.getExistingDirectory(self, self.dialog_title, start)
+        else:
+            chosen, _ = QFileDialog.getOpenFileName(self, self.dialog_title, start, self.file_filter)
+        if chosen:
+            self.commit(chosen)
+
+    # -- internals --------------------------------------------------------------------------------
+    def _start_folder(self) -> str:
+        for candidate in [self.path(), *self.recent.items()]:
+            if candidate:
+                path = Path(candidate).expanduser()
+                return str(path if self.folder else path.parent)
+        return str(Path.home())
+
+    def _on_editing_finished(self) -> None:
+        text = self.path()
+        if text != self._committed:
+            self.commit(text)
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        items = self.recent.items()
+        for path in items:
+            action = self.recent_menu.addAction(_elide_middle(path, 90))
+            action.setToolTip(path)
+            action.setData(path)
+            action.triggered.connect(self._on_recent_triggered)
+        if not items:
+            self.recent_menu.addAction("No recent choices").setEnabled(False)
+        else:
+            self.recent_menu.addSeparator()
+            self.recent_menu.addAction("Clear recent choices", self.recent.clear)
+
+    def _on_recent_triggered(self) -> None:
+        action = self.sender()
+        if isinstance(action, QAction) and action.data():
+            self.commit(action.data())
+
+    def eventFilter(self, watched, event) -> bool:
+        if watched is self.edit and event.type() in (QEvent.Type.DragEnter, QEvent.Type.DragMove, QEvent.Type.Drop):
+            paths = local_paths(event.mimeData())
+            if not paths:
+                return False
+            event.acceptProposedAction()
+            if event.type() == QEvent.Type.Drop:
+                self.commit(paths[0])
+            return True
+        return super().eventFilter(watched, event)
+
+    def dragEnterEvent(self, event) -> None:
+        if local_paths(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        paths = local_paths(event.mimeData())
+        if paths:
+            event.acceptProposedAction()
+            self.commit(paths[0])
+
+
+def _elide_middle(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width // 2 - 1] + "…" + text[-(width // 2) :]
+
+
+class MessageBar(QFrame):
+    """A message inside the window (error, warning, success, info) with optional buttons.
+
+    Errors are shown here rather than in modal dialogs: they stay visible next to what caused
+    them, their text can be selected and copied, and nothing blocks the window.
+    """
+
+    closed = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("messageBar")
+        self.kind = "info"
+        self.icon = QLabel(self)
+        self.icon.setFixedSize(18, 18)
+        self.text = QLabel(self)
+        self.text.setObjectName("messageText")
+        self.text.setWordWrap(True)
+        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.text.setTextFormat(Qt.TextFormat.PlainText)
+        self.buttons = QHBoxLayout()
+        self.buttons.setSpacing(6)
+        self.close_button = QToolButton(self)
+        self.close_button.setObjectName("messageClose")
+        self.close_button.setAutoRaise(True)
+        self.close_button.setText("✕")
+        self.close_button.setToolTip("Dismiss")
+        self.close_button.clicked.connect(self.dismiss)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(10, 6, 6, 6)
+        layout.setSpacing(8)
+        layout.addWidget(self.icon, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addWidget(self.text, 1)
+        layout.addLayout(self.buttons)
+        layout.addWidget(self.close_button, 0, Qt.AlignmentFlag.AlignTop)
+        self.hide()
+
+    def show_message(self, kind: str, text: str, actions: list[tuple[str, Callable[[], None], str]] = ()) -> None:
+        """`actions`: (button text, callback, object name) for the buttons beside the text."""
+        self.kind = kind
+        self.text.setText(text)
+        while self.buttons.count():
+            widget = self.buttons.takeAt(0).widget()
+            if widget is not None:
+                widget.deleteLater()
+        for label, callback, name in actions:
+            button = QPushButton(label, self)
+            button.setObjectName(name)
+            button.clicked.connect(callback)
+            self.buttons.addWidget(button)
+        self._restyle()
+        self.show()
+
+    def dismiss(self) -> None:
+        self.hide()
+        self.closed.emit()
+
+    def button(self, name: str) -> QPushButton | None:
+        return self.findChild(QPushButton, name)
+
+    def changeEvent(self, event) -> None:
+        if event.type() == QEvent.Type.PaletteChange:
+            self._restyle()
+        super().changeEvent(event)
+
+    def _restyle(self) -> None:
+        colour = theme.message_colour(self.kind, self.palette())
+        tint = f"rgba({colour.red()}, {colour.green()}, {colour.blue()}, {40 if theme.is_dark(self.palette()) else 24})"
+        self.setStyleSheet(
+            f"QFrame#messageBar {{ background: {tint}; border: 1px solid {colour.name()}; border-radius: 4px; }}"
+        )
+        icons = {
+            "error": theme.status_icon(Status.MISSING),
+            "success": theme.status_icon(Status.MAPPED),
+            "warning": self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning),
+            "info": self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxInformation),
+        }
+        self.icon.setPixmap(icons[self.kind].pixmap(18, 18))
+
+
+class KeyEditorDelegate(QStyledItemDelegate):
+    """Edits a key inline, completing from the keys that would fix something.
+
+    For a target key the candidates are the model's parameters nothing claims yet; for the source
+    cell of a missing target, the checkpoint's tensors that are not mapped. Picking a completion
+    commits at once; the list opens with every candidate shown, narrowing as you type.
+    """
+
+    def __init__(self, candidates: Callable[[object], list[str]], parent=None):
+        super().__init__(parent)
+        self._candidates = candidates
+
+    def createEditor(self, parent, option, index):
+        editor = QLineEdit(parent)
+        editor.setObjectName("keyEditor")
+        completer = QCompleter(QStringListModel(self._candidates(index), editor), editor)
+        completer.setObjectName("keyCompleter")
+        completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        completer.setFilterMode(Qt.MatchFlag.MatchContains)
+        completer.setCompletionMode(QCompleter.CompletionMode.PopupCompletion)
+        completer.setMaxVisibleItems(12)
+        editor.setCompleter(completer)
+        completer.activated[str].connect(self._completion_chosen)
+        QTimer.singleShot(0, self._open_completions)
+        self._editor = editor
+        return editor
+
+    def _open_completions(self) -> None:
+        editor = getattr(self, "_editor", None)
+        try:
+            if editor is None or not editor.isVisible():
+                return
+        except RuntimeError:  # the editor closed before the list could open
+            return
+        completer = editor.completer()
+        if completer.model().rowCount():
+            completer.setCompletionPrefix("" if editor.hasSelectedText() else editor.text())
+            completer.complete()
+
+    def _completion_chosen(self, text: str) -> None:
+        completer = self.sender()
+        editor = completer.widget() if completer is not None else None
+        if isinstance(editor, QLineEdit):
+            editor.setText(text)
+            self.commitData.emit(editor)
+            self.closeEditor.emit(editor, QStyledItemDelegate.EndEditHint.NoHint)
+
+    def setEditorData(self, editor, index) -> None:
+        editor.setText(index.data(Qt.ItemDataRole.EditRole) or "")
+        editor.selectAll()
+
+    def setModelData(self, editor, model, index) -> None:
+        model.setData(index, editor.text(), Qt.ItemDataRole.EditRole)
+
+    def updateEditorGeometry(self, editor, option, index) -> None:
+        editor.setGeometry(option.rect)
+
+
+def placeholder_colour(widget: QWidget):
+    return widget.palette().color(QPalette.ColorGroup.Active, QPalette.ColorRole.PlaceholderText)
