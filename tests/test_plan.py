@@ -7,7 +7,6 @@ from speechport.core.checkpoint import Checkpoint
 from speechport.core.conversion import prepare
 from speechport.core.mapping_file import Overrides
 from speechport.core.plan import Plan, SourceEntry, Status, TargetTensor, build_plan, collapse_indices
-from speechport.core.recipes import recipe_named
 from speechport.core.rules import RuleSet, Stage, drop, rename
 from conftest import CONFORMER_SHAW
 from support import checkpoint_path

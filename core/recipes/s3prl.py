@@ -9,7 +9,6 @@ transformers' heads cannot compute the way S3PRL does is refused with its reason
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import time
