@@ -37,6 +37,7 @@ class ClipComparison:
     stage_max_abs_diff: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     details: dict = field(default_factory=dict)  # recipe-specific, JSON-ready (labels, embeddings' agreement)
+    frame_seconds: float = 0.02  # time between output frames, to align per-frame values with the audio
     cosine_per_frame: list[float] = field(default_factory=list)
     original: SideOutput | None = None
     converted: SideOutput | None = None

@@ -154,6 +154,7 @@ def compare_clips(
         notes, details = sides.detection.recipe.explain(original, converted)
         result.notes += [*sides.notes, *notes]
         result.details.update(details)
+        result.frame_seconds = sides.detection.recipe.frame_seconds
         results.append(result)
         if save_dir is not None:
             _save_outputs(save_dir, clip, results[-1])

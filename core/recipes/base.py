@@ -62,6 +62,9 @@ class Recipe:
     # Ways to run the original model for a comparison: Speechport's own implementation first,
     # then the upstream library where it happens to be installed.
     original_backends: tuple[str, ...] = ("reference",)
+    # Seconds between output frames, to align per-frame results with the waveform. Both families
+    # here emit one frame per 20 ms (fbank 10 ms stacked by 2; wav2vec2's 320-sample CNN stride).
+    frame_seconds: float = 0.02
 
     def detect(self, checkpoint: Checkpoint) -> Detection | None:
         raise NotImplementedError
