@@ -80,7 +80,7 @@ def prepare(
     source: str | Path | Checkpoint,
     *,
     config: str | Path | None = None,
-    mapping: str | Path | None = None,
+    mapping: str | Path | Overrides | None = None,
     base_model: str | Path | None = None,
     labels: str | Path | None = None,
     recipe: str | None = None,
@@ -90,6 +90,7 @@ def prepare(
 ) -> Prepared:
     """Open, detect, configure and plan. `source` is a file path, or an already opened checkpoint.
 
+    `mapping` is a mapping file or the fixes themselves (the window keeps them as `Overrides`).
     `hasher` is the source's checksum if the caller started it already (the CLI starts it before
     importing torch, so it is done by the time the weights are written).
     """
@@ -114,7 +115,10 @@ def prepare(
         base_model = Path(base_model).expanduser().absolute() if base_model else None
         if chosen.needs_base_model and base_model is None:
             raise NeedsBaseModel(str(source), chosen.name)
-        overrides = Overrides.load(mapping) if mapping else Overrides()
+        if isinstance(mapping, Overrides):
+            overrides = mapping
+        else:
+            overrides = Overrides.load(mapping) if mapping else Overrides()
         progress.check()
         progress.stage("settling the config")
         mark = time.perf_counter()
@@ -135,7 +139,8 @@ def prepare(
         prepared = Prepared(
             source, checkpoint, detection, tensors, chosen.other_entries(checkpoint, detection.layout),
             choice, targets, overrides, plan=None, hasher=hasher,  # type: ignore[arg-type]
-            mapping_path=Path(mapping) if mapping else None, base_model=base_model, timings=timings,
+            mapping_path=Path(mapping) if mapping and not isinstance(mapping, Overrides) else None,
+            base_model=base_model, timings=timings,
         )
         mark = time.perf_counter()
         prepared.plan = _build_plan(prepared)

@@ -44,6 +44,19 @@ class UnsafePickle(BadInput):
         )
 
 
+class OutputNotEmpty(BadInput):
+    """The output folder exists and holds files; it is replaced only with consent (force)."""
+
+    kind = "output_not_empty"
+
+    def __init__(self, path: str):
+        self.path = path
+        super().__init__(
+            f"{path}: the output folder exists and is not empty",
+            hint="choose another folder, or pass --force to replace it once the new one is complete",
+        )
+
+
 class NeedsBaseModel(BadInput):
     """The checkpoint holds only a head; its recipe needs the upstream model folder too."""
 

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import BadInput
+from .errors import BadInput, OutputNotEmpty
 
 
 def check_output_path(out: str | Path, force: bool) -> Path:
@@ -21,10 +21,7 @@ def check_output_path(out: str | Path, force: bool) -> Path:
     if out.exists() and not out.is_dir():
         raise BadInput(f"{out}: the output path is an existing file, not a folder")
     if out.is_dir() and any(out.iterdir()) and not force:
-        raise BadInput(
-            f"{out}: the output folder exists and is not empty",
-            hint="choose another folder, or pass --force to replace it once the new one is complete",
-        )
+        raise OutputNotEmpty(str(out))
     ancestor = out.parent
     while not ancestor.exists():
         ancestor = ancestor.parent
@@ -77,7 +74,7 @@ class StagedFolder:
         if self.out.is_dir():
             if any(self.out.iterdir()):
                 if not self.force:  # someone filled it while we worked
-                    raise BadInput(f"{self.out}: the output folder was filled meanwhile; nothing replaced")
+                    raise OutputNotEmpty(str(self.out))
                 backup = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.replaced-", dir=self.out.parent))
                 backup.rmdir()
                 os.rename(self.out, backup)

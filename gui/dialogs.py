@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from typing import Callable
 
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,

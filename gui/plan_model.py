@@ -54,7 +54,6 @@ HEADER_TIPS = {
 # Roles beyond Qt's own, for the proxy, the delegates and the tests.
 ROW_ROLE = Qt.ItemDataRole.UserRole + 1  # the PlanRow
 STATUS_ROLE = Qt.ItemDataRole.UserRole + 2  # the Status value (a str)
-SORT_ROLE = Qt.ItemDataRole.UserRole + 3  # a value that sorts naturally
 
 
 def format_shape(shape) -> str:
@@ -229,8 +228,6 @@ class PlanTableModel(QAbstractTableModel):
             return row
         if role == STATUS_ROLE:
             return row.status.value
-        if role == SORT_ROLE:
-            return self._sort_key(row, column, index.row())
         return None
 
     def setData(self, index, value, role=Qt.ItemDataRole.EditRole) -> bool:
@@ -270,6 +267,9 @@ class PlanTableModel(QAbstractTableModel):
             return format_shape(row.target_shape)
         return row.status.value
 
+    def sort_key(self, row_number: int, column: int):
+        return self._sort_key(self._rows[row_number], Column(column), row_number)
+
     @staticmethod
     def _sort_key(row: PlanRow, column: Column, position: int):
         if column == Column.SHAPE:
@@ -298,7 +298,6 @@ class PlanFilterProxy(QSortFilterProxyModel):
         super().__init__(parent)
         self._status = ALL_ROWS
         self._words: list[str] = []
-        self.setSortRole(SORT_ROLE)
         self.setDynamicSortFilter(True)
 
     @property
@@ -337,6 +336,11 @@ class PlanFilterProxy(QSortFilterProxyModel):
             haystack = f"{row.source_key or ''}\n{row.target_key or ''}".lower()
             return all(word in haystack for word in self._words)
         return True
+
+    def lessThan(self, left, right) -> bool:
+        # Sort keys are tuples (problems first, then checkpoint order): compared in Python.
+        model = self.sourceModel()
+        return model.sort_key(left.row(), left.column()) < model.sort_key(right.row(), right.column())
 
     def source_rows(self, proxy_indexes) -> list[int]:
         """Distinct model rows of proxy indexes (e.g. a selection), in table order."""

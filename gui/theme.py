@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QColor, QGuiApplication, QIcon, QImage, QPainter, QPalette
+from PySide6.QtGui import QColor, QGuiApplication, QIcon, QImage, QPainter, QPainterPath, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import QApplication
 
 from ..core.plan import Status
@@ -84,6 +84,68 @@ def app_icon() -> QIcon:
     if APP_ICON_PNG.exists():  # for platforms whose window managers want a bitmap
         icon.addFile(str(APP_ICON_PNG), QSize(256, 256))
     return icon
+
+
+# Monochrome toolbar glyphs (16x16 units), drawn in the palette's text colour: the style's own
+# arrows and play/stop symbols are black, which disappears on a dark palette.
+_GLYPHS = {
+    "undo": ("stroke", "M 3 6 L 6 3 M 3 6 L 6 9 M 3 6 L 10 6 Q 13.5 6 13.5 9.5 Q 13.5 13 10 13 L 7 13"),
+    "redo": ("stroke", "M 13 6 L 10 3 M 13 6 L 10 9 M 13 6 L 6 6 Q 2.5 6 2.5 9.5 Q 2.5 13 6 13 L 9 13"),
+    "convert": ("fill", "M 4 2.5 L 13.5 8 L 4 13.5 Z"),
+    "cancel": ("fill", "M 3.5 3.5 L 12.5 3.5 L 12.5 12.5 L 3.5 12.5 Z"),
+}
+
+
+def glyph_icon(name: str, palette: QPalette | None = None) -> QIcon:
+    palette = palette or QGuiApplication.palette()
+    style, path_text = _GLYPHS[name]
+    path = _svg_path(path_text)
+    icon = QIcon()
+    for mode, group in ((QIcon.Mode.Normal, QPalette.ColorGroup.Active), (QIcon.Mode.Disabled, QPalette.ColorGroup.Disabled)):
+        colour = palette.color(group, QPalette.ColorRole.ButtonText)
+        for size in (16, 24, 32, 48):
+            image = QImage(size, size, QImage.Format.Format_ARGB32_Premultiplied)
+            image.fill(Qt.GlobalColor.transparent)
+            painter = QPainter(image)
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+            painter.scale(size / 16, size / 16)
+            if style == "fill":
+                painter.setPen(Qt.PenStyle.NoPen)
+                painter.setBrush(colour)
+            else:
+                pen = QPen(colour, 1.8)
+                pen.setCapStyle(Qt.PenCapStyle.RoundCap)
+                pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
+                painter.setPen(pen)
+                painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawPath(path)
+            painter.end()
+            icon.addPixmap(QPixmap.fromImage(image), mode)
+    return icon
+
+
+def _svg_path(text: str) -> QPainterPath:
+    """The M/L/Q/Z subset of SVG path syntax, absolute coordinates only."""
+    path = QPainterPath()
+    tokens = text.split()
+    i = 0
+    while i < len(tokens):
+        command = tokens[i]
+        if command == "M":
+            path.moveTo(float(tokens[i + 1]), float(tokens[i + 2]))
+            i += 3
+        elif command == "L":
+            path.lineTo(float(tokens[i + 1]), float(tokens[i + 2]))
+            i += 3
+        elif command == "Q":
+            path.quadTo(*(float(t) for t in tokens[i + 1:i + 5]))
+            i += 5
+        elif command == "Z":
+            path.closeSubpath()
+            i += 1
+        else:
+            raise ValueError(f"unsupported path command {command!r}")
+    return path
 
 
 def render_svg(svg: Path, out: Path, size: int) -> None:

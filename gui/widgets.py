@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from PySide6.QtCore import QEvent, QSettings, QStringListModel, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QPalette
+from PySide6.QtGui import QAction, QGuiApplication
 from PySide6.QtWidgets import (
     QCompleter,
     QFileDialog,
@@ -263,11 +263,13 @@ class MessageBar(QFrame):
         super().changeEvent(event)
 
     def _restyle(self) -> None:
-        colour = theme.message_colour(self.kind, self.palette())
-        tint = f"rgba({colour.red()}, {colour.green()}, {colour.blue()}, {40 if theme.is_dark(self.palette()) else 24})"
-        self.setStyleSheet(
-            f"QFrame#messageBar {{ background: {tint}; border: 1px solid {colour.name()}; border-radius: 4px; }}"
-        )
+        # The application's palette, not this frame's: the style sheet below changes the latter.
+        palette = QGuiApplication.palette()
+        colour = theme.message_colour(self.kind, palette)
+        tint = f"rgba({colour.red()}, {colour.green()}, {colour.blue()}, {40 if theme.is_dark(palette) else 24})"
+        sheet = f"QFrame#messageBar {{ background: {tint}; border: 1px solid {colour.name()}; border-radius: 4px; }}"
+        if sheet != self.styleSheet():  # setting a style sheet changes the palette: only when needed
+            self.setStyleSheet(sheet)
         icons = {
             "error": theme.status_icon(Status.MISSING),
             "success": theme.status_icon(Status.MAPPED),
@@ -333,7 +335,3 @@ class KeyEditorDelegate(QStyledItemDelegate):
 
     def updateEditorGeometry(self, editor, option, index) -> None:
         editor.setGeometry(option.rect)
-
-
-def placeholder_colour(widget: QWidget):
-    return widget.palette().color(QPalette.ColorGroup.Active, QPalette.ColorRole.PlaceholderText)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import glob
+import importlib
 import importlib.util
 import os
 import sys
@@ -112,11 +113,14 @@ def load_libraries() -> LibrariesLoaded:
     then frozen out of future collections, which keeps later pauses short too.
     """
     started = time.perf_counter()
+    cold = "torch" not in sys.modules
     was_enabled = gc.isenabled()
-    gc.disable()
+    if cold:
+        gc.disable()
     try:
-        _map_torch_libraries()
-        from ..core import conversion  # noqa: F401 - torch, the checkpoint reader, the writer
+        if cold:
+            _map_torch_libraries()
+        importlib.import_module("..core.conversion", __package__)  # torch, the checkpoint reader, the writer
         from ..core.recipes import all_recipes
 
         for recipe in all_recipes():
@@ -124,16 +128,17 @@ def load_libraries() -> LibrariesLoaded:
         import torch
         import transformers
     finally:
-        gc.freeze()
-        if was_enabled:
-            gc.enable()
+        if cold:
+            gc.freeze()
+            if was_enabled:
+                gc.enable()
     return LibrariesLoaded(
         time.perf_counter() - started, {"torch": torch.__version__, "transformers": transformers.__version__}
     )
 
 
 def _map_torch_libraries() -> None:
-    if not sys.platform.startswith("linux") or "torch" in sys.modules:
+    if not sys.platform.startswith("linux"):
         return
     try:
         spec = importlib.util.find_spec("torch")
@@ -155,33 +160,20 @@ def _map_torch_libraries() -> None:
         pass  # only a speed-up: torch's own import does the real work
 
 
-class FolderNotEmpty(BadInput):
-    """The output folder exists and holds files: the window asks before replacing it."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        super().__init__(f"{path}: the output folder exists and is not empty")
-
-
 def prepare_job(source: str, *, config: str | None, base_model: str | None, trust_pickle: bool, fixes, progress: Progress):
-    """Open, detect, configure and plan; then apply the user's fixes if there are any."""
+    """Open, detect, configure and plan with the user's fixes."""
     from ..core.conversion import prepare
 
-    prepared = prepare(source, config=config or None, base_model=base_model or None,
-                       trust_pickle=trust_pickle, progress=progress)
-    if fixes is not None and not fixes.is_empty():
-        prepared.replan(fixes)
-    return prepared
+    return prepare(source, config=config or None, base_model=base_model or None, mapping=fixes,
+                   trust_pickle=trust_pickle, progress=progress)
 
 
 def convert_job(prepared, out: str, *, force: bool, progress: Progress):
-    """Write the converted folder; a non-empty folder is replaced only when `force` says so."""
+    """Write the converted folder; a non-empty folder is replaced only when `force` says so
+    (the core raises OutputNotEmpty otherwise, and the window asks)."""
     from ..core.conversion import convert
 
-    out_path = Path(out).expanduser().absolute()
-    if not force and out_path.is_dir() and any(out_path.iterdir()):
-        raise FolderNotEmpty(out_path)
-    return convert(prepared, out_path, force=force, progress=progress)
+    return convert(prepared, Path(out).expanduser().absolute(), force=force, progress=progress)
 
 
 def load_mapping_job(path: str):

@@ -1,0 +1,95 @@
+"""Render the window with the demo loaded to PNGs for the README (`docs/`).
+
+    python -m speechport.gui.screenshots [--out docs] [--icon]
+
+Three states at 1280x800: the demo's mapping (light palette), the same plan with a mistyped target
+key (the problem, and why Convert is disabled), and, once it is fixed, the finished conversion
+(dark palette). Runs
+offscreen when there is no display; under Xvfb (`xvfb-run python -m ...`) it renders through X.
+`--icon` also re-renders `resources/icons/speechport.png` from the SVG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+SIZE = (1280, 800)
+MISTYPED_KEY = "encoder.layers.0.ffn1.inner_proj.weight"  # given its own (fairseq2) name as the target
+FIXED_TARGET = "encoder.layers.0.ffn1.intermediate_dense.weight"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m speechport.gui.screenshots", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("docs"), help="folder for the PNGs (default: docs)")
+    parser.add_argument("--icon", action="store_true", help="also render resources/icons/speechport.png")
+    args = parser.parse_args(argv)
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+    from PySide6.QtCore import QSettings, Qt
+
+    from ..core.demo import DEMO_CHECKPOINT
+    from . import theme
+    from .app import create_application
+    from .heartbeat import run_until
+    from .main_window import MainWindow
+    from .plan_model import Column
+
+    app = create_application()
+    if args.icon:
+        theme.render_svg(theme.APP_ICON_SVG, theme.APP_ICON_PNG, 256)
+    args.out.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="speechport-screenshots-"))
+    written = []
+    try:
+        theme.apply_appearance(app, "light")
+        window = MainWindow(settings=QSettings(str(scratch / "settings.ini"), QSettings.Format.IniFormat),
+                            output=scratch / "w2v-bert-demo-hf")
+        window.resize(*SIZE)
+        window.show()
+        window.open_source(DEMO_CHECKPOINT)
+        if not run_until(lambda: window.prepared is not None and not window.busy(), 120):
+            print(f"the demo did not open: {window.message_bar.text.text()}", file=sys.stderr)
+            return 1
+
+        def save(name: str) -> None:
+            run_until(lambda: False, 0.3)  # let layouts and repaints settle
+            path = args.out / name
+            window.grab().save(str(path))
+            written.append(path)
+
+        window.select_source_key("encoder.layers.0.self_attn.q_proj.weight")
+        save("window-mapping.png")
+
+        window.rename_target(MISTYPED_KEY, MISTYPED_KEY)
+        window.table.sortByColumn(Column.STATUS, Qt.SortOrder.AscendingOrder)  # problems first
+        window.table.clearSelection()
+        window.table.scrollToTop()
+        save("window-problem.png")
+
+        window.rename_target(MISTYPED_KEY, FIXED_TARGET)  # fixed, as the completion list offers it
+        window.table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
+        window.table.clearSelection()
+        window.table.scrollToTop()
+        theme.apply_appearance(app, "dark")
+        window.convert()
+        run_until(lambda: not window.busy(), 120)
+        if window.result is None:
+            print(f"the demo did not convert: {window.message_bar.text.text()}", file=sys.stderr)
+            return 1
+        save("window-converted.png")
+        window.close()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    for path in written:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

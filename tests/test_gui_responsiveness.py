@@ -1,0 +1,43 @@
+"""The UI never freezes: a 10 ms heartbeat timer keeps ticking while a checkpoint opens and converts.
+
+The largest interval between two ticks is the longest the window went without handling events.
+(The full-size version of this measurement is `benchmarks/bench_gui.py`.)
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QSettings  # noqa: E402
+
+from speechport.gui import MainWindow  # noqa: E402
+from speechport.gui.heartbeat import Heartbeat  # noqa: E402
+from support import checkpoint_path  # noqa: E402
+
+GAP_LIMIT_S = 0.1
+
+
+@pytest.mark.parametrize("model", ["cs_s64", "cs_s48"])
+def test_event_loop_keeps_running_while_opening_and_converting(qtbot, tmp_path, model):
+    window = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat),
+                        output=tmp_path / "out")
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    heartbeat = Heartbeat(10)
+    heartbeat.start()
+    with heartbeat.phase("open"):
+        window.open_source(checkpoint_path(model))
+        qtbot.waitUntil(lambda: window.prepared is not None and not window.busy(), timeout=60_000)
+    with heartbeat.phase("convert"):
+        window.convert()
+        qtbot.waitUntil(lambda: not window.busy(), timeout=60_000)
+    heartbeat.stop()
+    assert window.result is not None
+    print(f"\n{model}: largest event-loop gap while opening {heartbeat.phases['open'] * 1000:.0f} ms, "
+          f"while converting {heartbeat.phases['convert'] * 1000:.0f} ms ({heartbeat.ticks} ticks)")
+    assert heartbeat.phases["open"] < GAP_LIMIT_S
+    assert heartbeat.phases["convert"] < GAP_LIMIT_S
