@@ -242,3 +242,62 @@ def test_a_fine_tuned_upstream_in_the_checkpoint_replaces_the_base_weights(run_c
     assert rows["Upstream.model.masked_spec_embed"]["target_key"] == "wav2vec2.masked_spec_embed"
     converted = load_file(out / "model.safetensors")
     assert torch.equal(converted["wav2vec2.masked_spec_embed"], checkpoint["Upstream"]["model.masked_spec_embed"])
+
+
+def modified_checkpoint(tmp_path, task, change):
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        checkpoint = torch.load(CHECKPOINTS[task], weights_only=True)
+    change(checkpoint)
+    path = tmp_path / f"{task}-variant.ckpt"
+    torch.save(checkpoint, path)
+    return path
+
+
+def select_layer(layer):
+    def change(checkpoint):
+        checkpoint["Featurizer"] = {}  # S3PRL saves no weights when one layer is selected
+        checkpoint["Args"].upstream_layer_selection = layer
+    return change
+
+
+def test_the_last_hidden_layer_selected_converts_without_a_weighted_sum(run_cli, tmp_path):
+    path = modified_checkpoint(tmp_path, "sid", select_layer(2))  # the base model has 2 layers: 0..2
+    out = tmp_path / "out"
+    code, _, _ = run_cli("convert", path, "--base-model", BASE, "--out", out, "--verify", S3PRL / "audio/fox_16k.wav")
+    assert code == 0
+    assert AutoConfig.from_pretrained(out).use_weighted_layer_sum is False
+    assert json.loads((out / "speechport_report.json").read_text())["verification"]["verdict"] == "pass"
+
+
+def test_another_selected_layer_is_refused(run_cli, tmp_path):
+    path = modified_checkpoint(tmp_path, "sid", select_layer(1))
+    code, _, stderr = run_cli("convert", path, "--base-model", BASE, "--out", tmp_path / "out")
+    assert code == 3 and "unmapped source: Args.upstream_layer_selection (cannot map: S3PRL feeds hidden state 1" in stderr
+
+
+def add_tdnn_batch_norm(checkpoint):
+    head = checkpoint["Downstream"]
+    for i in range(5):
+        width = head[f"model.framelevel_feature_extractor.module.{i}.kernel.weight"].shape[0]
+        for name, value in (("weight", torch.ones(width)), ("bias", torch.zeros(width)),
+                            ("running_mean", torch.zeros(width)), ("running_var", torch.ones(width))):
+            head[f"model.framelevel_feature_extractor.module.{i}.bn.{name}"] = value
+        head[f"model.framelevel_feature_extractor.module.{i}.bn.num_batches_tracked"] = torch.tensor(2)
+    checkpoint["Config"]["downstream_expert"]["modelrc"]["module_config"]["XVector"]["batch_norm"] = True
+
+
+def softmax_objective(checkpoint):
+    weight = checkpoint["Downstream"].pop("objective.W")
+    checkpoint["Downstream"]["objective.fc.weight"] = weight.T.contiguous()
+
+
+@pytest.mark.parametrize("task, change, cause", [
+    ("asv", add_tdnn_batch_norm, "(cannot map: TDNN batch norm: transformers' TDNNLayer has none)"),
+    ("asv", softmax_objective, "Downstream.objective.fc.weight (cannot map: this objective"),
+    ("sid", lambda c: c["Downstream"].update({"model.pre_net.weight": torch.zeros(16, 16)}), "(cannot map: UtteranceLevel pre_net"),
+], ids=["TDNN batch norm", "objective without W", "pre-net"])
+def test_more_heads_transformers_cannot_express(run_cli, tmp_path, task, change, cause):
+    path = modified_checkpoint(tmp_path, task, change)
+    out = tmp_path / "out"
+    code, _, stderr = run_cli("convert", path, "--base-model", BASE, "--out", out)
+    assert code == 3 and cause in stderr and not out.exists()
