@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from . import refcount_guard  # noqa: F401 - first, before any signal is emitted
+
 __all__ = ["MainWindow", "run_window"]
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""Questions the window asks, and the bulk-rename dialog.
+"""Questions the window asks, its file choosers and small notices, and the bulk-rename dialog.
 
 The questions are plain functions so the window reads as a sequence of decisions, and so tests
 can answer them. Every risky question defaults to the safe answer: No.
@@ -6,14 +6,18 @@ can answer them. Every risky question defaults to the safe answer: No.
 
 from __future__ import annotations
 
+import html
 import re
-from typing import Callable
+from typing import Callable, Iterable
 
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
     QDialog,
     QDialogButtonBox,
+    QFileDialog,
     QFormLayout,
     QHeaderView,
     QLabel,
@@ -63,6 +67,44 @@ def ask_replace_folder(parent: QWidget, path: str) -> bool:
 
 def show_internal_error(parent: QWidget, text: str) -> None:
     QMessageBox.critical(parent, "Speechport: internal error", text)
+
+
+# The file choosers are looked up on QFileDialog at call time, so tests can answer them.
+
+
+def open_file_name(parent: QWidget, title: str, start: str, filters: str) -> tuple[str, str]:
+    return QFileDialog.getOpenFileName(parent, title, start, filters)
+
+
+def save_file_name(parent: QWidget, title: str, start: str, filters: str) -> tuple[str, str]:
+    return QFileDialog.getSaveFileName(parent, title, start, filters)
+
+
+def show_shortcuts(parent: QWidget, actions: Iterable[QAction], first_word_only: Iterable[QAction] = ()) -> None:
+    """A table of the actions and their keys; `first_word_only` are actions whose text names a step
+    ("Undo Rename …"), listed by their first word."""
+    short = set(first_word_only)
+    lines = []
+    for act in actions:
+        keys = ", ".join(s.toString(QKeySequence.SequenceFormat.NativeText) for s in act.shortcuts())
+        name = act.text().replace("&", "")
+        if act in short:
+            name = name.split(" ", 1)[0]
+        lines.append(f"<tr><td style='padding-right:18px'>{html.escape(name)}</td><td><b>{html.escape(keys)}</b></td></tr>")
+    box = QMessageBox(QMessageBox.Icon.NoIcon, "Keyboard shortcuts", "", QMessageBox.StandardButton.Close, parent)
+    box.setTextFormat(Qt.TextFormat.RichText)
+    box.setText("<table>" + "".join(lines) + "</table>")
+    box.open()
+
+
+def show_about(parent: QWidget) -> None:
+    from .. import __version__
+
+    QMessageBox.about(
+        parent, "About Speechport",
+        f"<h3>Speechport {__version__}</h3><p>Port speech-model checkpoints into Hugging Face "
+        "<code>transformers</code> folders, and check that they still behave like the original.</p>",
+    )
 
 
 class BulkRenameDialog(QDialog):

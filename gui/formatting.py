@@ -25,3 +25,19 @@ def time_left(seconds: float) -> str:
         return f"about {max(1, round(seconds))} s left"
     minutes, seconds = divmod(int(seconds), 60)
     return f"about {minutes} min {seconds:02d} s left"
+
+
+def short_number(value: float, digits: int = 2) -> str:
+    """A small or large number the way tolerances are written: 5e-3, 1.4e-5; plain between 0.01 and 1000."""
+    if value != value:
+        return "n/a"
+    if value in (float("inf"), float("-inf")):
+        return "∞" if value > 0 else "-∞"
+    if value == 0:
+        return "0"
+    if 0.01 <= abs(value) < 1000:
+        return f"{value:.{digits}g}"
+    mantissa, exponent = f"{value:.{digits - 1}e}".split("e")
+    if "." in mantissa:
+        mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"

@@ -2,10 +2,11 @@
 
     python -m speechport.gui.screenshots [--out docs] [--icon]
 
-Three states at 1280x800: the demo's mapping (light palette), the same plan with a mistyped target
+Five states at 1280x800: the demo's mapping (light palette), the same plan with a mistyped target
 key (the problem, and why Convert is disabled), and, once it is fixed, the finished conversion
-(dark palette). Runs
-offscreen when there is no display; under Xvfb (`xvfb-run python -m ...`) it renders through X.
+(dark palette); then the Audition tab comparing the demo speech clip on that conversion (a pass,
+light) and on a copy of it with one layer norm scaled by 1.03 (a fail that names the layer, dark).
+Runs offscreen when there is no display; under Xvfb (`xvfb-run python -m ...`) it renders through X.
 `--icon` also re-renders `resources/icons/speechport.png` from the SVG.
 """
 
@@ -21,6 +22,7 @@ from pathlib import Path
 SIZE = (1280, 800)
 MISTYPED_KEY = "encoder.layers.0.ffn1.inner_proj.weight"  # given its own (fairseq2) name as the target
 FIXED_TARGET = "encoder.layers.0.ffn1.intermediate_dense.weight"
+DAMAGED_KEY = "encoder.layers.1.ffn2_layer_norm.weight"  # scaled by 1.03: the audition then fails at encoder.layers.1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from PySide6.QtCore import QSettings, Qt
 
-    from ..core.demo import DEMO_CHECKPOINT
+    from ..core.demo import DEMO_CHECKPOINT, DEMO_CLIPS
     from . import theme
     from .app import create_application
     from .heartbeat import run_until
@@ -83,12 +85,55 @@ def main(argv: list[str] | None = None) -> int:
             print(f"the demo did not convert: {window.message_bar.text.text()}", file=sys.stderr)
             return 1
         save("window-converted.png")
+
+        # The audition at its roomiest: the conversion's message read, the log hidden (View ▸ Show log).
+        theme.apply_appearance(app, "light")
+        window.message_bar.dismiss()
+        window.act_show_log.trigger()
+        page = window.show_audition()
+        page.choose_clip(DEMO_CLIPS[0])
+        if not audition(window, page):
+            return 1
+        save("window-audition-pass.png")
+
+        damaged = damaged_copy(window.result.output, scratch / "w2v-bert-demo-damaged")
+        page.compare_bar.converted_field.commit(str(damaged))
+        theme.apply_appearance(app, "dark")
+        if not audition(window, page):
+            return 1
+        save("window-audition-fail.png")
         window.close()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     for path in written:
         print(path)
     return 0
+
+
+def audition(window, page) -> bool:
+    """Compare on the chosen clip; True once the verdict and the plots are shown."""
+    from .heartbeat import run_until
+
+    if not run_until(lambda: page.clip is not None and page.compare_bar.compare_button.isEnabled(), 60):
+        print(f"cannot compare: {page.compare_bar.reason.text()} {window.message_bar.text.text()}", file=sys.stderr)
+        return False
+    page.compare()
+    if not run_until(lambda: not window.busy() and page.comparison is not None
+                     and page.timeline.comparison is page.comparison.clips[0], 120):
+        print(f"the comparison did not finish: {window.message_bar.text.text()}", file=sys.stderr)
+        return False
+    return True
+
+
+def damaged_copy(folder: Path, copy: Path) -> Path:
+    """The converted folder with one weight slightly off, as a bad mapping would leave it."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(folder, copy)
+    weights = load_file(copy / "model.safetensors")
+    weights[DAMAGED_KEY] = weights[DAMAGED_KEY] * 1.03
+    save_file(weights, copy / "model.safetensors", metadata={"format": "pt"})
+    return copy
 
 
 if __name__ == "__main__":

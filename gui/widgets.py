@@ -1,5 +1,5 @@
 """Small widgets of the window: path fields with browse, drop and recent files; an inline message bar;
-the key editor with completion used inside the mapping table."""
+buttons that mirror actions; the key editor with completion used inside the mapping table."""
 
 from __future__ import annotations
 
@@ -277,6 +277,22 @@ class MessageBar(QFrame):
             "info": self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxInformation),
         }
         self.icon.setPixmap(icons[self.kind].pixmap(18, 18))
+
+
+class ActionButton(QPushButton):
+    """A push button that mirrors an action (text, icon, tooltip, enabled state) and triggers it."""
+
+    def __init__(self, action: QAction, name: str, parent: QWidget):
+        super().__init__(action.icon(), action.text().replace("&", ""), parent)
+        self.action = action
+        self.setObjectName(name)
+        self.setToolTip(action.toolTip())
+        self.clicked.connect(action.trigger)
+        action.changed.connect(self.sync)
+        self.sync()
+
+    def sync(self) -> None:
+        self.setEnabled(self.action.isEnabled())
 
 
 class KeyEditorDelegate(QStyledItemDelegate):

@@ -188,3 +188,36 @@ def save_mapping_job(path: str, fixes) -> str:
     except OSError as exc:
         raise BadInput(f"{path}: cannot write the mapping file ({exc.strerror or exc})") from None
     return path
+
+
+def load_clip_job(path: str, *, channels: str):
+    """A clip as the models receive it: 16 kHz mono float32 (`core.audio.Clip`)."""
+    from ..core.audio import load_clip
+
+    return load_clip(path, channels=channels)
+
+
+@dataclass(frozen=True)
+class Audition:
+    sides: Any  # core.verification.Sides: kept to compare the next clip without loading again
+    comparison: Any  # core.comparison.Comparison of the one clip
+    opened_sides: bool  # the models were loaded for this comparison
+
+
+ORIGINAL_BACKEND = "reference"  # Speechport's own implementation of the original model, as `compare` runs by default
+
+
+def compare_job(clip, *, sides=None, checkpoint=None, detection=None, base_model=None, converted=None,
+                tolerance: float, progress: Progress) -> Audition:
+    """What `speechport compare` does for one clip: open both models (unless `sides` are given), run them."""
+    from transformers.utils import logging
+
+    from ..core.verification import compare_clips, open_sides
+
+    logging.disable_progress_bar()  # the window shows its own progress; these bars would only clutter a terminal
+    opened = sides is None
+    if opened:
+        sides = open_sides(checkpoint, converted, base_model=base_model, backend=ORIGINAL_BACKEND,
+                           detection=detection, progress=progress)
+    comparison = compare_clips(sides, [clip], tolerance=tolerance, channels=clip.channel_policy, progress=progress)
+    return Audition(sides, comparison, opened)

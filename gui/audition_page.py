@@ -1,0 +1,288 @@
+"""The Audition tab: hear a clip, run the original and the converted model on it, and see side by
+side whether the converted model does what the original did.
+
+It is a face of `speechport compare`: the clip is read by `core.audio.load_clip` (and played as
+exactly that 16 kHz signal), the comparison runs in the `CompareBar`, and the page shows the
+`Comparison` it returns — the verdict and numbers on the right (`ComparisonView`), the plots along
+the clip's time axis on the left (`TimelineView`) — and exports it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.errors import SpeechportError
+from . import dialogs, workers
+from .clip_chooser import ClipChooser, is_audio
+from .compare_bar import CompareBar, Compared
+from .comparison_export import export_record, suggested_name, write_json
+from .comparison_view import ComparisonView
+from .timeline_view import TimelineView
+from .transport_bar import TransportBar
+from .waveform_plot import MODEL_RATE
+from .widgets import local_paths
+
+if TYPE_CHECKING:
+    from .main_window import MainWindow
+
+JSON_FILTER = "JSON (*.json)"
+PNG_FILTER = "PNG image (*.png)"
+
+
+class AuditionPage(QWidget):
+    def __init__(self, window: MainWindow, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("auditionPage")
+        self.setAcceptDrops(True)
+        self.main_window = window
+        self.clip = None  # core.audio.Clip being auditioned
+        self.clip_task: workers.Task | None = None
+        self.comparison = None  # core.comparison.Comparison shown
+        self.compared: Compared | None = None
+
+        # Left: the clip, its transport, the plots along its time axis.
+        left = QWidget(self)
+        self.chooser = ClipChooser(window.settings, left)
+        self.transport = TransportBar(left)
+        self.player = self.transport.player
+        self.timeline = TimelineView(left)
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 4, 0)
+        left_layout.setSpacing(4)
+        left_layout.addWidget(self.chooser)
+        left_layout.addWidget(self.transport)
+        left_layout.addWidget(self.timeline, 1)
+
+        # Right: what to compare against and Compare, then what the comparison found.
+        right = QWidget(self)
+        self.compare_bar = CompareBar(window, lambda: self.clip, lambda: self.clip_task is not None, right)
+        self.view = ComparisonView(right)
+        scroll = QScrollArea(right)
+        scroll.setObjectName("comparisonScroll")
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(self.view)
+        self.export_json_button = QPushButton("Export JSON…", right)
+        self.export_json_button.setObjectName("exportJsonButton")
+        self.export_json_button.setToolTip("Save the comparison as `speechport compare --json` writes it, with the clip's path")
+        self.export_png_button = QPushButton("Export PNG…", right)
+        self.export_png_button.setObjectName("exportPngButton")
+        self.export_png_button.setToolTip("Save a picture of this view: the plots and what the comparison found")
+        export_row = QHBoxLayout()
+        export_row.addStretch(1)
+        export_row.addWidget(self.export_json_button)
+        export_row.addWidget(self.export_png_button)
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(4, 0, 0, 0)
+        right_layout.setSpacing(4)
+        right_layout.addWidget(self.compare_bar)
+        right_layout.addWidget(scroll, 1)
+        right_layout.addLayout(export_row)
+
+        self.content = QSplitter(Qt.Orientation.Horizontal, self)
+        self.content.setObjectName("auditionSplitter")
+        self.content.addWidget(left)
+        self.content.addWidget(right)
+        self.content.setChildrenCollapsible(False)
+        self.content.setStretchFactor(0, 3)
+        self.content.setStretchFactor(1, 2)
+        self.content.setSizes([750, 510])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 6, 0, 0)
+        layout.addWidget(self.content)
+
+        self.chooser.clipChosen.connect(lambda _path: self._load_clip())
+        self.chooser.channelsChanged.connect(lambda _policy: self._load_clip())
+        self.transport.playheadMoved.connect(self.timeline.waveform.set_playhead)
+        self.transport.failed.connect(lambda text: window.show_error(text, kind="warning"))
+        self.compare_bar.started.connect(self._comparison_started)
+        self.compare_bar.finished.connect(self._comparison_finished)
+        self.compare_bar.stopped.connect(self.view.clear)
+        self.view.stageChosen.connect(self.timeline.show_stage)
+        self.export_json_button.clicked.connect(self.choose_export_json)
+        self.export_png_button.clicked.connect(self.choose_export_png)
+        # Plays and pauses wherever the focus is on this page.
+        toggle = QShortcut(QKeySequence("Ctrl+Space"), self, self.transport.toggle)
+        toggle.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.restyle()
+        self.update_state()
+
+    # == the clip =================================================================================
+
+    def choose_clip(self, path: str | Path) -> None:
+        """Audition a clip, as choosing it in the file dialog does."""
+        self.chooser.choose(path)
+
+    def _load_clip(self) -> None:
+        path = self.chooser.path()
+        self.clip_task = None  # a newer choice replaces a clip still being read; its outcome is ignored
+        self.clip = None
+        self.transport.set_clip(None)
+        self._forget_comparison()
+        if not path:
+            self.timeline.clear_clip()
+            self.update_state()
+            return
+        task = workers.Task("load clip", workers.load_clip_job, path, channels=self.chooser.channel_policy())
+        self.clip_task = task
+        self.transport.clip_info.setText("reading…")
+        self.main_window.runner.run(task, self._clip_loaded, self._clip_failed)
+        self.update_state()
+
+    def _clip_loaded(self, task, clip) -> None:
+        if task is not self.clip_task:
+            return
+        self.clip_task = None
+        self.clip = clip
+        self.timeline.show_clip(clip.waveform, MODEL_RATE)
+        resampled = "" if clip.source_rate == MODEL_RATE else f", resampled from {clip.source_rate / 1000:g} kHz"
+        channels = "" if clip.source_channels == 1 else (
+            f", {'first' if clip.channel_policy == 'first' else 'mix'} of {clip.source_channels} channels")
+        self.transport.set_clip(clip.waveform, clip.seconds, f"{clip.seconds:.2f} s · 16 kHz mono{resampled}{channels}")
+        self.transport.clip_info.setToolTip(str(clip.path))
+        self.main_window.log(f"Clip {clip.path.name}: {clip.seconds:.2f} s at 16 kHz mono (from {clip.source_rate} Hz, "
+                             f"{clip.source_channels} channel(s))")
+        self.update_state()
+
+    def _clip_failed(self, task, error) -> None:
+        if task is not self.clip_task:
+            return
+        self.clip_task = None
+        self.timeline.clear_clip()
+        self.transport.clip_info.setText("not read")
+        if isinstance(error, SpeechportError):
+            self.main_window.show_error(str(error))
+        else:
+            self.main_window.report_internal_error(error, task.traceback, context="reading the clip")
+        self.update_state()
+
+    # == the comparison ===========================================================================
+
+    def compare(self) -> None:
+        self.compare_bar.compare()
+
+    def cancel_compare(self) -> bool:
+        return self.compare_bar.cancel()
+
+    def comparing(self) -> bool:
+        return self.compare_bar.busy()
+
+    def conversion_finished(self, result) -> None:
+        self.compare_bar.conversion_finished(result)
+
+    def forget_models(self) -> None:
+        self.compare_bar.forget_models()
+
+    def _comparison_started(self) -> None:
+        # The plots keep their place (no relayout while the models run) but show nothing stale.
+        self.comparison = None
+        self.compared = None
+        self.timeline.clear_comparison(keep_layout=True)
+        self.view.clear("Comparing…")
+
+    def _comparison_finished(self, comparison, compared: Compared, sides) -> None:
+        self.comparison = comparison
+        self.compared = compared
+        clip = compared.clip
+        subject = (f"{clip.path.name} ({clip.seconds:.2f} s) — original: {compared.source.name} "
+                   f"({sides.detection.recipe.name}, {sides.original_name} implementation) · "
+                   f"converted: {compared.converted.name} (transformers)")
+        self.view.show_result(comparison.clips[0], comparison.tolerance, subject)
+        # The verdict first; the plots in the next turn of the event loop, so neither holds up the window long.
+        QTimer.singleShot(0, lambda: self._show_timeline(comparison))
+
+    def _show_timeline(self, comparison) -> None:
+        if comparison is not self.comparison:
+            return  # another clip or comparison came first
+        self.timeline.show_comparison(comparison.clips[0], comparison.tolerance, self.compared.clip.seconds)
+        self.view.select_stage(self.timeline.stage)
+
+    def _forget_comparison(self) -> None:
+        self.comparison = None
+        self.compared = None
+        self.view.clear()
+        self.timeline.clear_comparison()
+
+    # == export ===================================================================================
+
+    def export_json(self, path: str | Path) -> Path:
+        try:
+            written = write_json(path, export_record(self.comparison, self.compared))
+        except OSError as exc:
+            self.main_window.show_error(f"{path}: cannot write the comparison ({exc.strerror or exc})")
+            raise
+        self.main_window.log(f"Exported the comparison to {written}")
+        return written
+
+    def export_png(self, path: str | Path) -> Path:
+        """A picture of the plots and of what the comparison found."""
+        path = Path(path)
+        if not self.content.grab().save(str(path), "PNG"):
+            self.main_window.show_error(f"{path}: cannot write the picture")
+            raise OSError(f"{path}: cannot write the picture")
+        self.main_window.log(f"Exported a picture of the comparison to {path}")
+        return path
+
+    def choose_export_json(self) -> None:
+        self._choose_export("Export the comparison", ".json", JSON_FILTER, self.export_json)
+
+    def choose_export_png(self) -> None:
+        self._choose_export("Export a picture of the comparison", ".png", PNG_FILTER, self.export_png)
+
+    def _choose_export(self, title: str, suffix: str, filters: str, export) -> None:
+        if self.comparison is None:
+            return
+        path, _ = dialogs.save_file_name(self, title, suggested_name(self.compared, suffix), filters)
+        if path:
+            try:
+                export(path)
+            except OSError:
+                pass  # said in the message bar
+
+    # == state → widgets ==========================================================================
+
+    def update_state(self) -> None:
+        self.compare_bar.update_state()
+        self.chooser.setEnabled(not self.compare_bar.busy())
+        has_result = self.comparison is not None
+        self.export_json_button.setEnabled(has_result)
+        self.export_png_button.setEnabled(has_result)
+
+    def restyle(self) -> None:
+        self.timeline.restyle(QGuiApplication.palette())
+        self.view.restyle()
+        self.transport.restyle()
+        self.compare_bar.restyle()
+
+    def shutdown(self) -> None:
+        self.player.stop()
+
+    def dragEnterEvent(self, event) -> None:
+        if local_paths(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        paths = local_paths(event.mimeData())
+        if not paths:
+            return
+        event.acceptProposedAction()
+        clips = [path for path in paths if is_audio(path)]
+        if clips:
+            self.choose_clip(clips[0])
+        others = [path for path in paths if not is_audio(path)]
+        if others:
+            self.main_window.route_dropped_paths(others)
