@@ -5,7 +5,8 @@
 Five states at 1280x800: the demo's mapping (light palette), the same plan with a mistyped target
 key (the problem, and why Convert is disabled), and, once it is fixed, the finished conversion
 (dark palette); then the Audition tab comparing the demo speech clip on that conversion (a pass,
-light) and on a copy of it with one layer norm scaled by 1.03 (a fail that names the layer, dark).
+light; paused part-way through playback where an audio output exists) and on a copy of it with one
+layer norm scaled by 1.03 (a fail that names the layer, dark).
 Runs offscreen when there is no display; under Xvfb (`xvfb-run python -m ...`) it renders through X.
 `--icon` also re-renders `resources/icons/speechport.png` from the SVG.
 """
@@ -94,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         page.choose_clip(DEMO_CLIPS[0])
         if not audition(window, page):
             return 1
+        played = pause_mid_clip(page)
         save("window-audition-pass.png")
+        if played:
+            page.player.stop()
 
         damaged = damaged_copy(window.result.output, scratch / "w2v-bert-demo-damaged")
         page.compare_bar.converted_field.commit(str(damaged))
@@ -122,6 +126,18 @@ def audition(window, page) -> bool:
                      and page.timeline.comparison is page.comparison.clips[0], 120):
         print(f"the comparison did not finish: {window.message_bar.text.text()}", file=sys.stderr)
         return False
+    return True
+
+
+def pause_mid_clip(page, seconds: float = 1.6) -> bool:
+    """Where an audio output exists, play the clip and pause it part-way so the playhead shows."""
+    from .heartbeat import run_until
+
+    if not page.player.available:
+        return False
+    page.player.play()
+    run_until(lambda: page.player.position() >= seconds or page.player.state != "playing", 15)
+    page.player.pause()
     return True
 
 
