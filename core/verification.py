@@ -7,6 +7,7 @@ output folder loaded with `from_pretrained` and its own saved preprocessor, as u
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,12 +58,28 @@ def open_sides(
     progress.check()
     progress.stage("loading the converted model")
     try:
-        converted = recipe.converted_side(folder, base_model=base)
+        with _quiet_loading():
+            converted = recipe.converted_side(folder, base_model=base)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise BadInput(f"{folder}: transformers cannot load the converted model ({reason})") from None
     return Sides(detection, original, converted, getattr(original, "name", backend), str(folder),
                  accepted_differences(folder))
+
+
+@contextlib.contextmanager
+def _quiet_loading():
+    """transformers draws a "Loading weights" bar on stderr for large models; our own progress
+    (the CLI's stage lines, the window's bar) already says what is happening."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def accepted_differences(folder: Path) -> tuple[str, ...]:

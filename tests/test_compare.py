@@ -181,3 +181,24 @@ def test_convert_verify_with_bad_audio_writes_nothing(run_cli, tmp_path):
     out = tmp_path / "never"
     code, _, stderr = run_cli("convert", checkpoint_path("cs_s64"), "--out", out, "--verify", tmp_path / "nope.wav")
     assert code == 2 and not out.exists()
+
+
+def test_loading_the_converted_model_draws_no_progress_bar_of_its_own(converted, monkeypatch):
+    """transformers' "Loading weights" bar would interleave with our own progress on stderr."""
+    from transformers.utils import logging as hf_logging
+
+    from speechport.core.recipes.conformer_shaw import ConformerShawRecipe
+    from speechport.core.verification import open_sides
+
+    seen = []
+    original = ConformerShawRecipe.converted_side
+
+    def recording(self, folder, **kwargs):
+        seen.append(hf_logging.is_progress_bar_enabled())
+        return original(self, folder, **kwargs)
+
+    monkeypatch.setattr(ConformerShawRecipe, "converted_side", recording)
+    assert hf_logging.is_progress_bar_enabled()
+    open_sides(checkpoint_path("cs_s64"), converted["cs_s64"])
+    assert seen == [False]
+    assert hf_logging.is_progress_bar_enabled()  # restored for the rest of the process
