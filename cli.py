@@ -143,12 +143,11 @@ def _inspect(args) -> int:
 
 
 def _convert(args) -> int:
+    from .core.audio import load_clip
     from .core.conversion import convert, prepare
     from .core.errors import PlanProblems
     from .core.output_folder import check_output_path
     from .core.safetensors_writer import DEFAULT_MAX_SHARD_SIZE
-
-    from .core.audio import load_clip
 
     check_output_path(args.out, args.force)  # fail before reading a multi-GB file
     clips = [load_clip(path, channels=args.channels, max_seconds=args.max_seconds) for path in args.verify]

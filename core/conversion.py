@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from .audio import Clip, load_clip
 from .checkpoint import Checkpoint, load_checkpoint
@@ -73,7 +73,7 @@ class ConversionResult:
     weights: WrittenWeights
     report: dict
     seconds: float
-    comparison: "Comparison | None" = None
+    comparison: Comparison | None = None
 
 
 def prepare(

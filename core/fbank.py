@@ -16,7 +16,7 @@ csrc/feature-window.h, csrc/mel-computations.h):
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import torch
@@ -42,7 +42,7 @@ def num_frames(num_samples: int) -> int:
     return 1 + (num_samples - FRAME_LENGTH) // FRAME_SHIFT
 
 
-@lru_cache(maxsize=None)
+@cache
 def _povey_window() -> torch.Tensor:
     # feature-window.cc: pow(0.5 - 0.5 cos(2 pi i / (N - 1)), 0.85) in double,
     # stored as float.
@@ -51,7 +51,7 @@ def _povey_window() -> torch.Tensor:
     return torch.from_numpy(window.astype(np.float32).astype(np.float64))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _mel_filterbank(num_mel_bins: int) -> torch.Tensor:
     """(FFT_SIZE // 2, num_mel_bins) float64 weights, following
     MelBanks::InitKaldiMelBanks, which works in single precision."""

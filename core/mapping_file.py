@@ -17,9 +17,9 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from .errors import BadInput
 from .rules import Rule
@@ -61,7 +61,7 @@ class Overrides:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict, origin: str = "mapping") -> "Overrides":
+    def from_dict(cls, data: dict, origin: str = "mapping") -> Overrides:
         if not isinstance(data, dict):
             raise BadInput(f"{origin}: a mapping file must be a table with 'rename' and/or 'drop'")
         unknown = set(data) - {"speechport_mapping", "rename", "drop", "rules", "recipe", "source"}
@@ -79,7 +79,7 @@ class Overrides:
         return cls(rename, {k: v or "dropped in the mapping file" for k, v in drop.items()}, rules)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Overrides":
+    def load(cls, path: str | Path) -> Overrides:
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")

@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from .conversion import Prepared
 
 
-def write_model_card(folder: Path, prepared: "Prepared", report: dict) -> None:
+def write_model_card(folder: Path, prepared: Prepared, report: dict) -> None:
     from huggingface_hub import ModelCard, ModelCardData
 
     config = prepared.config.config
@@ -24,7 +24,7 @@ def write_model_card(folder: Path, prepared: "Prepared", report: dict) -> None:
     card.save(folder / "README.md")
 
 
-def card_body(prepared: "Prepared", report: dict, description: str) -> str:
+def card_body(prepared: Prepared, report: dict, description: str) -> str:
     source = report["source"]
     plan = prepared.plan
     counts = ", ".join(f"{n} {status}" for status, n in plan.counts().items() if n)
@@ -97,7 +97,7 @@ def _number(value) -> str:
     return "n/a" if value is None else f"{value:.3g}"
 
 
-def _config_line(prepared: "Prepared") -> str:
+def _config_line(prepared: Prepared) -> str:
     choice = prepared.config
     if choice.origin == "file":
         return f"from `{Path(choice.path).name}`"

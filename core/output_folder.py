@@ -62,7 +62,7 @@ class StagedFolder:
             raise BadInput(f"{self.out}: cannot create the output folder ({exc.strerror or exc})") from None
         self.committed = False
 
-    def __enter__(self) -> "StagedFolder":
+    def __enter__(self) -> StagedFolder:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import Enum
-from typing import Iterable, Mapping, Sequence
 
 from .mapping_file import Overrides
 from .rules import Decision, RuleSet, Stage
@@ -87,7 +87,7 @@ class PlanRow:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> "PlanRow":
+    def from_dict(cls, data: Mapping) -> PlanRow:
         data = dict(data)
         data["status"] = Status(data["status"])
         for key in ("source_shape", "target_shape"):
@@ -175,7 +175,7 @@ class Plan:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> "Plan":
+    def from_dict(cls, data: Mapping) -> Plan:
         return cls(
             recipe=data["recipe"],
             layout=data["layout"],

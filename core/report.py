@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 REPORT_FORMAT = 1
 
 
-def build_report(prepared: "Prepared", weights: WrittenWeights, seconds: float) -> dict:
+def build_report(prepared: Prepared, weights: WrittenWeights, seconds: float) -> dict:
     plan = prepared.plan
     checkpoint = prepared.checkpoint
     dropped = [

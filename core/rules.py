@@ -9,8 +9,8 @@ Within a stage the first matching rule wins, which is how fairseq2's checkpoint 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 
 @dataclass(frozen=True)

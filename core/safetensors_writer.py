@@ -13,9 +13,9 @@ import errno
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -108,7 +108,7 @@ def _header(items: Sequence[WriteItem]) -> bytes:
     return header + b" " * (-len(header) % 8)  # pad so the data starts 8-byte aligned
 
 
-def _write_file(path: Path, items: Sequence[WriteItem], copier: "_Copier", progress: Progress) -> None:
+def _write_file(path: Path, items: Sequence[WriteItem], copier: _Copier, progress: Progress) -> None:
     header = _header(items)
     # Unbuffered, so the file position seen by copy_file_range and by write() is the same one.
     with path.open("wb", buffering=0) as out:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 from .audio import DEFAULT_MAX_SECONDS, Clip, load_clip
 from .checkpoint import Checkpoint, load_checkpoint

@@ -8,7 +8,7 @@ holds. Each command swaps one `Overrides` for another; applying one asks the cor
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from PySide6.QtGui import QUndoCommand
 

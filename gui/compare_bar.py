@@ -8,9 +8,10 @@ the models opened last time still match the checkpoint, base model and folder) t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QDoubleValidator, QGuiApplication

@@ -8,8 +8,8 @@ which also use `run_until` to wait while the event loop runs normally.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Callable
 
 from PySide6.QtCore import QEventLoop, QObject, Qt, QTimer
 

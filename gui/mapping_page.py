@@ -7,7 +7,7 @@ the rows selected); the user's fixes themselves live in `FixesEditor`.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction

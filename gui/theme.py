@@ -6,7 +6,7 @@ readable when the desktop switches between light and dark.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt
@@ -73,12 +73,12 @@ def message_colour(kind: str, palette: QPalette | None = None) -> QColor:
     return QColor(dark if is_dark(palette) else light)
 
 
-@lru_cache(maxsize=None)
+@cache
 def status_icon(status: Status) -> QIcon:
     return QIcon(str(ICONS / _STATUS_ICON_FILES[status]))
 
 
-@lru_cache(maxsize=None)
+@cache
 def app_icon() -> QIcon:
     icon = QIcon(str(APP_ICON_SVG))
     if APP_ICON_PNG.exists():  # for platforms whose window managers want a bitmap

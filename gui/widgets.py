@@ -4,8 +4,8 @@ buttons that mirror actions; the key editor with completion used inside the mapp
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from PySide6.QtCore import QEvent, QSettings, QStringListModel, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QGuiApplication

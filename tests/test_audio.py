@@ -4,6 +4,7 @@ import soundfile
 
 from speechport.core.audio import MIN_SAMPLES, load_clip
 from speechport.core.errors import BadInput
+
 from conftest import CONFORMER_SHAW, S3PRL
 
 

@@ -8,6 +8,7 @@ from safetensors.torch import save_file
 
 from speechport.core.checkpoint import iter_tensors, load_checkpoint
 from speechport.core.errors import BadInput, UnsafePickle
+
 from support import checkpoint_path, load_fs2
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_checkpoint import RunsCode
 
 from conftest import CONFORMER_SHAW
 from support import checkpoint_path, config_path, leftovers, load_fs2, sha256
-from test_checkpoint import RunsCode
 
 
 def save_variant(tmp_path, change) -> Path:

@@ -198,7 +198,12 @@ def test_loading_the_converted_model_draws_no_progress_bar_of_its_own(converted,
         return original(self, folder, **kwargs)
 
     monkeypatch.setattr(ConformerShawRecipe, "converted_side", recording)
-    assert hf_logging.is_progress_bar_enabled()
-    open_sides(checkpoint_path("cs_s64"), converted["cs_s64"])
-    assert seen == [False]
-    assert hf_logging.is_progress_bar_enabled()  # restored for the rest of the process
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.enable_progress_bar()
+    try:
+        open_sides(checkpoint_path("cs_s64"), converted["cs_s64"])
+        assert seen == [False]
+        assert hf_logging.is_progress_bar_enabled()  # restored for the rest of the process
+    finally:
+        if not was_enabled:
+            hf_logging.disable_progress_bar()

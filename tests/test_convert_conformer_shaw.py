@@ -13,6 +13,7 @@ from transformers import AutoFeatureExtractor, Wav2Vec2BertModel
 from speechport.core.conversion import convert, prepare
 from speechport.core.errors import Cancelled
 from speechport.core.progress import Progress
+
 from conftest import CONFORMER_SHAW
 from support import MODELS, checkpoint_path, config_path, leftovers, load_fs2, sha256, to_fairseq1
 

@@ -2,10 +2,11 @@
 
 import pytest
 import torch
-from conftest import CONFORMER_SHAW
 from safetensors.torch import load_file
 
 from speechport.core.fbank import fairseq2_fbank, kaldi_fbank, num_frames, standardize
+
+from conftest import CONFORMER_SHAW
 
 INPUT_FILES = sorted((CONFORMER_SHAW / "refs" / "inputs").glob("*.safetensors"))
 FBANK_TOLERANCE = 5e-3

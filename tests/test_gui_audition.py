@@ -21,7 +21,6 @@ pytest.importorskip("pytestqt")
 pytest.importorskip("pyqtgraph")
 
 import numpy as np  # noqa: E402
-from conftest import CONFORMER_SHAW, S3PRL  # noqa: E402
 from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage  # noqa: E402
 from PySide6.QtWidgets import (  # noqa: E402
@@ -33,8 +32,11 @@ from PySide6.QtWidgets import (  # noqa: E402
     QPushButton,
     QWidget,
 )
+
 from speechport.gui import MainWindow  # noqa: E402
 from speechport.gui.heartbeat import Heartbeat  # noqa: E402
+
+from conftest import CONFORMER_SHAW, S3PRL  # noqa: E402
 from support import checkpoint_path  # noqa: E402
 
 SPEECH = CONFORMER_SHAW / "audio" / "s_speech_16k_mono.wav"
@@ -53,6 +55,7 @@ GAP_LIMIT_S = 0.1  # the longest the window may go without handling events while
 def converted(tmp_path_factory):
     """cs_s64 and cs_s48 converted, and a cs_s48 conversion with one layer norm scaled by 1.03."""
     from safetensors.torch import load_file, save_file
+
     from speechport.core.conversion import convert, prepare
 
     root = tmp_path_factory.mktemp("audition")

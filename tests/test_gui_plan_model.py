@@ -20,6 +20,7 @@ from speechport.gui.plan_model import (  # noqa: E402
     PlanFilterProxy,
     PlanTableModel,
 )
+
 from support import checkpoint_path  # noqa: E402
 
 BROKEN_KEY = "encoder.layers.0.ffn1.inner_proj.weight"

@@ -17,6 +17,7 @@ from PySide6.QtCore import QSettings  # noqa: E402
 
 from speechport.gui import MainWindow  # noqa: E402
 from speechport.gui.heartbeat import Heartbeat  # noqa: E402
+
 from support import checkpoint_path  # noqa: E402
 
 GAP_LIMIT_S = 0.1

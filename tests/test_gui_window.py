@@ -38,6 +38,7 @@ from speechport.gui import MainWindow, theme, workers  # noqa: E402
 from speechport.gui.dialogs import BulkRenameDialog  # noqa: E402
 from speechport.gui.plan_model import Column  # noqa: E402
 from speechport.gui.widgets import RecentPaths  # noqa: E402
+
 from support import checkpoint_path, config_path, leftovers, load_fs2  # noqa: E402
 
 BROKEN_KEY = "encoder.layers.0.ffn1.inner_proj.weight"

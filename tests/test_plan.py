@@ -8,6 +8,7 @@ from speechport.core.conversion import prepare
 from speechport.core.mapping_file import Overrides
 from speechport.core.plan import Plan, SourceEntry, Status, TargetTensor, build_plan, collapse_indices
 from speechport.core.rules import RuleSet, Stage, drop, rename
+
 from conftest import CONFORMER_SHAW
 from support import checkpoint_path
 

@@ -1,11 +1,10 @@
 """The conformer_shaw reference against outputs of the genuine fairseq2 0.2.1 model."""
 
 import json
-from functools import lru_cache
+from functools import cache
 
 import pytest
 import torch
-from conftest import CONFORMER_SHAW
 from safetensors.torch import load_file
 
 from speechport.core.fbank import FRAME_LENGTH, FRAME_SHIFT
@@ -15,18 +14,20 @@ from speechport.core.reference.conformer_shaw import (
     dims_from_state_dict,
 )
 
+from conftest import CONFORMER_SHAW
+
 MANIFEST = json.loads((CONFORMER_SHAW / "MANIFEST.json").read_text())
 CASES = MANIFEST["cases"]
 UPSTREAM_TOLERANCE = 5e-3
 BATCH_TOLERANCE = 1e-4
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_state_dict(checkpoint_file: str) -> dict:
     return torch.load(CONFORMER_SHAW / checkpoint_file, weights_only=True)["model"]
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_reference(model: str) -> ConformerShawReference:
     checkpoint_file = MANIFEST["models"][model]["files"]["fs2"]["file"]
     return ConformerShawReference(load_state_dict(checkpoint_file))

@@ -5,12 +5,11 @@ alone and on the task's padded batch, and every stored S3PRL output is compared.
 """
 
 import json
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
 import torch
-from conftest import S3PRL
 
 from speechport.core.reference.s3prl import (
     S3prlFeaturizer,
@@ -19,6 +18,8 @@ from speechport.core.reference.s3prl import (
     s3prl_feature_lengths,
     upstream_hidden_states,
 )
+
+from conftest import S3PRL
 
 TOLERANCE = 1e-4
 MANIFEST = json.loads((S3PRL / "MANIFEST.json").read_text())
@@ -54,17 +55,17 @@ def _cases():
         yield pytest.param(task["name"], batch, True, id=f"{task['name']}-{_stem(batch, True)}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _waveform(clip: str) -> np.ndarray:
     return np.load(S3PRL / CLIPS[clip]["input_16k"])
 
 
-@lru_cache(maxsize=None)
+@cache
 def _upstream(clip_names: tuple[str, ...]):
     return upstream_hidden_states(BASE_MODEL, [_waveform(c) for c in clip_names])
 
 
-@lru_cache(maxsize=None)
+@cache
 def _original(task_name: str):
     checkpoint = load_s3prl_checkpoint(S3PRL / TASKS[task_name]["checkpoint"])
     return checkpoint, build_s3prl_original(checkpoint, TASKS[task_name]["kind"])

@@ -8,10 +8,10 @@ import shutil
 import numpy as np
 import pytest
 import torch
+import transformers
 import yaml
 from transformers import AutoConfig, AutoFeatureExtractor
 
-import transformers
 from conftest import S3PRL
 from support import leftovers, sha256
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from functools import lru_cache
+from functools import cache
 
 from ..checkpoint import Checkpoint
 from ..errors import BadInput
@@ -17,7 +17,7 @@ from .base import ConfigChoice, Detection, Recipe
 __all__ = ["ConfigChoice", "Detection", "Recipe", "all_recipes", "detect", "recipe_named"]
 
 
-@lru_cache(maxsize=None)
+@cache
 def all_recipes() -> tuple[Recipe, ...]:
     found = []
     for module_info in pkgutil.iter_modules(__path__):

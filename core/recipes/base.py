@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Detection:
-    recipe: "Recipe"
+    recipe: Recipe
     layout: str  # the naming scheme found, e.g. "fairseq2" or "fairseq1"
     score: float  # how many fingerprint checks passed; the best-scoring recipe wins
     evidence: str  # one sentence for the user: why this recipe
@@ -39,7 +39,7 @@ class SourceTensor:
 
 @dataclass
 class ConfigChoice:
-    config: "PretrainedConfig"
+    config: PretrainedConfig
     origin: str  # "file" or "inferred"
     path: str | None = None
     inferred: dict[str, str] = field(default_factory=dict)  # field -> "value: evidence"
@@ -80,11 +80,11 @@ class Recipe:
         """Non-tensor entries (training state, arguments...) and why they are left out."""
         return {}
 
-    def inexpressible(self, checkpoint: Checkpoint, layout: str, config: "PretrainedConfig | None" = None) -> dict[str, str]:
+    def inexpressible(self, checkpoint: Checkpoint, layout: str, config: PretrainedConfig | None = None) -> dict[str, str]:
         """Settings of the original (not tensors) the target class cannot reproduce, with why."""
         return {}
 
-    def rules(self, layout: str, config: "PretrainedConfig | None" = None) -> RuleSet:
+    def rules(self, layout: str, config: PretrainedConfig | None = None) -> RuleSet:
         raise NotImplementedError
 
     def choose_config(
@@ -102,10 +102,10 @@ class Recipe:
     def load_libraries(self) -> None:
         """Import the transformers classes this recipe uses (seconds of imports, timed apart)."""
 
-    def target_class(self, config: "PretrainedConfig") -> type:
+    def target_class(self, config: PretrainedConfig) -> type:
         raise NotImplementedError
 
-    def target_tensors(self, config: "PretrainedConfig") -> dict[str, TargetTensor]:
+    def target_tensors(self, config: PretrainedConfig) -> dict[str, TargetTensor]:
         """The target model's parameters, from the real class built on the meta device.
 
         Meta tensors have shapes and dtypes but no storage, and weight initialisation is skipped:
@@ -119,11 +119,11 @@ class Recipe:
             for key, value in model.state_dict().items()
         }
 
-    def preprocessor_config(self, config: "PretrainedConfig", base_model: Path | None = None) -> dict[str, Any]:
+    def preprocessor_config(self, config: PretrainedConfig, base_model: Path | None = None) -> dict[str, Any]:
         """The content of preprocessor_config.json."""
         raise NotImplementedError
 
-    def card_details(self, config: "PretrainedConfig", checkpoint: Checkpoint, base_model: Path | None) -> CardDetails:
+    def card_details(self, config: PretrainedConfig, checkpoint: Checkpoint, base_model: Path | None) -> CardDetails:
         raise NotImplementedError
 
     # -- verification ---------------------------------------------------------------------
@@ -139,7 +139,7 @@ class Recipe:
         """A callable `clip -> SideOutput` running the converted folder as users will load it."""
         raise NotImplementedError
 
-    def explain(self, original: "SideOutput", converted: "SideOutput") -> tuple[list[str], dict]:
+    def explain(self, original: SideOutput, converted: SideOutput) -> tuple[list[str], dict]:
         """Notes and details for people, beyond the numbers (labels, semantics that differ)."""
         return [], {}
 

@@ -335,7 +335,7 @@ def _task(content: dict) -> tuple[str, str]:
     downstream = getattr(content.get("Args"), "downstream", None)
     if downstream in DOWNSTREAMS:
         return DOWNSTREAMS[downstream]
-    keys = set((content.get("Downstream") or {}))
+    keys = set(content.get("Downstream") or {})
     if any(k.startswith("model.post_net.") for k in keys):
         return "cls", "utterance classification"
     if any(k.startswith("model.framelevel_feature_extractor.") for k in keys):
