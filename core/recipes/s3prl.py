@@ -90,6 +90,7 @@ class S3prlRecipe(Recipe):
     name = "s3prl"
     title = "S3PRL SUPERB downstream heads (SID, ER, KS, SD, ASV) + a local base model -> Wav2Vec2For*"
     needs_base_model = True
+    original_backends = ("reference", "s3prl")
 
     # -- detection ------------------------------------------------------------------------
     def detect(self, checkpoint: Checkpoint) -> Detection | None:
@@ -297,6 +298,10 @@ class S3prlRecipe(Recipe):
 
     def original_side(self, checkpoint, layout, *, base_model=None, backend="reference"):
         self.check_backend(backend)
+        if backend == "s3prl":
+            from ..upstream import S3prlHeadSide
+
+            return S3prlHeadSide(checkpoint.content, layout, base_model)
         return S3prlReferenceSide(checkpoint.content, layout, base_model)
 
     def converted_side(self, folder, *, base_model=None):
