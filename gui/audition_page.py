@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from ..core.errors import SpeechportError
 from . import dialogs, workers
-from .clip_chooser import ClipChooser, is_audio
+from .clip_chooser import ClipChooser
 from .compare_bar import CompareBar, Compared
 from .comparison_export import export_record, suggested_name, write_json
 from .comparison_view import ComparisonView
@@ -280,9 +280,4 @@ class AuditionPage(QWidget):
         if not paths:
             return
         event.acceptProposedAction()
-        clips = [path for path in paths if is_audio(path)]
-        if clips:
-            self.choose_clip(clips[0])
-        others = [path for path in paths if not is_audio(path)]
-        if others:
-            self.main_window.route_dropped_paths(others)
+        self.main_window.route_dropped_paths(paths)  # a clip comes back here; anything else to its field
