@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import math
 import time
 from pathlib import Path
 
@@ -106,16 +105,16 @@ class S3prlHeadSide:
             raise BadInput(
                 f"--original-backend s3prl needs S3PRL ({exc}); the default reference backend does not"
             ) from None
-        import json
-
         from torch import nn
 
+        from .recipes.s3prl import _modelrc
+        from .reference.s3prl import DOWNSAMPLE_RATE
+
         args = vars(content.get("Args") or argparse.Namespace())
-        modelrc = ((content.get("Config") or {}).get("downstream_expert") or {}).get("modelrc") or {}
+        modelrc = _modelrc(content)
         state = {k: v for k, v in content["Downstream"].items()
                  if k != "best_score" and not k.startswith("objective.")}  # training state, not the model
-        config = json.loads((Path(base_model) / "config.json").read_text())
-        upstream = _HiddenStatesUpstream(base_model, content.get("Upstream"), math.prod(config.get("conv_stride", [320])))
+        upstream = _HiddenStatesUpstream(base_model, content.get("Upstream"), DOWNSAMPLE_RATE)
         with contextlib.redirect_stderr(io.StringIO()):  # S3PRL narrates its set-up on stderr
             self.featurizer = Featurizer(
                 upstream, feature_selection=args.get("upstream_feature_selection") or "hidden_states",
