@@ -1,20 +1,20 @@
 """The `speechport` command line: inspect, convert, compare, demo, gui.
 
 Exit codes (a contract other tools rely on): 0 success; 1 a comparison failed; 2 bad input
-(unreadable or unknown file, refused pickle, bad config, unusable output path, bad audio);
-3 the mapping plan has problems (nothing written). torch and transformers are imported only
+(unreadable or unknown file, refused pickle, bad config, unusable output path, bad audio, bad
+arguments, a full disk); 3 the mapping plan has problems (nothing written); 4 an unexpected
+internal error (a bug: nothing is left half-written). torch and transformers are imported only
 once a command runs, so `--help` answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PLAN_PROBLEMS = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PLAN_PROBLEMS, EXIT_INTERNAL = 0, 1, 2, 3, 4
 DEFAULT_TOLERANCE = 5e-3  # kept equal to core.comparison.DEFAULT_TOLERANCE; here to keep --help light
 
 
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Port speech-model checkpoints into Hugging Face transformers folders and prove, "
         "on real audio, that the ported model behaves like the original.",
         epilog="Without a command, the window opens. Exit codes: 0 ok, 1 comparison failed, "
-        "2 bad input, 3 the mapping plan has problems.",
+        "2 bad input, 3 the mapping plan has problems, 4 internal error.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -118,9 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # noqa: BLE001 - the last line of defence: one line, no traceback
         if os.environ.get("SPEECHPORT_DEBUG"):
             raise
-        print(f"speechport: internal error: {type(error).__name__}: {error} "
-              "(set SPEECHPORT_DEBUG=1 to see the traceback)", file=sys.stderr)
-        return EXIT_FAILED
+        message = f"{type(error).__name__}: {_first_line(error)}"
+        _clear_progress_line()
+        print(f"speechport: internal error: {message} (set SPEECHPORT_DEBUG=1 to see the traceback)", file=sys.stderr)
+        if getattr(args, "json", False):
+            _print_json({"error": {"kind": "internal", "message": message}})
+        return EXIT_INTERNAL
     finally:
         if args.early_hash is not None:
             args.early_hash.cancel()  # a no-op once the digest is known
@@ -355,15 +358,14 @@ def _error_line(error) -> None:
 
 
 def _print_json(data) -> None:
-    print(json.dumps(data, indent=2, default=_json_default))
+    from .core.strict_json import dumps
+
+    print(dumps(data, indent=2))
 
 
-def _json_default(value):
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, (set, tuple)):
-        return list(value)
-    return str(value)
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0][:300] if lines else ""
 
 
 def _human_bytes(nbytes: float) -> str:

@@ -1,0 +1,62 @@
+"""Checking what a path is before opening it.
+
+Opening a FIFO, a socket or a device for reading can block forever (a FIFO waits for a writer),
+so every file Speechport reads is first `stat`-ed, without opening it, and must be a regular file;
+a folder is accepted only where a folder is expected.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from .errors import BadInput
+
+_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def describe_mode(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    for test, what in _KINDS:
+        if test(mode):
+            return what
+    return "not a regular file"
+
+
+def regular_file(path: str | os.PathLike, what: str = "file") -> Path:
+    """`path` if it is a regular file (symbolic links followed); `BadInput` naming what it is otherwise."""
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no such {what}") from None
+    except PermissionError:
+        raise BadInput(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if stat.S_ISREG(mode):
+        return path
+    if stat.S_ISDIR(mode):
+        raise BadInput(f"{path}: is a folder; a {what} was expected")
+    raise BadInput(f"{path}: is {describe_mode(mode)}, not a regular file; a {what} was expected")
+
+
+def existing_folder(path: str | os.PathLike, what: str = "folder") -> Path:
+    """`path` if it is a folder; `BadInput` naming what it is otherwise."""
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no such {what}") from None
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if not stat.S_ISDIR(mode):
+        raise BadInput(f"{path}: is {describe_mode(mode) if not stat.S_ISREG(mode) else 'a file'}; a {what} was expected")
+    return path
