@@ -179,10 +179,7 @@ def convert(
         prepared.recipe.check_backend(original_backend)
     comparison = None
     with StagedFolder(out, force) as staged:
-        items = [
-            WriteItem(row.target_key, prepared.tensors[row.source_key].tensor, prepared.tensors[row.source_key].checkpoint)
-            for row in prepared.plan.mapped()
-        ]
+        items = [WriteItem(row.target_key, prepared.tensors[row.source_key].tensor) for row in prepared.plan.mapped()]
         weights = write_weights(staged.path, items, progress, max_shard_size)
         progress.stage("writing config, preprocessor config, report and model card")
         config = prepared.config.config
@@ -227,7 +224,7 @@ def _verify(prepared: Prepared, folder: Path, clips, tolerance: float, backend: 
 def _build_plan(prepared: Prepared) -> Plan:
     recipe = prepared.recipe
     sources = [
-        SourceEntry(key, tuple(s.tensor.shape), str(s.tensor.dtype).removeprefix("torch."), s.tensor.numel() * s.tensor.element_size())
+        SourceEntry(key, tuple(s.tensor.shape), s.tensor.dtype.name, s.tensor.nbytes)
         for key, s in prepared.tensors.items()
     ]
     return build_plan(

@@ -4,7 +4,7 @@ The safetensors layout is a JSON header followed by the raw bytes of each tensor
 header field is known from shapes and dtypes alone, the header is written first and each tensor's
 bytes are then copied file-to-file (`os.copy_file_range`) from where they lie in the checkpoint,
 never passing through this process's memory. Tensors that are not a plain span of their file are
-written from memory one at a time. Peak memory is therefore one tensor, not the model.
+read (`pread`) and written one at a time. Peak memory is therefore one tensor, not the model.
 """
 
 from __future__ import annotations
@@ -17,31 +17,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from .checkpoint import Checkpoint
 from .errors import BadInput
 from .progress import Progress
+from .stored_tensor import StoredTensor
 
 DEFAULT_MAX_SHARD_SIZE = "50GB"  # transformers' save_pretrained default
 _COPY_CHUNK = 64 << 20  # bytes per copy call: the granularity of progress and cancel
 
-_DTYPE_CODES = {
-    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
-    torch.bool: "BOOL", torch.float8_e4m3fn: "F8_E4M3", torch.float8_e5m2: "F8_E5M2",
-}
 
 
 @dataclass(frozen=True)
 class WriteItem:
     name: str  # the key in the output file
-    tensor: torch.Tensor
-    checkpoint: Checkpoint  # the file holding the tensor's bytes
+    tensor: StoredTensor  # knows the file (and span) holding its bytes
 
     @property
     def nbytes(self) -> int:
-        return self.tensor.numel() * self.tensor.element_size()
+        return self.tensor.nbytes
 
 
 @dataclass(frozen=True)
@@ -57,20 +49,23 @@ def write_weights(
     folder: Path, items: Sequence[WriteItem], progress: Progress, max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE
 ) -> WrittenWeights:
     """Write `model.safetensors`, or shards plus `model.safetensors.index.json` above the shard size."""
-    from huggingface_hub import split_torch_state_dict_into_shards
+    from huggingface_hub import split_state_dict_into_shards_factory
+    from huggingface_hub.constants import SAFETENSORS_WEIGHTS_FILE_PATTERN
 
     for item in items:
-        if item.tensor.dtype not in _DTYPE_CODES:
+        if item.tensor.dtype.safetensors is None:
             raise BadInput(f"{item.name}: dtype {item.tensor.dtype} cannot be stored in safetensors")
     total = sum(item.nbytes for item in items)
     free = shutil.disk_usage(folder).free
     if free < total + (16 << 20):
         raise BadInput(f"{folder.parent}: not enough free space: the weights need {_size(total)}, {_size(free)} free")
 
-    # Shard boundaries as transformers would draw them; shapes on the meta device cost nothing.
+    # Shard boundaries as transformers would draw them (huggingface_hub's splitter, given sizes).
     by_name = {item.name: item for item in items}
-    meta = {item.name: torch.empty(item.tensor.shape, dtype=item.tensor.dtype, device="meta") for item in items}
-    split = split_torch_state_dict_into_shards(meta, max_shard_size=max_shard_size)
+    split = split_state_dict_into_shards_factory(
+        by_name, max_shard_size=max_shard_size, filename_pattern=SAFETENSORS_WEIGHTS_FILE_PATTERN,
+        get_storage_size=lambda item: item.nbytes, get_storage_id=lambda item: None,
+    )
 
     progress.stage("writing weights", items_total=len(items), bytes_total=total)
     copier = _Copier()
@@ -91,7 +86,7 @@ def write_weights(
 def _storage_order(item: WriteItem) -> tuple[int, str]:
     # Larger element sizes first keeps every tensor aligned to its element size, as the
     # safetensors library does; names make the file independent of the source's layout.
-    return (-item.tensor.element_size(), item.name)
+    return (-item.tensor.dtype.itemsize, item.name)
 
 
 def _header(items: Sequence[WriteItem]) -> bytes:
@@ -99,7 +94,7 @@ def _header(items: Sequence[WriteItem]) -> bytes:
     offset = 0
     for item in items:
         entries[item.name] = {
-            "dtype": _DTYPE_CODES[item.tensor.dtype],
+            "dtype": item.tensor.dtype.safetensors,
             "shape": list(item.tensor.shape),
             "data_offsets": [offset, offset + item.nbytes],
         }
@@ -129,10 +124,11 @@ class _Copier:
         self.from_memory = 0
 
     def copy(self, item: WriteItem, out, progress: Progress) -> None:
-        span = item.checkpoint.span_of(item.tensor) if self._kernel_copy else None
-        if span is not None and span.nbytes == item.nbytes:
+        located = item.tensor.span() if self._kernel_copy else None
+        if located is not None and located[1].nbytes == item.nbytes:
+            source, span = located
             try:
-                self._copy_span(item.checkpoint.path, span.offset, span.nbytes, out, progress)
+                self._copy_span(source, span.offset, span.nbytes, out, progress)
                 self.in_kernel += 1
                 return
             except OSError as exc:
@@ -164,10 +160,7 @@ class _Copier:
         out.seek(start + nbytes)
 
     def _write_from_memory(self, item: WriteItem, out, progress: Progress) -> None:
-        flat = item.tensor.detach().reshape(-1)
-        if not flat.is_contiguous():
-            flat = flat.contiguous()
-        raw = memoryview(flat.view(torch.uint8).numpy()) if item.nbytes else memoryview(b"")
+        raw = item.tensor.contiguous_bytes()  # read with pread, or already in memory
         for start in range(0, item.nbytes, _COPY_CHUNK):
             progress.check()
             _write_all(out, raw[start : start + _COPY_CHUNK])

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from speechport.core.stored_tensor import DTYPES, StoredTensor
+
 from conftest import CONFORMER_SHAW
 
 MODELS = ("cs_s64", "cs_s48")
@@ -66,3 +68,82 @@ def folder_files(folder: Path) -> set[str]:
 def leftovers(parent: Path) -> list[str]:
     """Temporary folders a conversion might have left behind next to its output."""
     return [p.name for p in Path(parent).iterdir() if ".partial-" in p.name or ".replaced-" in p.name]
+
+
+class Described(StoredTensor):
+    """A tensor known only by its dtype and shape (a real model's key list): planning needs no more."""
+
+    def __init__(self, dtype: str, shape):
+        self.dtype = DTYPES[dtype]
+        self.shape = tuple(shape)
+
+    def contiguous_bytes(self):
+        raise AssertionError("a described tensor has no bytes")
+
+    def to_torch(self, dtype=None):
+        raise AssertionError("a described tensor has no values")
+
+
+# -- hand-made torch zips: exactly what torch.save writes, with the parts a test wants changed ---------
+
+
+class CraftedStorage:
+    """A storage as `torch.save` references it: ("storage", class, key, location, numel)."""
+
+    def __init__(self, key: str, numel: int, storage_class=torch.FloatStorage):
+        self.key, self.numel, self.storage_class = key, numel, storage_class
+
+
+class CraftedTensor:
+    """Pickles as torch.save pickles a tensor: `_rebuild_tensor_v2(storage, offset, size, stride, ...)`."""
+
+    def __init__(self, storage: CraftedStorage, offset: int, size, stride):
+        self.args = (storage, offset, tuple(size), tuple(stride), False, __import__("collections").OrderedDict())
+
+    def __reduce__(self):
+        return (torch._utils._rebuild_tensor_v2, self.args)
+
+
+def craft_torch_zip(path: Path, obj, records: dict[str, bytes], compression=None) -> Path:
+    """A torch zip (`archive/data.pkl`, `archive/data/<key>`, byteorder, version) around `obj`."""
+    import io
+    import pickle
+    import zipfile
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, value):
+            if isinstance(value, CraftedStorage):
+                return ("storage", value.storage_class, value.key, "cpu", value.numel)
+            return None
+
+    buffer = io.BytesIO()
+    Pickler(buffer, protocol=2).dump(obj)
+    with zipfile.ZipFile(path, "w", compression=compression or zipfile.ZIP_STORED) as archive:
+        archive.writestr("archive/data.pkl", buffer.getvalue())
+        archive.writestr("archive/byteorder", "little")
+        for key, data in records.items():
+            archive.writestr(f"archive/data/{key}", data)
+        archive.writestr("archive/version", "3\n")
+    return Path(path)
+
+
+def recompress(source: Path, target: Path, compression) -> Path:
+    """The same torch zip with every record written with another zip compression."""
+    import zipfile
+
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w", compression=compression) as new:
+        for info in old.infolist():
+            new.writestr(info.filename, old.read(info), compress_type=compression)
+    return Path(target)
+
+
+def torch_tensors(obj, prefix: str = ""):
+    """Every torch tensor inside what torch.load returned, named by dotted path (as iter_tensors names them)."""
+    if isinstance(obj, torch.Tensor):
+        yield prefix, obj
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from torch_tensors(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(obj, (list, tuple)):
+        for index, value in enumerate(obj):
+            yield from torch_tensors(value, f"{prefix}.{index}" if prefix else str(index))

@@ -10,7 +10,7 @@ from speechport.core.plan import Plan, SourceEntry, Status, TargetTensor, build_
 from speechport.core.rules import RuleSet, Stage, drop, rename
 
 from conftest import CONFORMER_SHAW
-from support import checkpoint_path
+from support import Described, checkpoint_path
 
 REAL_600M = json.loads((CONFORMER_SHAW / "real_600m_keys.json").read_text())
 PRETRAINING_ONLY = {
@@ -20,8 +20,8 @@ PRETRAINING_ONLY = {
 
 
 def meta_checkpoint(entries, name="conformer_shaw_600m.pt") -> Checkpoint:
-    """The real 600M model's keys and shapes on the meta device: no weights allocated."""
-    state = {e["key"]: torch.empty(e["shape"], dtype=getattr(torch, e["dtype"]), device="meta") for e in entries}
+    """The real 600M model's keys and shapes, described only: no weights allocated."""
+    state = {e["key"]: Described(e["dtype"], e["shape"]) for e in entries}
     return Checkpoint(CONFORMER_SHAW / name, "torch", {"model": state}, size=0)
 
 

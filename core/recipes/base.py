@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..checkpoint import Checkpoint
+from ..checkpoint import Checkpoint, StoredTensor
 from ..errors import BadInput
 from ..plan import ConfigConflict, TargetTensor
 from ..rules import RuleSet
@@ -31,9 +31,9 @@ class Detection:
 
 @dataclass(frozen=True)
 class SourceTensor:
-    """A tensor to convert and the checkpoint file whose bytes hold it."""
+    """A tensor to convert and the checkpoint it comes from."""
 
-    tensor: torch.Tensor
+    tensor: StoredTensor
     checkpoint: Checkpoint
 
 

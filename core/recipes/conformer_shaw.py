@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ..audio import MODEL_RATE, Clip
-from ..checkpoint import Checkpoint
+from ..checkpoint import Checkpoint, StoredTensor, as_torch
 from ..comparison import SideOutput
 from ..errors import BadInput
 from ..plan import ConfigConflict
@@ -148,8 +148,8 @@ class ConformerShawRecipe(Recipe):
     def rules(self, layout: str, config=None) -> RuleSet:
         return RuleSet([_STAGE_FS1, _STAGE_FS2] if layout == "fairseq1" else [_STAGE_FS2])
 
-    def fairseq2_state_dict(self, checkpoint: Checkpoint, layout: str) -> dict[str, torch.Tensor]:
-        """The weights under fairseq2 names, as the original model consumes them (no copies)."""
+    def fairseq2_state_dict(self, checkpoint: Checkpoint, layout: str) -> dict[str, StoredTensor]:
+        """The weights under fairseq2 names, as the original model consumes them (nothing read yet)."""
         state = _state_dict(checkpoint)
         if layout != "fairseq1":
             return dict(state)
@@ -223,7 +223,8 @@ class ConformerShawRecipe(Recipe):
 
     def original_side(self, checkpoint, layout, *, base_model=None, backend="reference"):
         self.check_backend(backend)
-        state = self.fairseq2_state_dict(checkpoint, layout)
+        # The original runs in float32 whatever the file stores: the comparison is about the values.
+        state = as_torch(self.fairseq2_state_dict(checkpoint, layout), torch.float32)
         if backend == "fairseq2":
             from ..upstream import Fairseq2ConformerShawSide
 
@@ -289,28 +290,25 @@ def _state_dict_is_nested(checkpoint: Checkpoint) -> bool:
     return isinstance(content, dict) and isinstance(content.get("model"), dict)
 
 
-def _state_dict(checkpoint: Checkpoint) -> dict[str, torch.Tensor]:
+def _state_dict(checkpoint: Checkpoint) -> dict[str, StoredTensor]:
     """fairseq/fairseq2 save `{"model": state_dict, ...}`; bare state dicts and safetensors are flat."""
     content = checkpoint.content
     if _state_dict_is_nested(checkpoint):
         content = content["model"]
-    if isinstance(content, torch.nn.Module):
-        content = content.state_dict()
     if not isinstance(content, dict):
         return {}
-    return {str(k): v for k, v in content.items() if isinstance(v, torch.Tensor)}
+    return {str(k): v for k, v in content.items() if isinstance(v, StoredTensor)}
 
 
-def _dominant_dtype(state: dict[str, torch.Tensor]) -> str:
-    sizes: dict[torch.dtype, int] = {}
+def _dominant_dtype(state: dict[str, StoredTensor]) -> str:
+    sizes: dict[str, int] = {}
     for tensor in state.values():
         if tensor.is_floating_point():
-            sizes[tensor.dtype] = sizes.get(tensor.dtype, 0) + tensor.numel()
-    dtype = max(sizes, key=sizes.get) if sizes else torch.float32
-    return str(dtype).removeprefix("torch.")
+            sizes[tensor.dtype.name] = sizes.get(tensor.dtype.name, 0) + tensor.numel()
+    return max(sizes, key=sizes.get) if sizes else "float32"
 
 
-def _shape_facts(state: dict[str, torch.Tensor]) -> dict[str, tuple[Any, str]]:
+def _shape_facts(state: dict[str, StoredTensor]) -> dict[str, tuple[Any, str]]:
     """Config values read off tensor shapes (fairseq2 names), each with the evidence."""
     facts: dict[str, tuple[Any, str]] = {}
     proj = state.get("encoder_frontend.model_dim_proj.weight")

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from ..audio import MODEL_RATE, Clip
-from ..checkpoint import Checkpoint, load_checkpoint
+from ..checkpoint import Checkpoint, StoredTensor, as_torch, load_checkpoint
 from ..comparison import SideOutput
 from ..errors import BadInput
 from ..plan import ConfigConflict
@@ -42,6 +42,7 @@ BASE_FAMILIES = {"wav2vec2": ("Wav2Vec2", "wav2vec2"), "hubert": ("Hubert", "hub
 XVECTOR_CONTEXT = (5, 3, 3, 1, 1)
 XVECTOR_DILATION = (1, 2, 3, 1, 1)
 TRAINING_STATE = ("Optimizer", "Scheduler", "Step", "Epoch", "WorldSize")
+MODEL_SECTIONS = ("Downstream", "Featurizer", "Upstream", "Args", "Config")  # what the original model reads
 
 # -- rules ------------------------------------------------------------------------------------
 # Renames follow transformers' convert_wav2vec2_original_s3prl_checkpoint_to_pytorch.py (the
@@ -119,7 +120,7 @@ class S3prlRecipe(Recipe):
         tensors: dict[str, SourceTensor] = {}
         for section in ("Downstream", "Featurizer", "Upstream"):
             for key, value in (content.get(section) or {}).items():
-                if isinstance(value, torch.Tensor):
+                if isinstance(value, StoredTensor):
                     tensors[f"{section}.{key}"] = SourceTensor(value, checkpoint)
         if base_model is not None:
             base = open_base_model(base_model)
@@ -298,11 +299,14 @@ class S3prlRecipe(Recipe):
 
     def original_side(self, checkpoint, layout, *, base_model=None, backend="reference"):
         self.check_backend(backend)
+        # What the original model uses, read now and in float32 whatever the file stores.
+        content = as_torch({key: value for key, value in checkpoint.content.items() if key in MODEL_SECTIONS},
+                           torch.float32)
         if backend == "s3prl":
             from ..upstream import S3prlHeadSide
 
-            return S3prlHeadSide(checkpoint.content, layout, base_model)
-        return S3prlReferenceSide(checkpoint.content, layout, base_model)
+            return S3prlHeadSide(content, layout, base_model)
+        return S3prlReferenceSide(content, layout, base_model)
 
     def converted_side(self, folder, *, base_model=None):
         return TransformersHeadSide(folder)
