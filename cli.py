@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PLAN_PROBLEMS, EXIT_INTERNAL = 0, 1, 2, 3, 4
@@ -96,8 +98,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         args.source = args.config = args.base_model = args.out = None
         args.demo = False
-    from .core.errors import SpeechportError
-
     if args.command == "convert" and Path(args.source).is_file():
         from .core.hashing import BackgroundHash
 
@@ -105,16 +105,30 @@ def main(argv: list[str] | None = None) -> int:
         args.early_hash = BackgroundHash(args.source)
     else:
         args.early_hash = None
+    # Ctrl+C, SIGTERM and SIGHUP unwind the command like an exception, so a staged output folder is
+    # removed on the way out; the window handles its own signals.
+    restore_signals = _signals_interrupt() if args.command not in (None, "gui") else None
     try:
-        return handlers[args.command](args)
+        return _run_command(handlers[args.command], args)
+    except KeyboardInterrupt as interrupt:
+        return _interrupted(interrupt, args)
+    finally:
+        if args.early_hash is not None:
+            args.early_hash.cancel()  # a no-op once the digest is known
+        if restore_signals is not None:
+            restore_signals()
+
+
+def _run_command(handler, args) -> int:
+    from .core.errors import SpeechportError
+
+    try:
+        return handler(args)
     except SpeechportError as error:
         _error_line(error)
         if getattr(args, "json", False):
             _print_json({"error": {"kind": error.kind, "message": str(error)}})
         return error.exit_code
-    except KeyboardInterrupt:
-        print("speechport: interrupted; nothing was written", file=sys.stderr)
-        return 130
     except Exception as error:  # noqa: BLE001 - the last line of defence: one line, no traceback
         if os.environ.get("SPEECHPORT_DEBUG"):
             raise
@@ -124,9 +138,53 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "json", False):
             _print_json({"error": {"kind": "internal", "message": message}})
         return EXIT_INTERNAL
-    finally:
-        if args.early_hash is not None:
-            args.early_hash.cancel()  # a no-op once the digest is known
+
+
+class _Signalled(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP, raised in the main thread so that every cleanup on the way out runs."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _signals_interrupt():
+    """Make SIGINT, SIGTERM and SIGHUP raise `_Signalled` once; returns what puts the previous handlers back.
+
+    Only the first signal raises: later ones arrive while the cleanup it started is running, and
+    must not cut it short. Signals that were ignored when the command started (nohup) stay ignored.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    raised: list[int] = []
+
+    def handler(signum, frame):
+        if not raised:
+            raised.append(signum)
+            raise _Signalled(signum)
+
+    previous = {}
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is None or signal.getsignal(signum) == signal.SIG_IGN:
+            continue
+        previous[signum] = signal.signal(signum, handler)
+
+    def restore() -> None:
+        for signum, old in previous.items():
+            signal.signal(signum, old if old is not None else signal.SIG_DFL)
+
+    return restore
+
+
+def _interrupted(interrupt: KeyboardInterrupt, args) -> int:
+    signum = int(getattr(interrupt, "signum", signal.SIGINT))
+    message = f"interrupted by {signal.Signals(signum).name}; nothing was left half-written"
+    _clear_progress_line()
+    print(f"speechport: {message}", file=sys.stderr)
+    if getattr(args, "json", False):
+        _print_json({"error": {"kind": "interrupted", "message": message}})
+    return 128 + signum
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -149,10 +207,12 @@ def _convert(args) -> int:
     from .core.audio import load_clip
     from .core.conversion import convert, prepare
     from .core.errors import PlanProblems
-    from .core.output_folder import check_output_path
+    from .core.output_folder import check_output_path, protected_inputs
     from .core.safetensors_writer import DEFAULT_MAX_SHARD_SIZE
 
-    check_output_path(args.out, args.force)  # fail before reading a multi-GB file
+    inputs = protected_inputs(source=args.source, config=args.config, mapping=args.mapping, base_model=args.base_model,
+                              labels=args.labels, clips=args.verify)
+    check_output_path(args.out, args.force, inputs)  # fail before reading a multi-GB file, or destroying one
     clips = [load_clip(path, channels=args.channels, max_seconds=args.max_seconds) for path in args.verify]
     progress = _terminal_progress(enabled=not args.quiet and not args.json)
     if args.verify:

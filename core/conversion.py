@@ -19,7 +19,7 @@ from .comparison import DEFAULT_TOLERANCE, Comparison
 from .errors import BadInput, NeedsBaseModel, PlanProblems
 from .hashing import BackgroundHash
 from .mapping_file import Overrides
-from .output_folder import StagedFolder, check_output_path
+from .output_folder import StagedFolder, check_output_path, protected_inputs
 from .plan import Plan, SourceEntry, TargetTensor, build_plan
 from .progress import Progress, ensure
 from .recipes import detect, recipe_named
@@ -45,6 +45,7 @@ class Prepared:
     hasher: BackgroundHash
     mapping_path: Path | None = None
     base_model: Path | None = None
+    labels_path: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -140,7 +141,7 @@ def prepare(
             source, checkpoint, detection, tensors, chosen.other_entries(checkpoint, detection.layout),
             choice, targets, overrides, plan=None, hasher=hasher,  # type: ignore[arg-type]
             mapping_path=Path(mapping) if mapping and not isinstance(mapping, Overrides) else None,
-            base_model=base_model, timings=timings,
+            base_model=base_model, labels_path=Path(labels).expanduser().absolute() if labels else None, timings=timings,
         )
         mark = time.perf_counter()
         prepared.plan = _build_plan(prepared)
@@ -173,12 +174,17 @@ def convert(
     if not prepared.plan.ok:
         raise PlanProblems(prepared.plan)
     started = time.perf_counter()
-    check_output_path(out, force)
+    # An output folder holding an input would destroy it when replaced: refused, force or not.
+    protected = protected_inputs(
+        source=prepared.source, base_model=prepared.base_model, config=prepared.config.path,
+        mapping=prepared.mapping_path, labels=prepared.labels_path, clips=[getattr(c, "path", c) for c in verify],
+    )
+    check_output_path(out, force, protected)
     clips = [c if isinstance(c, Clip) else load_clip(c, channels=channels) for c in verify]  # bad audio fails first
     if clips:
         prepared.recipe.check_backend(original_backend)
     comparison = None
-    with StagedFolder(out, force) as staged:
+    with StagedFolder(out, force, protected) as staged:
         items = [WriteItem(row.target_key, prepared.tensors[row.source_key].tensor) for row in prepared.plan.mapped()]
         weights = write_weights(staged.path, items, progress, max_shard_size)
         progress.stage("writing config, preprocessor config, report and model card")
