@@ -3,7 +3,8 @@
 Exit codes (a contract other tools rely on): 0 success; 1 a comparison failed; 2 bad input
 (unreadable or unknown file, refused pickle, bad config, unusable output path, bad audio, bad
 arguments, a full disk); 3 the mapping plan has problems (nothing written); 4 an unexpected
-internal error (a bug: nothing is left half-written). torch and transformers are imported only
+internal error (a bug: nothing is left half-written); 128+N interrupted by signal N (130 SIGINT,
+143 SIGTERM, 129 SIGHUP: nothing is left half-written). torch and transformers are imported only
 once a command runs, so `--help` answers at once.
 """
 
@@ -26,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Port speech-model checkpoints into Hugging Face transformers folders and prove, "
         "on real audio, that the ported model behaves like the original.",
         epilog="Without a command, the window opens. Exit codes: 0 ok, 1 comparison failed, "
-        "2 bad input, 3 the mapping plan has problems, 4 internal error.",
+        "2 bad input, 3 the mapping plan has problems, 4 internal error, 128+N interrupted by signal N.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
