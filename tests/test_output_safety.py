@@ -556,10 +556,21 @@ def test_sigterm_while_writing_exits_143_and_leaves_the_old_folder(children):
     assert listing(out.parent) == ["out"] and files(out) == OLD
 
 
+@pytest.fixture
+def survivable_signals():
+    """Should the CLI not take these signals itself, the test fails instead of pytest dying of them."""
+    received: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: received.append(signum))
+                for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    yield received
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],
                          ids=["SIGINT", "SIGTERM", "SIGHUP"])
 @pytest.mark.parametrize("old", [True, False], ids=["replacing", "new folder"])
-def test_signals_exit_128_plus_n_with_nothing_left(tmp_path, run_cli, monkeypatch, signum, code, old):
+def test_signals_exit_128_plus_n_with_nothing_left(tmp_path, run_cli, monkeypatch, survivable_signals, signum, code, old):
     out = tmp_path / "out"
     if old:
         make_old(out)
@@ -583,9 +594,10 @@ def test_signals_exit_128_plus_n_with_nothing_left(tmp_path, run_cli, monkeypatc
     if old:
         assert files(out) == OLD
     assert {s: signal.getsignal(s) for s in before} == before  # the previous handlers are back
+    assert survivable_signals == []
 
 
-def test_a_second_signal_does_not_cut_the_cleanup_short(tmp_path, run_cli, monkeypatch):
+def test_a_second_signal_does_not_cut_the_cleanup_short(tmp_path, run_cli, monkeypatch, survivable_signals):
     out = tmp_path / "out"
     copy, calls = safetensors_writer._Copier.copy, []
 
@@ -607,6 +619,7 @@ def test_a_second_signal_does_not_cut_the_cleanup_short(tmp_path, run_cli, monke
     status, _, stderr = run_cli(*convert_args(out))
     assert status == 143 and stderr == "speechport: interrupted by SIGTERM; nothing was left half-written\n"
     assert listing(tmp_path) == []
+    assert survivable_signals == []
 
 
 # -- what killed runs left: stale or alive ---------------------------------------------------------------
