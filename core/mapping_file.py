@@ -15,14 +15,14 @@ The window saves the same format, so fixes made by hand there work from the CLI 
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import BadInput
-from .rules import Rule
+from .files import regular_file
+from .rules import Rule, compile_user_pattern
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -80,7 +80,7 @@ class Overrides:
 
     @classmethod
     def load(cls, path: str | Path) -> Overrides:
-        path = Path(path)
+        path = regular_file(path, "mapping file")  # never open a FIFO or a device: the read would block
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -115,10 +115,9 @@ def _string_table(entries, section: str, origin: str) -> dict[str, str]:
 def _rule(entry, index: int, origin: str) -> Rule:
     if not isinstance(entry, dict) or "match" not in entry or ("replace" in entry) == ("drop" in entry):
         raise BadInput(f"{origin}: rules[{index}] needs 'match' and exactly one of 'replace' or 'drop'")
-    try:
-        re.compile(entry["match"])
-    except re.error as exc:
-        raise BadInput(f"{origin}: rules[{index}] has an invalid regex ({exc})") from None
+    if not isinstance(entry["match"], str):
+        raise BadInput(f"{origin}: rules[{index}] 'match' must be a string")
+    compile_user_pattern(entry["match"], f"{origin}: rules[{index}]")
     if "drop" in entry:
-        return Rule(entry["match"], None, str(entry["drop"]) or "dropped by a mapping-file rule")
-    return Rule(entry["match"], str(entry["replace"]), "mapping-file rule")
+        return Rule(entry["match"], None, str(entry["drop"]) or "dropped by a mapping-file rule", user=True)
+    return Rule(entry["match"], str(entry["replace"]), f"mapping-file rule rules[{index}]", user=True)

@@ -14,6 +14,7 @@ from enum import Enum
 
 from .mapping_file import Overrides
 from .rules import Decision, RuleSet, Stage
+from .stored_tensor import DTYPES
 
 
 class Status(str, Enum):
@@ -226,7 +227,25 @@ def build_plan(
     plan_notes = list(notes) + overrides.unused_entries(known_keys)
     if targets is not None:
         _check_against_targets(rows, targets)
+        plan_notes += _kind_changes(rows, targets)
     return Plan(recipe, layout, target_class, rows, list(config_conflicts), plan_notes)
+
+
+def _kind_changes(rows: list[PlanRow], targets: Mapping[str, TargetTensor]) -> list[str]:
+    """Notes for integer (or bool) tensors copied into floating-point parameters: transformers
+    casts the values on loading, so quantized weights would load without their scales."""
+    keys_by_pair: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for row in rows:
+        if row.status is not Status.MAPPED or not row.source_dtype:
+            continue
+        target = targets[row.target_key].dtype
+        if _floating(target) and not _floating(row.source_dtype):
+            keys_by_pair[(row.source_dtype, target)].append(row.source_key)
+    return [
+        f"{', '.join(collapse_indices(keys))}: {source} in the checkpoint, but the model's parameter is {target}; "
+        "the integer values are copied as they are and cast when loaded (quantized weights would lose their scales)"
+        for (source, target), keys in keys_by_pair.items()
+    ]
 
 
 def _decide(source: SourceEntry, rules: RuleSet, user_rules: RuleSet | None, overrides: Overrides) -> PlanRow:
@@ -290,6 +309,11 @@ def _check_against_targets(rows: list[PlanRow], targets: Mapping[str, TargetTens
                     "", "nothing in the checkpoint maps to it",
                 )
             )
+
+
+def _floating(dtype: str) -> bool:
+    known = DTYPES.get(dtype)
+    return known is not None and known.is_floating_point
 
 
 def _problem_key_and_detail(row: PlanRow) -> tuple[str, str]:

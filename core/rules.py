@@ -4,6 +4,10 @@ A rule is a regex and what becomes of the keys it matches: a new name (`re.sub` 
 nothing (dropped, with the reason users will read). Rules are grouped in stages applied one after
 another, e.g. "fairseq1 names -> fairseq2 names" and then "fairseq2 names -> transformers names".
 Within a stage the first matching rule wins, which is how fairseq2's checkpoint converters behave.
+
+Patterns users write (mapping files, the window's bulk rename) are run by the `regex` module with
+a time limit per key, so that one with catastrophic backtracking (`^(a+)+$`) is refused by name
+instead of hanging; the recipes' own patterns are plain `re`.
 """
 
 from __future__ import annotations
@@ -12,6 +16,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import regex
+
+from .errors import BadInput
+
+# A sane pattern matches a checkpoint key in microseconds; one that needs this long per key is
+# backtracking catastrophically, and would take hours over a whole plan.
+USER_PATTERN_SECONDS = 0.25
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -19,10 +31,21 @@ class Rule:
     target: str | None  # `re.sub` replacement; None drops the key (or refuses it, see `refused`)
     note: str  # for a rename, where it comes from; for a drop or refusal, the reason shown to users
     refused: bool = False  # the target cannot express this key: a problem, not a silent drop
+    user: bool = False  # written by a user: matched with a time limit (see USER_PATTERN_SECONDS)
 
     @property
     def regex(self) -> re.Pattern:
         return _compiled(self.pattern)
+
+    def search(self, key: str):
+        if not self.user:
+            return self.regex.search(key)
+        return user_search(self.pattern, key, "mapping rule")
+
+    def sub(self, key: str) -> str:
+        if not self.user:
+            return self.regex.sub(self.target, key, count=1)
+        return user_sub(self.pattern, self.target, key, "mapping rule")
 
     def describe(self) -> str:
         if self.refused:
@@ -52,7 +75,7 @@ class Stage:
     keep_unmatched: bool = False  # True: a key no rule matches keeps its name (fairseq2 semantics)
 
     def first_match(self, key: str) -> Rule | None:
-        return next((rule for rule in self.rules if rule.regex.search(key)), None)
+        return next((rule for rule in self.rules if rule.search(key)), None)
 
     def rename_all(self, tensors: dict) -> dict:
         """Apply this stage alone to a whole state dict: renamed keys, dropped keys left out."""
@@ -63,7 +86,7 @@ class Stage:
                 if self.keep_unmatched:
                     renamed[key] = value
             elif rule.target is not None:
-                renamed[rule.regex.sub(rule.target, key, count=1)] = value
+                renamed[rule.sub(key)] = value
         return renamed
 
 
@@ -109,7 +132,7 @@ class RuleSet:
                     target=None, dropped=True, reason=rule.note,
                     rule=" | ".join([*applied, f"{stage.name}: {rule.describe()}"]), via=via,
                 )
-            renamed = rule.regex.sub(rule.target, current, count=1)
+            renamed = rule.sub(current)
             applied.append(f"{stage.name}: {rule.note}")
             if index < len(self.stages) - 1:
                 via.append(renamed)
@@ -124,4 +147,95 @@ def _compiled(pattern: str) -> re.Pattern:
     compiled = _CACHE.get(pattern)
     if compiled is None:
         compiled = _CACHE[pattern] = re.compile(pattern)
+    return compiled
+
+
+# -- patterns users write -----------------------------------------------------------------------
+
+
+def compile_user_pattern(pattern: str, origin: str = "pattern") -> regex.Pattern:
+    """A user's pattern, compiled as `re` would (VERSION0 semantics); `BadInput` when it is invalid
+    or repeats a repetition, the textbook form of catastrophic backtracking."""
+    try:
+        compiled = _user_compiled(pattern)
+    except regex.error as exc:
+        raise BadInput(f"{origin}: invalid regular expression {pattern!r} ({exc})") from None
+    nested = _repeated_repetition(pattern)
+    if nested:
+        raise BadInput(
+            f"{origin}: the regular expression {pattern!r} repeats a repetition (as (a+)+ does), which can take "
+            "exponential time on a key it does not match; write it without the outer repetition"
+        )
+    return compiled
+
+
+def _repeated_repetition(pattern: str) -> bool:
+    """`(a+)+`, `(?:x*)*`, `(a{1,5})+`: a group repeated more than once whose whole body is itself a
+    variable repetition matches one string in exponentially many ways (and means the same as the
+    inner repetition alone). Patterns like `(\\w+\\.)*` (a separator after the repetition) are fine."""
+    try:
+        from re import _parser as parser  # the stdlib's own parse of the pattern
+    except ImportError:  # Python 3.10
+        import sre_parse as parser
+    try:
+        tree = parser.parse(pattern)
+    except re.error:
+        return False
+    repeats = (parser.MAX_REPEAT, parser.MIN_REPEAT)
+
+    def body(items):
+        while len(items) == 1 and items[0][0] is parser.SUBPATTERN:
+            items = items[0][1][-1]
+        return items
+
+    def walk(items) -> bool:
+        for op, argument in items:
+            if op in repeats:
+                low, high, inner = argument
+                inner = list(body(list(inner)))
+                if high > 1 and len(inner) == 1 and inner[0][0] in repeats:
+                    inner_low, inner_high, _ = inner[0][1]
+                    if inner_high > inner_low:
+                        return True
+                if walk(inner):
+                    return True
+            elif op is parser.SUBPATTERN and walk(argument[-1]):
+                return True
+            elif op is parser.BRANCH and any(walk(branch) for branch in argument[1]):
+                return True
+        return False
+
+    return walk(tree.data if hasattr(tree, "data") else tree)
+
+
+def user_search(pattern: str, key: str, origin: str = "pattern"):
+    try:
+        return compile_user_pattern(pattern, origin).search(key, timeout=USER_PATTERN_SECONDS)
+    except TimeoutError:
+        raise _too_slow(pattern, key, origin) from None
+
+
+def user_sub(pattern: str, replacement: str, key: str, origin: str = "pattern") -> str:
+    try:
+        return compile_user_pattern(pattern, origin).sub(replacement, key, count=1, timeout=USER_PATTERN_SECONDS)
+    except TimeoutError:
+        raise _too_slow(pattern, key, origin) from None
+    except (regex.error, IndexError) as exc:
+        raise BadInput(f"{origin}: the replacement {replacement!r} does not fit {pattern!r} ({exc})") from None
+
+
+def _too_slow(pattern: str, key: str, origin: str) -> BadInput:
+    return BadInput(
+        f"{origin}: the regular expression {pattern!r} takes more than {USER_PATTERN_SECONDS:g} s to match "
+        f"{key!r}: it backtracks catastrophically (nested repetition like (a+)+); simplify it"
+    )
+
+
+_USER_CACHE: dict[str, regex.Pattern] = {}
+
+
+def _user_compiled(pattern: str) -> regex.Pattern:
+    compiled = _USER_CACHE.get(pattern)
+    if compiled is None:
+        compiled = _USER_CACHE[pattern] = regex.compile(pattern, flags=regex.VERSION0)
     return compiled

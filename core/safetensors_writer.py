@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,8 +23,26 @@ from .progress import Progress
 from .stored_tensor import StoredTensor
 
 DEFAULT_MAX_SHARD_SIZE = "50GB"  # transformers' save_pretrained default
+# Units of --max-shard-size: huggingface_hub's decimal ones, and their binary cousins.
+_SIZE_UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([KMGT]i?B)?\s*$", re.IGNORECASE)
 _COPY_CHUNK = 64 << 20  # bytes per copy call: the granularity of progress and cancel
 
+
+
+def parse_size(text: str | int) -> int:
+    """A shard size in bytes: an integer, or a number with a unit ("5GB", "500MB", "2GiB")."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        size = text
+    else:
+        match = _SIZE.match(str(text))
+        if match is None:
+            raise BadInput(f"{text!r} is not a size: give bytes (e.g. 1000000) or a number with a unit "
+                           "(KB, MB, GB, TB, KiB, MiB, GiB, TiB), e.g. 5GB")
+        size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()] if match.group(2) else float(match.group(1)))
+    if size <= 0:
+        raise BadInput(f"{text!r}: a shard size must be more than 0 bytes")
+    return size
 
 
 @dataclass(frozen=True)
@@ -63,7 +82,7 @@ def write_weights(
     # Shard boundaries as transformers would draw them (huggingface_hub's splitter, given sizes).
     by_name = {item.name: item for item in items}
     split = split_state_dict_into_shards_factory(
-        by_name, max_shard_size=max_shard_size, filename_pattern=SAFETENSORS_WEIGHTS_FILE_PATTERN,
+        by_name, max_shard_size=parse_size(max_shard_size), filename_pattern=SAFETENSORS_WEIGHTS_FILE_PATTERN,
         get_storage_size=lambda item: item.nbytes, get_storage_id=lambda item: None,
     )
 

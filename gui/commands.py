@@ -7,12 +7,12 @@ holds. Each command swaps one `Overrides` for another; applying one asks the cor
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping
 
 from PySide6.QtGui import QUndoCommand
 
 from ..core.mapping_file import Overrides
+from ..core.rules import compile_user_pattern, user_search, user_sub
 
 DROP_REASON = "dropped by hand in the Speechport window"
 
@@ -80,13 +80,14 @@ def restored(current: Overrides, sources: Iterable[str]) -> Overrides:
 def regex_renames(sources: Iterable[str], pattern: str, replacement: str) -> dict[str, str]:
     """`re.sub(pattern, replacement, source_key)` for every source key the pattern matches.
 
-    Raises `re.error` for a bad pattern or replacement (the dialog shows it as you type).
+    Raises `BadInput` for a bad pattern or replacement, or one that backtracks catastrophically
+    (matching is time-limited per key): the dialog shows it as you type.
     """
-    regex = re.compile(pattern)
+    compile_user_pattern(pattern, "the pattern")
     result = {}
     for source in sources:
-        if regex.search(source):
-            result[source] = regex.sub(replacement, source)
+        if user_search(pattern, source, "the pattern"):
+            result[source] = user_sub(pattern, replacement, source, "the pattern")
     return result
 
 

@@ -7,7 +7,6 @@ can answer them. Every risky question defaults to the safe answer: No.
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Callable, Iterable
 
 from PySide6.QtCore import Qt
@@ -30,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.errors import UnsafePickle
+from ..core.errors import BadInput, UnsafePickle
 from . import theme
 from .commands import regex_renames
 
@@ -206,7 +205,7 @@ class BulkRenameDialog(QDialog):
             return
         try:
             renames = regex_renames(self.scope(), self.pattern.text(), self.replacement.text())
-        except (re.error, IndexError) as exc:
+        except BadInput as exc:
             self._say(f"Not a valid pattern or replacement: {exc}", "error")
             ok_button.setEnabled(False)
             return

@@ -1,0 +1,222 @@
+"""Hostile inputs through the command line: the bytes written are the bytes torch and safetensors
+read, or nothing is written; no input hangs; every refusal is exit 2 with one line."""
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_checkpoint import (
+    HOSTILE_SAFETENSORS,
+    pickle_naming_a_module_that_is_not_installed,
+    safetensors_bytes,
+    torch_load,
+)
+
+from conftest import CONFORMER_SHAW
+from support import (
+    CraftedStorage,
+    CraftedTensor,
+    checkpoint_path,
+    craft_torch_zip,
+    leftovers,
+    load_fs2,
+    recompress,
+    sha256,
+)
+
+SPEECH = CONFORMER_SHAW / "audio" / "s_speech_16k_mono.wav"
+
+
+def assert_refused(code, stdout, stderr, out, expected):
+    assert code == 2, stderr
+    assert stderr.count("\n") == 1 and stderr.startswith("speechport: error: ") and expected in stderr
+    assert "Traceback" not in stdout + stderr
+    assert not out.exists() and leftovers(out.parent) == []
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_SAFETENSORS))
+def test_hostile_safetensors_source_is_refused_and_nothing_is_written(tmp_path, run_cli, case):
+    header, data, expected = HOSTILE_SAFETENSORS[case]
+    source = tmp_path / "model.safetensors"
+    source.write_bytes(safetensors_bytes(header, data))
+    out = tmp_path / "out"
+    assert_refused(*run_cli("convert", source, "--out", out), out, expected)
+
+
+def test_storage_past_its_record_is_refused_by_convert_and_by_verify(tmp_path, run_cli):
+    # A real model whose first layer-norm storage claims more floats than its record holds: with a
+    # memory map the missing values would be the next record's bytes, on both sides of a comparison.
+    state = load_fs2("cs_s64")
+    path = tmp_path / "good.pt"
+    torch.save({"model": state}, path)
+    crafted = tmp_path / "crafted.pt"
+    with zipfile.ZipFile(path) as old, zipfile.ZipFile(crafted, "w") as new:
+        for info in old.infolist():
+            data = old.read(info)
+            if info.filename.endswith("/data/0"):
+                data = data[:-8]  # two float32 values short
+            new.writestr(info, data)
+    with pytest.raises(RuntimeError):
+        torch_load(crafted)
+    for extra in ([], ["--verify", SPEECH]):
+        out = tmp_path / "out"
+        code, stdout, stderr = run_cli("convert", crafted, "--out", out, *extra)
+        assert_refused(code, stdout, stderr, out, "its storage needs 640 bytes but its record good/data/0 holds 632")
+
+
+def test_view_past_its_storage_is_refused_by_inspect(tmp_path, run_cli):
+    path = craft_torch_zip(tmp_path / "view.pt", {"model": {"w": CraftedTensor(CraftedStorage("0", 6), 4, (2, 3), (3, 1))}},
+                           {"0": np.arange(6, dtype=np.float32).tobytes()})
+    code, _, stderr = run_cli("inspect", path)
+    assert code == 2 and "tensor 'model.w': the view needs 40 bytes" in stderr
+
+
+def test_deflated_source_converts_to_exactly_the_tensors_torch_load_reads(tmp_path, run_cli):
+    source = recompress(checkpoint_path("cs_s64"), tmp_path / "deflated.pt", zipfile.ZIP_DEFLATED)
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli("convert", source, "--out", out, "--json", "--verify", SPEECH)
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["verification"]["verdict"] == "pass"
+    expected = torch_load(source)["model"]
+    written = load_file(out / "model.safetensors")
+    report = json.loads((out / "speechport_report.json").read_text())
+    assert report["output"]["tensors_copied_file_to_file"] == 0  # compressed bytes are never copied
+    mapped = [row for row in report["plan"]["rows"] if row["status"] == "mapped"]
+    assert len(mapped) == len(written) == 69
+    for row in mapped:
+        assert torch.equal(written[row["target_key"]], expected[row["source_key"]]), row["source_key"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_stored_dtype_is_kept_and_reported(tmp_path, run_cli, dtype):
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in load_fs2("cs_s64").items()}
+    source = tmp_path / "model.pt"
+    torch.save({"model": state}, source)
+    out = tmp_path / "out"
+    code, _, stderr = run_cli("convert", source, "--out", out)
+    assert code == 0, stderr
+    written = load_file(out / "model.safetensors")
+    assert {t.dtype for t in written.values()} == {dtype}
+    report = json.loads((out / "speechport_report.json").read_text())
+    name = str(dtype).removeprefix("torch.")
+    assert report["source"]["stored_dtypes"] == {name: 76, "int64": 1}
+    assert json.loads((out / "config.json").read_text())["dtype"] == name
+
+
+# -- never hang ---------------------------------------------------------------------------------------
+
+
+def run_speechport(*args, timeout=120):
+    """The CLI in a child process: a hang fails the test by timing out instead of hanging the suite."""
+    done = subprocess.run([sys.executable, "-m", "speechport", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+    return done.returncode, done.stdout, done.stderr
+
+
+@pytest.mark.parametrize("role", ["checkpoint", "config", "mapping", "labels"])
+def test_a_fifo_is_refused_without_opening_it(tmp_path, role):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    source = fifo if role == "checkpoint" else checkpoint_path("cs_s64")
+    extra = {"checkpoint": [], "config": ["--config", fifo], "mapping": ["--mapping", fifo], "labels": ["--labels", fifo]}[role]
+    code, _, stderr = run_speechport("inspect", source, *extra, timeout=60)
+    assert code == 2
+    assert f"{fifo}: is a named pipe (FIFO), not a regular file" in stderr
+
+
+def test_a_device_is_refused_as_a_checkpoint(tmp_path, run_cli):
+    code, _, stderr = run_cli("inspect", "/dev/zero")
+    assert code == 2 and "/dev/zero: is a character device, not a regular file" in stderr
+
+
+@pytest.mark.parametrize(
+    "pattern, expected",
+    [
+        ("^(a+)+$", "rules[1]: the regular expression '^(a+)+$' repeats a repetition (as (a+)+ does)"),
+        ("^(a|aa)+$", "mapping rule: the regular expression '^(a|aa)+$' takes more than 0.25 s to match 'aaaa"),
+    ],
+    ids=["nested repetition, refused up front", "overlapping alternatives, stopped by the time limit"],
+)
+def test_a_catastrophically_backtracking_rule_is_refused_by_name(tmp_path, pattern, expected):
+    # One key of forty 'a's and a '!': such a pattern tries about 2**40 ways to match it.
+    state = load_fs2("cs_s64")
+    state["a" * 40 + "!"] = torch.zeros(1)
+    source = tmp_path / "model.pt"
+    torch.save({"model": state}, source)
+    mapping = tmp_path / "fixes.toml"
+    mapping.write_text(f"[[rules]]\nmatch = 'unrelated'\ndrop = 'x'\n[[rules]]\nmatch = '{pattern}'\ndrop = 'padding'\n")
+    code, _, stderr = run_speechport("inspect", source, "--mapping", mapping, timeout=60)
+    assert code == 2 and stderr.count("\n") == 1
+    assert expected in stderr
+
+
+def test_an_invalid_rule_is_refused_naming_it(tmp_path, run_cli):
+    mapping = tmp_path / "fixes.json"
+    mapping.write_text(json.dumps({"rules": [{"match": "ok", "drop": "x"}, {"match": "(", "drop": "y"}]}))
+    code, _, stderr = run_cli("inspect", checkpoint_path("cs_s64"), "--mapping", mapping)
+    assert code == 2 and "rules[1]: invalid regular expression '('" in stderr
+
+
+# -- exit codes ---------------------------------------------------------------------------------------
+
+
+def test_a_global_whose_module_is_not_installed_is_a_refusal_naming_it(tmp_path, run_cli):
+    source = pickle_naming_a_module_that_is_not_installed(tmp_path / "cfg.pt")
+    code, stdout, stderr = run_cli("inspect", source, "--json")
+    assert code == 2 and "it needs speechport_absent_module.Config" in stderr
+    assert json.loads(stdout)["error"]["kind"] == "unsafe_pickle"
+    code, _, stderr = run_cli("inspect", source, "--trust-pickle")
+    assert code == 2 and "needs the Python module 'speechport_absent_module', which is not installed" in stderr
+
+
+@pytest.mark.parametrize("size", ["abc", "0", "-5", "5XB", "nan"])
+def test_bad_shard_size_is_refused_up_front(tmp_path, run_cli, size):
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli("convert", checkpoint_path("cs_s64"), "--out", out, "--max-shard-size", size, "--json")
+    assert code == 2 and "argument --max-shard-size" in stderr
+    assert json.loads(stdout)["error"]["kind"] == "bad_input"
+    assert not out.exists()
+
+
+def test_shard_size_with_a_unit_shards_the_weights(tmp_path, run_cli):
+    out = tmp_path / "out"
+    code, _, stderr = run_cli("convert", checkpoint_path("cs_s64"), "--out", out, "--max-shard-size", "0.2MB")
+    assert code == 0, stderr
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    assert len(set(index["weight_map"].values())) > 1
+
+
+def test_an_unexpected_error_is_exit_4_with_a_json_error(tmp_path, run_cli, monkeypatch):
+    from speechport.core import conversion
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(conversion, "_build_plan", broken)
+    code, stdout, stderr = run_cli("inspect", checkpoint_path("cs_s64"), "--json")
+    assert code == 4
+    assert stderr.strip() == ("speechport: internal error: ZeroDivisionError: a bug "
+                              "(set SPEECHPORT_DEBUG=1 to see the traceback)")
+    assert json.loads(stdout) == {"error": {"kind": "internal", "message": "ZeroDivisionError: a bug"}}
+
+
+def test_integer_weights_for_floating_parameters_get_a_plan_note(tmp_path, run_cli):
+    state = load_fs2("cs_s64")
+    state["encoder.layers.0.ffn1.inner_proj.weight"] = state["encoder.layers.0.ffn1.inner_proj.weight"].to(torch.int8)
+    source = tmp_path / "model.pt"
+    torch.save({"model": state}, source)
+    code, stdout, _ = run_cli("inspect", source)
+    assert code == 0
+    assert ("note:    encoder.layers.0.ffn1.inner_proj.weight: int8 in the checkpoint, but the model's parameter "
+            "is float32") in stdout
+    before = sha256(source)
+    code, stdout, _ = run_cli("inspect", source, "--json")
+    assert any("int8 in the checkpoint" in note for note in json.loads(stdout)["plan"]["notes"])
+    assert sha256(source) == before
