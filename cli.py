@@ -32,14 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def audio_options(sub: argparse.ArgumentParser, required: bool) -> None:
-        sub.add_argument("--tolerance", metavar="T", type=float, default=DEFAULT_TOLERANCE,
+        sub.add_argument("--tolerance", metavar="T", type=_positive_number, default=DEFAULT_TOLERANCE,
                          help=f"pass when max |diff| <= T on valid frames (default {DEFAULT_TOLERANCE:g})")
         sub.add_argument("--channels", choices=("first", "mean"), default="first",
                          help="multi-channel clips: keep the first channel (default, as fairseq2 does) or mix down")
         sub.add_argument("--original-backend", metavar="NAME", default="reference",
                          help="run the original with Speechport's reference (default) or the upstream library "
                          "when installed: fairseq2 (conformer_shaw), s3prl (S3PRL heads)")
-        sub.add_argument("--max-seconds", metavar="S", type=float, default=120.0,
+        sub.add_argument("--max-seconds", metavar="S", type=_positive_number, default=120.0,
                          help="refuse longer clips (attention memory grows with the square of the length)")
 
     def source_options(sub: argparse.ArgumentParser) -> None:
@@ -91,6 +91,19 @@ def build_parser() -> argparse.ArgumentParser:
     gui.add_argument("--out", metavar="DIR")
     gui.add_argument("--demo", action="store_true", help="open the built-in demo (without a display: run it in the terminal)")
     return parser
+
+
+def _positive_number(text: str) -> float:
+    """argparse type of --tolerance and --max-seconds: a finite number above 0 (nan, inf, 0, -1 refused)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number above 0")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,6 +194,10 @@ def _signals_interrupt():
 def _interrupted(interrupt: KeyboardInterrupt, args) -> int:
     signum = int(getattr(interrupt, "signum", signal.SIGINT))
     message = f"interrupted by {signal.Signals(signum).name}; nothing was left half-written"
+    if getattr(interrupt, "written", None):  # `compare --save-outputs` had finished some files
+        from .core.verification import describe_written
+
+        message += f"; {describe_written(interrupt.written)}"
     _clear_progress_line()
     print(f"speechport: {message}", file=sys.stderr)
     if getattr(args, "json", False):

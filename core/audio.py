@@ -7,6 +7,7 @@ high-quality preset.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,9 @@ MIN_SAMPLES = 400  # one 25 ms fbank window at 16 kHz: shorter clips give no fra
 # scores per layer for 60 s at 16 heads), so comparisons are limited; callers may raise the limit.
 DEFAULT_MAX_SECONDS = 120.0
 CHANNEL_POLICIES = ("first", "mean")
+# libsndfile reports 2**63 - 1 frames when a header does not state the length; no real clip comes near.
+UNKNOWN_FRAMES = 2**62
+BLOCK_FRAMES = 1 << 16  # frames decoded at once when the length is unknown
 
 
 @dataclass(frozen=True)
@@ -39,13 +43,16 @@ def load_clip(path: str | Path, *, channels: str = "first", max_seconds: float =
     """Read a clip, pick or mix its channels, resample to 16 kHz.
 
     `channels="first"` keeps channel 0, as fairseq2's fbank converter and transformers' conversion
-    script do; `"mean"` mixes all channels down (as S3PRL's sox-based loading does).
+    script do; `"mean"` mixes all channels down (as S3PRL's sox-based loading does). A clip that
+    cannot show anything about a model is refused here, before any model runs: NaN or infinite
+    samples, digital silence, a constant signal, a first channel that is silent while another is not.
     """
     import soundfile
 
     path = Path(path)
     if channels not in CHANNEL_POLICIES:
         raise BadInput(f"unknown channel policy {channels!r}; use one of {', '.join(CHANNEL_POLICIES)}")
+    check_max_seconds(max_seconds)
     if not path.exists():
         raise BadInput(f"{path}: no such audio file")
     if path.is_dir():
@@ -54,19 +61,35 @@ def load_clip(path: str | Path, *, channels: str = "first", max_seconds: float =
         info = soundfile.info(str(path))
     except (soundfile.LibsndfileError, RuntimeError, OSError) as exc:
         raise BadInput(f"{path}: not an audio file soundfile can read ({_reason(exc)})") from None
-    if info.frames <= 0 or info.samplerate <= 0:
+    if info.samplerate <= 0:
+        raise BadInput(f"{path}: the clip states no sample rate")
+    length_known = 0 < info.frames < UNKNOWN_FRAMES
+    if info.frames <= 0:
         raise BadInput(f"{path}: the clip is empty (no audio samples)")
-    seconds = info.frames / info.samplerate
-    if seconds > max_seconds:
+    if length_known and info.frames / info.samplerate > max_seconds:
         raise BadInput(
-            f"{path}: the clip is {seconds:.1f} s long; comparisons are limited to {max_seconds:.0f} s "
-            "because attention memory grows with the square of the length",
+            f"{path}: the clip is {info.frames / info.samplerate:.1f} s long; comparisons are limited to "
+            f"{max_seconds:g} s because attention memory grows with the square of the length",
             hint="trim the clip, or raise the limit (--max-seconds)",
         )
     try:
-        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        if length_known:
+            data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        else:
+            # The header does not state the length (a streamed FLAC has 0 total samples; libsndfile then
+            # reports 2**63 - 1 frames): decode block by block and stop once past the limit.
+            data, rate = _read_until(path, math.floor(max_seconds * info.samplerate) + 1)
     except (soundfile.LibsndfileError, RuntimeError, OSError) as exc:
         raise BadInput(f"{path}: the audio cannot be decoded ({_reason(exc)})") from None
+    if len(data) == 0:
+        raise BadInput(f"{path}: the clip is empty (no audio samples)")
+    if len(data) / rate > max_seconds:
+        raise BadInput(
+            f"{path}: the clip is longer than {max_seconds:g} s (its header does not state its length); "
+            "comparisons are limited because attention memory grows with the square of the length",
+            hint="trim the clip, or raise the limit (--max-seconds)",
+        )
+    _check_finite(path, data, channels)
     mono = data[:, 0] if channels == "first" else data.mean(axis=1, dtype=np.float32)
     waveform = resample(mono, rate)
     if len(waveform) < MIN_SAMPLES:
@@ -74,7 +97,73 @@ def load_clip(path: str | Path, *, channels: str = "first", max_seconds: float =
             f"{path}: the clip is too short ({len(waveform) / MODEL_RATE * 1000:.1f} ms at 16 kHz); "
             f"it needs at least {MIN_SAMPLES} samples ({MIN_SAMPLES / MODEL_RATE * 1000:.0f} ms) for one feature frame"
         )
+    _check_sound(path, data, mono, channels)
     return Clip(path, np.ascontiguousarray(waveform, dtype=np.float32), rate, data.shape[1], channels)
+
+
+def check_max_seconds(max_seconds: float) -> float:
+    """The length limit must be a finite number of seconds above zero (NaN would disable it)."""
+    if not isinstance(max_seconds, (int, float)) or not math.isfinite(max_seconds) or max_seconds <= 0:
+        raise BadInput(f"the clip length limit must be a finite number of seconds above 0 (not {max_seconds!r})")
+    return float(max_seconds)
+
+
+def _check_finite(path: Path, data: np.ndarray, channels: str) -> None:
+    """`data` is (frames, channels) float32; a float WAV can hold NaN or infinity."""
+    used = data[:, :1] if channels == "first" else data
+    bad = ~np.isfinite(used)
+    if bad.any():
+        raise BadInput(f"{path}: {int(bad.any(axis=1).sum())} of {len(used)} samples are NaN or infinite; "
+                       "a clip must hold finite samples")
+
+
+def _check_sound(path: Path, data: np.ndarray, mono: np.ndarray, channels: str) -> None:
+    """Refuse a clip without sound to compare on: silence, a constant, a silent first channel."""
+    silent = ~data.any(axis=0)  # per channel: every sample is 0
+    if channels == "first" and silent[0] and not silent.all():
+        other = int(np.flatnonzero(~silent)[0]) + 1
+        raise BadInput(
+            f"{path}: the first channel (channel 1 of {data.shape[1]}) is digital silence while channel {other} "
+            "is not, and only the first channel would be compared",
+            hint="choose to mix the channels down (--channels mean), or use a clip whose first channel holds the sound",
+        )
+    if silent.all():
+        raise BadInput(f"{path}: the clip is digital silence (every sample is 0): it cannot show whether two models agree")
+    if (mono == mono[0]).all():
+        raise BadInput(f"{path}: the clip is one constant value ({float(mono[0]):g}) throughout: there is no sound "
+                       "to compare the models on")
+
+
+def _read_until(path: Path, limit: int) -> tuple[np.ndarray, int]:
+    """(frames, channels) float32, decoded block by block; stops after `limit` frames."""
+    import soundfile
+
+    with soundfile.SoundFile(str(path)) as sound:
+        blocks, total = [], 0
+        while total < limit:
+            block = _read_block(sound, min(BLOCK_FRAMES, limit - total))
+            if len(block) == 0:
+                break
+            blocks.append(block)
+            total += len(block)
+        data = np.concatenate(blocks) if blocks else np.zeros((0, sound.channels), dtype=np.float32)
+        return data, sound.samplerate
+
+
+def _read_block(sound, frames: int) -> np.ndarray:
+    # SoundFile.read seeks to where it stopped after every read, and libsndfile cannot seek to the end
+    # of a FLAC whose length is unknown; its own sf_readf_float reads on without seeking.
+    import soundfile
+
+    snd, ffi = getattr(soundfile, "_snd", None), getattr(soundfile, "_ffi", None)
+    if snd is None or ffi is None:
+        return sound.read(frames, dtype="float32", always_2d=True)
+    buffer = np.empty((frames, sound.channels), dtype=np.float32)
+    got = snd.sf_readf_float(sound._file, ffi.cast("float *", buffer.ctypes.data), frames)
+    error = snd.sf_error(sound._file)
+    if error:
+        raise soundfile.LibsndfileError(error)
+    return buffer[: max(int(got), 0)]
 
 
 def resample(waveform: np.ndarray, rate: int) -> np.ndarray:

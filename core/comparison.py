@@ -3,12 +3,39 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
+from .errors import BadInput
+from .strict_json import plain
+
 DEFAULT_TOLERANCE = 5e-3  # transformers' conversion script: assert_close(atol=rtol=5e-3)
 NMSE_FLOOR_DB = -300.0  # reported for identical outputs, where the ratio is zero
+INPUT_FEATURES = "input_features"  # the stage of what the encoder receives, before any weight
+
+
+def check_tolerance(tolerance: float) -> float:
+    """A verdict needs a finite tolerance above zero (NaN would pass or fail everything)."""
+    if not isinstance(tolerance, (int, float)) or not math.isfinite(tolerance) or tolerance <= 0:
+        raise BadInput(f"the tolerance must be a finite number above 0 (not {tolerance!r})")
+    return float(tolerance)
+
+
+@dataclass(frozen=True)
+class IllConditionedInput:
+    """Parts of a model's input in which two correct implementations may differ far more than the
+    tolerance, for this clip only (e.g. mel bins that per-bin standardization divides by almost
+    zero). Said by the recipe before any model runs; the comparison then tells whether they decided
+    the verdict."""
+
+    stage: str  # the stage holding those inputs (INPUT_FEATURES)
+    columns: tuple[int, ...]  # the affected columns of that stage's (frames, features) tensor
+    summary: str  # what is ill-conditioned and how: "mel bins 10-15 (of 80) are nearly constant over the clip (...)"
+    consequence: str  # why that matters: "so fairseq2's per-bin standardization magnifies rounding differences"
+    details: dict = field(default_factory=dict)  # JSON-ready numbers
+    name_columns: Callable[[list[int]], str] = str  # columns in words: "mel bins 12-15 (of 80)"
 
 
 @dataclass
@@ -41,13 +68,16 @@ class ClipComparison:
     cosine_per_frame: list[float] = field(default_factory=list)
     original: SideOutput | None = None
     converted: SideOutput | None = None
+    # Why this clip, not the conversion, decided a failed verdict (ill-conditioned input); None otherwise.
+    bad_input: str | None = None
 
     def to_dict(self) -> dict:
-        return {
+        """JSON-ready: non-finite numbers (an incomparable or NaN result) become None."""
+        return plain({
             "audio": self.audio,
             "verdict": self.verdict,
-            "max_abs_diff": _finite(self.max_abs_diff),
-            "mean_abs_diff": _finite(self.mean_abs_diff),
+            "max_abs_diff": self.max_abs_diff,
+            "mean_abs_diff": self.mean_abs_diff,
             "nmse_db": self.nmse_db,
             "cosine_min": self.cosine_min,
             "cosine_mean": self.cosine_mean,
@@ -55,10 +85,11 @@ class ClipComparison:
             "first_divergent_layer": self.first_divergent_layer,
             "seconds_original": round(self.seconds_original, 4),
             "seconds_converted": round(self.seconds_converted, 4),
-            "stage_max_abs_diff": {k: _finite(v) for k, v in self.stage_max_abs_diff.items()},
+            "stage_max_abs_diff": self.stage_max_abs_diff,
             "notes": self.notes,
-            **({"details": _plain(self.details)} if self.details else {}),
-        }
+            **({"bad_input": self.bad_input} if self.bad_input else {}),
+            **({"details": self.details} if self.details else {}),
+        })
 
 
 @dataclass
@@ -71,7 +102,7 @@ class Comparison:
         return "pass" if self.clips and all(c.verdict == "pass" for c in self.clips) else "fail"
 
     def to_dict(self) -> dict:
-        return {"verdict": self.verdict, "tolerance": self.tolerance, "clips": [c.to_dict() for c in self.clips]}
+        return plain({"verdict": self.verdict, "tolerance": self.tolerance, "clips": [c.to_dict() for c in self.clips]})
 
 
 def compare_outputs(audio: str, original: SideOutput, converted: SideOutput, tolerance: float = DEFAULT_TOLERANCE) -> ClipComparison:
@@ -144,21 +175,6 @@ def _stage_diffs(original: SideOutput, converted: SideOutput) -> dict[str, float
 
 def _first_divergent(original: SideOutput, converted: SideOutput, tolerance: float) -> str | None:
     for name, diff in _stage_diffs(original, converted).items():
-        if diff > tolerance:
+        if not diff <= tolerance:  # NaN diverges too
             return name
     return None
-
-
-def _finite(value: float) -> float | None:
-    """JSON has no infinity: an incomparable result (shapes differ) is reported as null."""
-    return value if math.isfinite(value) else None
-
-
-def _plain(value):
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value

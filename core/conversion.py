@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .audio import Clip, load_clip
 from .checkpoint import Checkpoint, load_checkpoint
-from .comparison import DEFAULT_TOLERANCE, Comparison
+from .comparison import DEFAULT_TOLERANCE, Comparison, check_tolerance
 from .errors import BadInput, NeedsBaseModel, PlanProblems
 from .hashing import BackgroundHash
 from .mapping_file import Overrides
@@ -181,8 +181,11 @@ def convert(
     )
     check_output_path(out, force, protected)
     clips = [c if isinstance(c, Clip) else load_clip(c, channels=channels) for c in verify]  # bad audio fails first
+    check_tolerance(tolerance)
     if clips:
         prepared.recipe.check_backend(original_backend)
+        for clip in clips:  # a clip the model cannot be compared on is refused before anything is written
+            prepared.recipe.check_clip(clip, prepared.config.config)
     comparison = None
     with StagedFolder(out, force, protected) as staged:
         items = [WriteItem(row.target_key, prepared.tensors[row.source_key].tensor) for row in prepared.plan.mapped()]

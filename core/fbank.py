@@ -16,6 +16,7 @@ csrc/feature-window.h, csrc/mel-computations.h):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
@@ -141,3 +142,77 @@ def fairseq2_fbank(waveform: torch.Tensor) -> torch.Tensor:
             f"(25 ms at 16 kHz) are needed for one fbank frame."
         )
     return standardize(kaldi_fbank(waveform))
+
+
+# -- conditioning of the per-bin standardization --------------------------------------------------
+#
+# ``standardize`` divides each mel bin by its standard deviation over the clip. Two correct fbank
+# implementations differ by rounding (fairseq2 runs Kaldi's float32 code; transformers'
+# SeamlessM4TFeatureExtractor its own numpy code), and the division magnifies that difference by
+# 1 / std. Measured with Speechport's fbank against SeamlessM4TFeatureExtractor (raw log-mel, natural
+# log of energy; "differ" is the largest standardized difference in the bin):
+#
+#   clip (2 s unless said)                 smallest std   largest |diff| after standardizing
+#   fixture speech / 0.3 s excerpt         9.0 / 7.7      9e-6 / 4e-6
+#   fixture noise, resampled from 8 kHz    0.55           1.7e-3 (bins 76-79: empty above 4 kHz)
+#   white noise 0.1; DC 0.5 + noise 1e-4   0.40 / 0.42    5e-5 / 6e-5 (per-frame DC removal)
+#   speech + 50 Hz / 60 Hz hum 0.1-0.3     0.066 / 0.072  5e-4 / 2e-3 (the latter in bins 76-78)
+#   440 Hz tone, any amplitude 1e-3..0.5   1.8e-5 (bin 14, mean 13..25)   1.3 in bin 14
+#   1234 Hz tone 0.3                       2.0e-6 (bin 32)                1.5
+#   440 Hz square wave 0.3                 1.7e-4 (bin 70)                1.8
+#   440 Hz tone + noise 1e-3 / 1e-2 / 3e-2 3.3e-4 / 3.3e-3 / 1.0e-2       0.72 / 0.013 / 1.4e-3
+#   60 Hz tone 0.1 (mains hum alone)       0.013 (bin 2)  0.018 in bins 72-79, ~122 dB below bin 0
+#   1000 Hz, 100 Hz or 50 Hz tone; DC      0: every frame the same -> NaN from fairseq2 itself
+#
+# Two causes, both measured above: (1) a nearly constant bin: the raw log-mel of well-energised bins
+# differs between the implementations by up to 3.1e-4 (square wave, bin 70: 1.81 * 1.7e-4), so a
+# std near 3e-4 turns rounding into O(1) feature differences; (2) a bin whose energy is far below
+# the loudest bin of its frame holds mostly float32 rounding noise, whose relative size is about
+# eps * sqrt(E_loudest / E_bin) (an over-estimate by 3-300x on the clips above, so a safe one).
+# A bin is ill-conditioned when the larger of the two, divided by its std, exceeds
+# ILL_CONDITIONED_MAGNIFICATION: a difference that may reach the default tolerance (5e-3) in the
+# encoder's input before any weight is used. On the clips above this flags the tones, the square
+# wave, the tone with noise up to 3e-2, the hum alone and, in their empty top bins, the 8 kHz
+# fixture and the hum over speech; it flags neither speech nor noise nor DC offset + noise.
+IMPLEMENTATION_ROUNDING = 3e-4  # largest raw log-mel difference measured in well-energised bins
+ILL_CONDITIONED_MAGNIFICATION = 5e-3
+_FLOAT32_EPS = float(np.finfo(np.float32).eps)
+
+
+@dataclass(frozen=True)
+class BinConditioning:
+    """Per mel bin, over one clip's raw log-mel (``kaldi_fbank``): what the standardization divides by."""
+
+    std: np.ndarray  # (bins,) unbiased std over time, as fairseq2's standardize uses
+    mean: np.ndarray  # (bins,)
+    floor_gap_db: np.ndarray  # (bins,) the most the bin falls below its frame's loudest bin, in dB
+    magnification: np.ndarray  # (bins,) estimated rounding difference after standardizing
+
+    @property
+    def constant_bins(self) -> list[int]:
+        """Bins with zero variance: standardizing them divides zero by zero (NaN), upstream too."""
+        return [int(b) for b in np.flatnonzero(self.std == 0)]
+
+    @property
+    def ill_conditioned_bins(self) -> list[int]:
+        return [int(b) for b in np.flatnonzero(self.magnification > ILL_CONDITIONED_MAGNIFICATION)]
+
+    def nearly_constant(self, bins: list[int]) -> list[int]:
+        """Of `bins`, those flagged for their small std rather than for rounding noise near the floor."""
+        return [b for b in bins if IMPLEMENTATION_ROUNDING / self.std[b] > ILL_CONDITIONED_MAGNIFICATION]
+
+
+def bin_conditioning(fbank: torch.Tensor) -> BinConditioning:
+    """How far ``standardize`` would magnify rounding differences in each bin of a raw log-mel
+    (frames, bins); see the measurements above."""
+    values = fbank.detach().to(torch.float64).cpu().numpy()
+    if values.shape[0] < 2:
+        raise ValueError("at least two fbank frames are needed to standardize")
+    std = values.std(axis=0, ddof=1)
+    mean = values.mean(axis=0)
+    gap = values.max(axis=1, keepdims=True) - values  # natural log of an energy ratio
+    # Cap the exponent: gaps beyond ~70 dB past the floor are all "pure rounding noise".
+    rounding = np.maximum(IMPLEMENTATION_ROUNDING, _FLOAT32_EPS * np.exp(np.minimum(gap, 80.0) / 2)).max(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        magnification = np.where(std > 0, rounding / np.where(std > 0, std, 1.0), np.inf)
+    return BinConditioning(std, mean, gap.max(axis=0) * 10.0 / np.log(10.0), magnification)

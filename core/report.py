@@ -7,11 +7,11 @@ and the conversion can be audited or repeated.
 from __future__ import annotations
 
 import datetime
-import json
 from typing import TYPE_CHECKING
 
 from .plan import Status, collapse_indices
 from .safetensors_writer import WrittenWeights
+from .strict_json import dumps
 from .versions import versions
 
 if TYPE_CHECKING:
@@ -70,14 +70,14 @@ def build_report(prepared: Prepared, weights: WrittenWeights, seconds: float) ->
 
 
 def dump_report(report: dict) -> str:
-    """The report as JSON text: indented, with one line per plan row so it stays readable and
-    quick to write for 800-row plans."""
+    """The report as strict JSON text (a NaN or infinite number is written as null): indented, with
+    one line per plan row so it stays readable and quick to write for 800-row plans."""
     placeholder = "\u0000rows\u0000"
     rows = report["plan"]["rows"]
     skeleton = {**report, "plan": {**report["plan"], "rows": placeholder}}
-    text = json.dumps(skeleton, indent=2)
-    lines = ",\n".join("      " + json.dumps(row) for row in rows)
-    return text.replace(json.dumps(placeholder), "[\n" + lines + "\n    ]" if rows else "[]") + "\n"
+    text = dumps(skeleton, indent=2)
+    lines = ",\n".join("      " + dumps(row) for row in rows)
+    return text.replace(dumps(placeholder), "[\n" + lines + "\n    ]" if rows else "[]") + "\n"
 
 
 def _dropped_summary(dropped: list[dict]) -> list[str]:

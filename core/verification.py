@@ -9,14 +9,25 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .audio import DEFAULT_MAX_SECONDS, Clip, load_clip
+import torch
+
+from .audio import DEFAULT_MAX_SECONDS, Clip, check_max_seconds, load_clip
 from .checkpoint import Checkpoint, load_checkpoint
-from .comparison import DEFAULT_TOLERANCE, Comparison, SideOutput, compare_outputs
-from .errors import BadInput
+from .comparison import (
+    DEFAULT_TOLERANCE,
+    ClipComparison,
+    Comparison,
+    IllConditionedInput,
+    SideOutput,
+    check_tolerance,
+    compare_outputs,
+)
+from .errors import BadInput, Cancelled
 from .progress import Progress, ensure
 from .recipes import detect
 from .recipes.base import Detection
@@ -150,46 +161,215 @@ def compare_clips(
     save_outputs: str | Path | None = None,
     progress: Progress | None = None,
 ) -> Comparison:
-    """Read every clip first (bad audio fails before any model runs), then compare clip by clip."""
+    """Read and check every clip first (bad audio fails before any model runs), then compare clip
+    by clip.
+
+    A clip whose input is ill-conditioned for the model (the recipe's `check_clip` says where) and
+    that fails is also run through the converted model on the original's own input: if the models
+    then agree, the clip decided the verdict, not the conversion, and it is refused (BadInput)
+    unless another clip failed for a reason of its own. Files written for `save_outputs` are
+    listed on an interruption (`written` on the KeyboardInterrupt, or the Cancelled message).
+    """
     progress = ensure(progress)
+    check_tolerance(tolerance)
+    check_max_seconds(max_seconds)
     if not audio:
         raise BadInput("no audio clip given: pass --audio CLIP")
     clips = [a if isinstance(a, Clip) else load_clip(a, channels=channels, max_seconds=max_seconds) for a in audio]
+    recipe = sides.detection.recipe
+    config = getattr(sides.converted, "config", None)
+    caveats = [recipe.check_clip(clip, config) for clip in clips]
     save_dir = Path(save_outputs) if save_outputs else None
     if save_dir is not None and save_dir.exists() and not save_dir.is_dir():
         raise BadInput(f"{save_dir}: --save-outputs must be a folder")
-    results = []
-    for index, clip in enumerate(clips):
-        progress.stage(f"comparing {clip.path.name} ({index + 1}/{len(clips)})", items_total=2)
-        progress.check()
-        original = sides.original(clip)
-        progress.advance(items=1)
-        progress.check()
-        converted = sides.converted(clip)
-        progress.advance(items=1)
-        result = compare_outputs(str(clip.path), original, converted, tolerance)
-        notes, details = sides.detection.recipe.explain(original, converted)
-        result.notes += [*sides.notes, *notes]
-        result.details.update(details)
-        result.frame_seconds = sides.detection.recipe.frame_seconds
-        results.append(result)
-        if save_dir is not None:
-            _save_outputs(save_dir, clip, results[-1])
+    names = output_names(clips)
+    results: list[ClipComparison] = []
+    written: list[Path] = []
+    try:
+        for index, (clip, caveat) in enumerate(zip(clips, caveats)):
+            progress.stage(f"comparing {clip.path.name} ({index + 1}/{len(clips)})", items_total=2)
+            progress.check()
+            original = sides.original(clip)
+            progress.advance(items=1)
+            progress.check()
+            converted = sides.converted(clip)
+            progress.advance(items=1)
+            result = compare_outputs(str(clip.path), original, converted, tolerance)
+            notes, details = recipe.explain(original, converted)
+            result.notes += [*sides.notes, *getattr(sides.converted, "notes", ()), *notes]
+            result.details.update(details)
+            result.frame_seconds = recipe.frame_seconds
+            if not bool(torch.isfinite(original.primary).all()):
+                # Not the conversion's doing: the original itself gives no number to compare with.
+                result.bad_input = (f"{clip.path}: the original model itself outputs NaN or infinite values on this "
+                                    "clip, so it cannot show whether the conversion is right")
+            elif caveat is not None:
+                progress.check()
+                _judge_ill_conditioned(result, caveat, sides.converted, tolerance)
+            results.append(result)
+            if save_dir is not None:
+                written.append(_save_outputs(save_dir / f"{names[index]}.safetensors", clip, result))
+    except KeyboardInterrupt as interrupt:
+        if written:
+            interrupt.written = tuple(written)  # for the message that says what is left behind
+        raise
+    except Cancelled:
+        if written:
+            raise Cancelled(f"cancelled; {describe_written(written)}") from None
+        raise
     progress.finish()
+    decided = [r for r in results if r.bad_input]
+    if decided and all(r.verdict == "pass" or r.bad_input for r in results):
+        refusal = "; ".join(r.bad_input for r in decided)
+        if written:
+            refusal += f" ({describe_written(written)})"
+        raise BadInput(refusal, hint="compare on a clip with varied sound, such as speech")
     return Comparison(tolerance, results)
 
 
-def _save_outputs(folder: Path, clip: Clip, result) -> None:
+def _judge_ill_conditioned(result: ClipComparison, caveat: IllConditionedInput, converted, tolerance: float) -> None:
+    """Say whether the clip's ill-conditioned input, or the conversion, decided the verdict.
+
+    A failing clip is run again through the converted model on the original's own input (identical
+    input): if that passes, and the inputs agree outside the ill-conditioned columns, the input
+    decided it (`result.bad_input`); if it still fails, the conversion is wrong, and the first stage
+    that diverges on identical input is named.
+    """
+    stage = caveat.stage
+    ours = dict(result.original.stages).get(stage) if result.original else None
+    theirs = dict(result.converted.stages).get(stage) if result.converted else None
+    inside, outside, beyond = _column_diffs(ours, theirs, caveat.columns, tolerance)
+    said = f"{caveat.summary}, {caveat.consequence}"
+    found = {**caveat.details, "stage": stage, "max_abs_diff_there": inside, "max_abs_diff_elsewhere": outside}
+    result.details["ill_conditioned_input"] = found
+    if result.verdict == "pass":
+        there = f": the two models' {stage} differ by up to {inside:.3g} there" if inside is not None else ""
+        result.notes.append(f"{said}{there}; the verdict holds regardless")
+        return
+    rerun = getattr(converted, "run_features", None)
+    if ours is None or rerun is None:
+        result.notes.append(f"{said}; whether that decided the verdict cannot be told, as the original side does "
+                            f"not report its {stage}")
+        return
+    same = compare_outputs(result.audio, result.original, rerun(ours), tolerance)
+    found["same_input"] = {"verdict": same.verdict, "max_abs_diff": same.max_abs_diff,
+                           "first_divergent_layer": same.first_divergent_layer}
+    if same.verdict != "pass":
+        result.first_divergent_layer = same.first_divergent_layer or "output"
+        result.notes.append(
+            f"{said}; so the converted model was also run on the original's own {stage}, and it still diverges "
+            f"(max |diff| {same.max_abs_diff:.3g}), first at {result.first_divergent_layer}: the conversion is wrong")
+        return
+    result.first_divergent_layer = stage
+    if outside is not None and outside > tolerance:
+        result.notes.append(
+            f"on the original's own {stage} the converted model agrees (max |diff| {same.max_abs_diff:.3g}), but "
+            f"the {stage} differ by {outside:.3g} beyond the ill-conditioned part too: the converted feature "
+            "extractor (preprocessor_config.json) does not compute what the original does")
+        return
+    where = f", beyond the tolerance in {caveat.name_columns(beyond)}," if beyond else ""
+    result.bad_input = (
+        f"{result.audio}: this clip cannot show whether the conversion is right: {said}; the original's and the "
+        f"converted model's {stage} differ by up to {inside:.3g} there{where} before any weight is used, while on "
+        f"identical {stage} the converted model agrees with the original (max |diff| {same.max_abs_diff:.2g} <= "
+        f"{tolerance:g})")
+    result.notes.append(f"decided by the clip, not the conversion: {said}; on identical {stage} the models "
+                        f"agree (max |diff| {same.max_abs_diff:.2g})")
+
+
+def _column_diffs(ours, theirs, columns: tuple[int, ...], tolerance: float):
+    """Largest |diff| of two (frames, features) stages inside `columns` and outside them, and the
+    columns where it exceeds the tolerance."""
+    if ours is None or theirs is None or ours.shape[1:] != theirs.shape[1:]:
+        return None, None, []
+    frames = min(ours.shape[0], theirs.shape[0])
+    diff = (ours[:frames].double() - theirs[:frames].double()).abs().reshape(frames, -1)
+    if not frames:
+        return 0.0, 0.0, []
+    per_column = diff.max(dim=0).values
+    inside = torch.zeros(diff.shape[1], dtype=torch.bool)
+    inside[list(columns)] = True
+    there = float(per_column[inside].max()) if inside.any() else 0.0
+    elsewhere = float(per_column[~inside].max()) if (~inside).any() else 0.0
+    return there, elsewhere, [int(c) for c in torch.nonzero(per_column > tolerance).flatten()]
+
+
+def output_names(clips: Sequence[Clip]) -> list[str]:
+    """A file name (without suffix) per clip for --save-outputs, none the same as another even on a
+    case-insensitive file system: the clip's stem, then `-2`, `-3`... where stems repeat."""
+    stems = [clip.path.stem for clip in clips]
+    counts: dict[str, int] = {}
+    for stem in stems:
+        counts[stem.casefold()] = counts.get(stem.casefold(), 0) + 1
+    taken = {stem.casefold() for stem in stems if counts[stem.casefold()] == 1}
+    names = []
+    for stem in stems:
+        if counts[stem.casefold()] == 1:
+            names.append(stem)
+            continue
+        number = 1
+        while (candidate := stem if number == 1 else f"{stem}-{number}").casefold() in taken:
+            number += 1
+        taken.add(candidate.casefold())
+        names.append(candidate)
+    return names
+
+
+def describe_written(paths: Sequence[Path]) -> str:
+    """What a stopped comparison leaves behind, in words."""
+    folder = Path(paths[0]).parent
+    return f"{len(paths)} file{'s' if len(paths) > 1 else ''} already written to {folder}: " + ", ".join(
+        Path(p).name for p in paths)
+
+
+def stored_dtype_notes(folder: str | Path) -> tuple[str, ...]:
+    """A note when the folder's weights are stored in another dtype than float32 (both models run
+    in float32, so the comparison measures the conversion, not the precision)."""
+    dtypes = stored_dtypes(folder)
+    if not dtypes or dtypes == {"float32"}:
+        return ()
+    named = " and ".join(sorted(dtypes))
+    mixed = " (mixed precision)" if len(dtypes) > 1 else ""
+    return (f"the weights are stored as {named}{mixed}, as the source stores them; both models ran in float32, so "
+            "the comparison measures the conversion, not the precision",)
+
+
+_SAFETENSORS_DTYPES = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64",
+                       "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2"}
+
+
+def stored_dtypes(folder: str | Path) -> set[str]:
+    """The floating dtypes of the weights in a converted folder, read from the safetensors headers."""
+    from safetensors import safe_open
+
+    folder = Path(folder)
+    index = folder / "model.safetensors.index.json"
+    try:
+        files = ([folder / name for name in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+                 if index.is_file() else [folder / "model.safetensors"])
+        found = set()
+        for file in files:
+            with safe_open(str(file), framework="pt") as handle:
+                found |= {handle.get_slice(key).get_dtype() for key in handle.keys()}
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+    return {_SAFETENSORS_DTYPES[d] for d in found if d in _SAFETENSORS_DTYPES}
+
+
+def _save_outputs(path: Path, clip: Clip, result) -> Path:
     from safetensors.torch import save_file
 
-    folder.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     frames = result.frames
     original = result.original.primary.detach().float()
     converted = result.converted.primary.detach().float()
     if original.dim() > 1:
         original, converted = original[:frames], converted[:frames]
+    partial = path.with_name(f".{path.name}.partial")  # renamed into place once complete
     save_file(
         {"original": original.contiguous(), "converted": converted.contiguous()},
-        folder / f"{clip.path.stem}.safetensors",
-        metadata={"audio": str(clip.path), "verdict": result.verdict},
+        partial,
+        metadata={"audio": str(clip.path.absolute()), "verdict": result.verdict},
     )
+    os.replace(partial, path)
+    return path

@@ -8,6 +8,7 @@ the models opened last time still match the checkpoint, base model and folder) t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,11 +129,12 @@ class CompareBar(QWidget):
     # -- what to compare ------------------------------------------------------------------------------
 
     def tolerance(self) -> float | None:
+        """The typed tolerance: a finite number above 0 (what the core accepts), else None."""
         try:
             value = float(self.tolerance_edit.text().strip())
         except ValueError:
             return None
-        return value if value >= 0 else None
+        return value if math.isfinite(value) and value > 0 else None
 
     def blocker(self) -> tuple[str, str]:
         """Why Compare is disabled (kind, sentence), or ("", "") when it is not."""

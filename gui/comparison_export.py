@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from ..core.strict_json import dumps
 from .compare_bar import Compared
 from .workers import ORIGINAL_BACKEND
 
@@ -25,8 +25,9 @@ def export_record(comparison, compared: Compared) -> dict:
 
 
 def write_json(path: str | Path, record: dict) -> Path:
+    """Strict JSON, as the CLI prints it: a NaN or infinite number is written as null."""
     path = Path(path)
-    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    path.write_text(dumps(record, indent=2) + "\n", encoding="utf-8")
     return path
 
 

@@ -60,7 +60,7 @@ def test_bad_clips(tmp_path, make, message):
 
 def test_shortest_usable_clip_and_long_clip_limit(tmp_path):
     path = tmp_path / "edge.wav"
-    soundfile.write(path, np.full(MIN_SAMPLES, 0.1, dtype="float32"), 16000)
+    soundfile.write(path, np.linspace(-0.1, 0.1, MIN_SAMPLES, dtype="float32"), 16000)
     assert len(load_clip(path).waveform) == MIN_SAMPLES
     long = tmp_path / "long.wav"
     soundfile.write(long, np.zeros(16000 * 3, dtype="float32"), 16000)

@@ -210,7 +210,7 @@ def test_good_conversion_passes_with_plots_aligned_in_time_and_exports(make_wind
     assert timeline.difference.image.image.max() <= 5e-3
     assert timeline.signed_bar.levels[1] == -timeline.signed_bar.levels[0] > 0
     stages = [page.view.stage_table.item(row, 0).text() for row in range(page.view.stage_table.rowCount())]
-    assert stages == ["feature_projection", "encoder.layers.0", "encoder.layers.1", "output (compared)"]
+    assert stages == ["input_features", "feature_projection", "encoder.layers.0", "encoder.layers.1", "output (compared)"]
 
     # Export: the JSON `speechport compare --json` prints, plus what was compared; and a picture.
     dialogs.save_file = tmp_path / "comparison.json"

@@ -18,7 +18,8 @@ from ..rules import RuleSet
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
 
-    from ..comparison import SideOutput
+    from ..audio import Clip
+    from ..comparison import IllConditionedInput, SideOutput
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,12 @@ class Recipe:
     def converted_side(self, folder: Path, *, base_model: Path | None = None):
         """A callable `clip -> SideOutput` running the converted folder as users will load it."""
         raise NotImplementedError
+
+    def check_clip(self, clip: Clip, config: PretrainedConfig | None = None) -> IllConditionedInput | None:
+        """Before any model runs: refuse (BadInput, naming the clip) a clip this model cannot be
+        compared on, such as one too short for it; say which parts of its input are
+        ill-conditioned, if any. `config` is the converted model's (or the target's) config."""
+        return None
 
     def explain(self, original: SideOutput, converted: SideOutput) -> tuple[list[str], dict]:
         """Notes and details for people, beyond the numbers (labels, semantics that differ)."""

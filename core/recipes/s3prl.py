@@ -311,6 +311,10 @@ class S3prlRecipe(Recipe):
     def converted_side(self, folder, *, base_model=None):
         return TransformersHeadSide(folder)
 
+    def check_clip(self, clip: Clip, config=None) -> None:
+        if config is not None:
+            check_upstream_clip(clip, config.conv_kernel, config.conv_stride, self.rules_kind(config))
+
 
 RECIPE = S3prlRecipe()
 
@@ -468,7 +472,8 @@ class S3prlReferenceSide:
 
 
 class TransformersHeadSide:
-    """The converted folder: `from_pretrained`, its own feature extractor, its own forward."""
+    """The converted folder: `from_pretrained` in float32 whatever dtype it stores (`notes` say
+    which), its own feature extractor, its own forward."""
 
     name = "transformers"
 
@@ -476,10 +481,14 @@ class TransformersHeadSide:
         import transformers
         from transformers import AutoConfig, AutoFeatureExtractor
 
+        from ..verification import stored_dtype_notes
+
         config = AutoConfig.from_pretrained(folder)
-        self.model = getattr(transformers, config.architectures[0]).from_pretrained(folder).eval()
+        self.model = getattr(transformers, config.architectures[0]).from_pretrained(folder, dtype=torch.float32).eval()
+        self.config = self.model.config
         self.extractor = AutoFeatureExtractor.from_pretrained(folder)
         self.kind = S3prlRecipe.rules_kind(config)
+        self.notes = stored_dtype_notes(folder)
 
     def __call__(self, clip: Clip) -> SideOutput:
         started = time.perf_counter()
@@ -508,3 +517,49 @@ class TransformersHeadSide:
             extras["labels"] = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
         stages.append(("head", primary))
         return SideOutput(primary, stages, time.perf_counter() - started, extras)
+
+
+# -- which clips a head can be compared on ------------------------------------------------------
+
+
+def upstream_frames(samples: int, conv_kernel, conv_stride) -> int:
+    """Frames the wav2vec2-style CNN gives for `samples` (no padding: (L - kernel) // stride + 1 per layer)."""
+    length = samples
+    for kernel, stride in zip(conv_kernel, conv_stride):
+        if length < kernel:
+            return 0
+        length = (length - kernel) // stride + 1
+    return length
+
+
+def s3prl_frames(samples: int, conv_kernel, conv_stride) -> int:
+    """The frames S3PRL keeps for one clip: Featurizer.tolist's round(samples / 320), capped at the
+    frames the upstream produced (reference/s3prl.py s3prl_feature_lengths)."""
+    from ..reference.s3prl import DOWNSAMPLE_RATE
+
+    return min(round(samples / DOWNSAMPLE_RATE), upstream_frames(samples, conv_kernel, conv_stride))
+
+
+def check_upstream_clip(clip: Clip, conv_kernel, conv_stride, kind: str) -> None:
+    """Refuse a clip too short for the upstream's CNN, or for the x-vector head: its TDNN shrinks
+    the sequence by 14 frames (S3PRL's ASV expert cannot process fewer than 15 frames, about 0.3 s),
+    and its statistics pooling takes an unbiased standard deviation over what is left, which is
+    NaN for a single frame on both sides, so 16 frames are needed (5200 samples with wav2vec2's CNN)."""
+    from ..reference.s3prl import XVECTOR_FRAMES_LOST
+
+    needed = XVECTOR_FRAMES_LOST + 2 if kind == "asv" else 1
+    samples = len(clip.waveform)
+    frames = s3prl_frames(samples, conv_kernel, conv_stride)
+    if frames >= needed:
+        return
+    shortest = samples + 1
+    while s3prl_frames(shortest, conv_kernel, conv_stride) < needed:
+        shortest += 1
+    why = (f"the x-vector TDNN shrinks the sequence by {XVECTOR_FRAMES_LOST} frames and its statistics pooling "
+           f"needs 2 of what is left, so it needs at least {needed}"
+           if kind == "asv" else "the upstream's convolutions need at least one output frame")
+    raise BadInput(
+        f"{clip.path}: the clip is too short for this model: {samples} samples ({samples / MODEL_RATE * 1000:.1f} ms "
+        f"at 16 kHz) give {frames} upstream frame{'s' if frames != 1 else ''}, and {why}; the clip needs at least "
+        f"{shortest} samples ({shortest / MODEL_RATE * 1000:.0f} ms)"
+    )
