@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import soundfile
+import test_gui_audition as window_helpers
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -18,6 +19,7 @@ from support import checkpoint_path
 SPEECH = CONFORMER_SHAW / "audio/s_speech_16k_mono.wav"
 NOISE_8K = CONFORMER_SHAW / "audio/s_noise_8k_mono.wav"
 RATE = 16_000
+dialogs, make_window = window_helpers.dialogs, window_helpers.make_window  # the window's fixtures
 
 
 @pytest.fixture(scope="module")
@@ -287,12 +289,17 @@ def test_input_features_are_the_first_stage(run_cli, converted):
     assert stages["input_features"] < 1e-4
 
 
-def test_convert_verify_on_a_pure_tone_writes_nothing(run_cli, tmp_path):
+def test_convert_verify_on_a_pure_tone_or_a_too_short_clip_writes_nothing(run_cli, tmp_path, model_calls):
     clip = write(tmp_path / "a440.wav", tone(440), subtype="PCM_16")
     out = tmp_path / "never"
     code, _, stderr = run_cli("convert", checkpoint_path("cs_s64"), "--out", out, "--verify", clip)
     assert code == 2 and "this clip cannot show whether the conversion is right" in stderr and not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["a440.wav"]
+    model_calls.clear()
+    short = write(tmp_path / "short.wav", speech()[8000:8500])
+    code, _, stderr = run_cli("convert", checkpoint_path("cs_s64"), "--out", out, "--verify", SPEECH, "--verify", short)
+    assert code == 2 and f"{short}: the clip is too short for a conformer_shaw encoder" in stderr
+    assert not out.exists() and model_calls == []  # refused before the folder was written
 
 
 def test_an_original_that_outputs_nan_is_bad_input(converted):
@@ -503,3 +510,39 @@ def test_a_cancelled_compare_says_which_outputs_it_wrote(converted, tmp_path):
         compare_clips(sides, [SPEECH, NOISE_8K, SPEECH], save_outputs=tmp_path / "saved", progress=progress)
     assert str(cancelled.value) == (f"cancelled; 1 file already written to {tmp_path / 'saved'}: "
                                     "s_speech_16k_mono.safetensors")
+
+
+# -- in the window -------------------------------------------------------------------------------------
+
+
+def test_the_window_shows_bad_input_as_a_message_and_the_new_stage(make_window, qtbot, converted, tmp_path):
+    from PySide6.QtWidgets import QLabel
+
+    choose_clip, message, open_audition = window_helpers.choose_clip, window_helpers.message, window_helpers.open_audition
+    compare_in_window = window_helpers.compare
+    window = make_window(source=checkpoint_path("cs_s64"), output=tmp_path / "out")
+    page = open_audition(qtbot, window, converted["cs_s64"])
+
+    # A pure tone reads and plays; comparing on it is refused with the clip, the bins and why.
+    clip = write(tmp_path / "a440.wav", tone(440), subtype="PCM_16")
+    choose_clip(qtbot, page, clip)
+    assert compare_in_window(qtbot, page) == "Not compared: see the message above."
+    shown = message(window)
+    assert window.message_bar.kind == "error" and shown.startswith(f"Not compared: {clip}: this clip cannot show")
+    assert "in bin 14" in shown and "Traceback" not in window.log_pane.toPlainText()
+
+    # A silent first channel is refused when the first channel is chosen, and read once mixed down.
+    right = speech()
+    stereo = write(tmp_path / "stereo.wav", np.stack([np.zeros_like(right), right], axis=1))
+    page.choose_clip(stereo)
+    qtbot.waitUntil(lambda: page.clip_task is None, timeout=10_000)
+    assert page.clip is None and "choose to mix the channels down" in message(window)
+    page.chooser.channels.setCurrentIndex(page.chooser.channels.findData("mean"))
+    qtbot.waitUntil(lambda: page.clip is not None and str(page.clip.path) == str(stereo), timeout=10_000)
+
+    # The input features are the first stage the window lists.
+    assert compare_in_window(qtbot, page).startswith("✓ pass")
+    table = page.view.stage_table
+    assert [table.item(row, 0).text() for row in range(3)] == ["input_features", "feature_projection",
+                                                              "encoder.layers.0"]
+    assert page.findChild(QLabel, "compareVerdict") is not None
