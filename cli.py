@@ -21,8 +21,21 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PLAN_PROBLEMS, EXIT_INTERNAL = 0, 1, 
 DEFAULT_TOLERANCE = 5e-3  # kept equal to core.comparison.DEFAULT_TOLERANCE; here to keep --help light
 
 
+class UsageError(Exception):
+    """A command line argparse refuses: reported by `main` (exit 2), as JSON too with --json."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str):
+        super().__init__(message)
+        self.parser = parser
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise UsageError(self, message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="speechport",
         description="Port speech-model checkpoints into Hugging Face transformers folders and prove, "
         "on real audio, that the ported model behaves like the original.",
@@ -61,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     source_options(convert)
     convert.add_argument("--out", metavar="DIR", required=True, help="output folder (created atomically)")
     convert.add_argument("--force", action="store_true", help="replace a non-empty output folder once the new one is complete")
-    convert.add_argument("--max-shard-size", metavar="SIZE", default=None, help="shard the weights above this size (default 50GB)")
+    convert.add_argument("--max-shard-size", metavar="SIZE", default=None, type=_shard_size,
+                         help="shard the weights above this size: bytes, or a number with a unit, e.g. 5GB (default 50GB)")
     convert.add_argument("--quiet", action="store_true", help="no progress bar")
     convert.add_argument("--verify", metavar="CLIP", action="append", default=[],
                          help="compare the original and the converted model on this clip once written "
@@ -106,8 +120,26 @@ def _positive_number(text: str) -> float:
     return value
 
 
+def _shard_size(text: str) -> int:
+    from .core.errors import BadInput
+    from .core.safetensors_writer import parse_size
+
+    try:
+        return parse_size(text)
+    except BadInput as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as error:
+        error.parser.print_usage(sys.stderr)
+        print(f"{error.parser.prog}: error: {error}", file=sys.stderr)
+        if "--json" in argv:
+            _print_json({"error": {"kind": "bad_input", "message": str(error)}})
+        return EXIT_BAD_INPUT
     handlers = {"inspect": _inspect, "convert": _convert, "compare": _compare, "demo": _demo, "gui": _gui, None: _gui}
     if args.command is None:
         args.source = args.config = args.base_model = args.out = None

@@ -17,6 +17,7 @@ from .audio import Clip, load_clip
 from .checkpoint import Checkpoint, load_checkpoint
 from .comparison import DEFAULT_TOLERANCE, Comparison, check_tolerance
 from .errors import BadInput, NeedsBaseModel, PlanProblems
+from .files import regular_file
 from .hashing import BackgroundHash
 from .mapping_file import Overrides
 from .output_folder import StagedFolder, check_output_path, protected_inputs
@@ -253,7 +254,7 @@ def _build_plan(prepared: Prepared) -> Plan:
 
 def read_labels(path: str | Path) -> list[str]:
     """A labels file: one label per line, in class-index order; blank lines ignored."""
-    path = Path(path)
+    path = regular_file(path, "labels file")  # never open a FIFO or a device: the read would block
     try:
         labels = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     except FileNotFoundError:

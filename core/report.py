@@ -37,6 +37,8 @@ def build_report(prepared: Prepared, weights: WrittenWeights, seconds: float) ->
             "bytes": checkpoint.size,
             "container": checkpoint.container,
             "top_level_keys": checkpoint.top_level_keys(),
+            "stored_dtypes": checkpoint.stored_dtypes(),  # tensors per dtype, as the file stores them
+            "read_by": checkpoint.reader,
             "loaded_with_trust": checkpoint.trusted,
         },
         "base_model": str(prepared.base_model) if prepared.base_model else None,

@@ -89,10 +89,13 @@ def test_folder_contents_card_and_report(converted, model):
     card = (folder / "README.md").read_text()
     metadata = yaml.safe_load(card.split("---")[1])
     assert metadata["library_name"] == "transformers" and metadata["pipeline_tag"] == "feature-extraction"
-    assert metadata["base_model"] == "conformer_shaw_fs2.pt"
+    # base_model is a Hub id or absent, never a file name; the card's text names the source file.
+    assert "base_model" not in metadata and "`conformer_shaw_fs2.pt`" in card
     assert "pretraining only: quantizer" in card and sha256(checkpoint_path(model)) in card
     report = json.loads((folder / "speechport_report.json").read_text())
     assert report["source"]["sha256"] == sha256(checkpoint_path(model))
+    assert report["source"]["stored_dtypes"] == {"float32": len(load_fs2(model)) - 1, "int64": 1}
+    assert report["source"]["read_by"] == "speechport"
     assert report["recipe"]["name"] == "conformer_shaw" and report["recipe"]["layout"] == "fairseq2"
     assert len(report["plan"]["rows"]) == len(load_fs2(model))  # one row per source key
     assert {d["source_key"] for d in report["dropped"]} >= {"quantizer.entries", "final_proj.weight"}

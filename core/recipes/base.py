@@ -4,6 +4,7 @@ checkpoint, the user's config (if any) and, for some families, a base model fold
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,7 @@ import torch
 
 from ..checkpoint import Checkpoint, StoredTensor
 from ..errors import BadInput
+from ..files import regular_file
 from ..plan import ConfigConflict, TargetTensor
 from ..rules import RuleSet
 
@@ -51,9 +53,22 @@ class ConfigChoice:
 @dataclass(frozen=True)
 class CardDetails:
     pipeline_tag: str
-    base_model: str
+    base_model: str | None  # a Hub model id, or None: the card's metadata never names a local file
     tags: tuple[str, ...]
     description: str
+
+
+def hub_model_id(name: str) -> str | None:
+    """`name` if it is a Hub model id ("owner/model"), else None (a local file or folder name)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", name) or Path(name).expanduser().exists():
+        return None
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return None
+    return name
 
 
 class Recipe:
@@ -172,6 +187,7 @@ def read_config_json(path: Path, expected_model_types: tuple[str, ...]) -> dict[
     path = Path(path)
     if path.is_dir():
         path = path / "config.json"
+    regular_file(path, "config file")  # never open a FIFO or a device: the read would block
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -207,9 +207,9 @@ class ConformerShawRecipe(Recipe):
         published = config.hidden_size == 1024 and config.num_hidden_layers == 24
         return CardDetails(
             pipeline_tag="feature-extraction",
-            # facebook/conformer-shaw hosts the published 600M conformer_shaw.pt; other sizes are
-            # named after their own file.
-            base_model="facebook/conformer-shaw" if published else checkpoint.path.name,
+            # facebook/conformer-shaw hosts the published 600M conformer_shaw.pt; another size has
+            # no Hub id to name (the card's text names its file).
+            base_model="facebook/conformer-shaw" if published else None,
             tags=("wav2vec2-bert", "w2v-bert-2.0", "conformer_shaw", "audio", "speechport"),
             description=(
                 "A w2v-BERT 2.0 (seamless `conformer_shaw`) speech encoder converted to transformers' "

@@ -10,7 +10,6 @@ transformers' heads cannot compute the way S3PRL does is refused with its reason
 from __future__ import annotations
 
 import json
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from ..comparison import SideOutput
 from ..errors import BadInput
 from ..plan import ConfigConflict
 from ..rules import RuleSet, Stage, drop, refuse, rename
-from .base import CardDetails, ConfigChoice, Detection, Recipe, SourceTensor, read_config_json
+from .base import CardDetails, ConfigChoice, Detection, Recipe, SourceTensor, hub_model_id, read_config_json
 
 # S3PRL downstream (Args.downstream) -> task kind, the SUPERB task's name.
 DOWNSTREAMS = {
@@ -256,8 +255,7 @@ class S3prlRecipe(Recipe):
         kind = self.rules_kind(config)
         downstream = getattr(checkpoint.content.get("Args"), "downstream", "s3prl")
         _, task = DOWNSTREAMS.get(downstream, (kind, "a SUPERB task"))
-        name = getattr(config, "_name_or_path", "") or ""
-        base_id = name if re.fullmatch(r"[\w.-]+/[\w.-]+", name or "") else (Path(base_model).name if base_model else "")
+        base_id = hub_model_id(getattr(config, "_name_or_path", "") or "")
         return CardDetails(
             pipeline_tag=PIPELINE_TAG[kind],
             base_model=base_id,
@@ -327,7 +325,10 @@ def open_base_model(folder: Path) -> Checkpoint:
     config_file = folder / "config.json"
     if not config_file.is_file():
         raise BadInput(f"{folder}: not a transformers model folder (no config.json)")
-    model_type = json.loads(config_file.read_text()).get("model_type")
+    try:  # is_file() above is False for a FIFO or a device, so this read cannot block
+        model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as exc:
+        raise BadInput(f"{config_file}: not a readable config ({exc})") from None
     if model_type not in BASE_FAMILIES:
         raise BadInput(f"{folder}: a {model_type!r} model; S3PRL's transformers upstreams are "
                        f"{' and '.join(BASE_FAMILIES)} models")
@@ -336,7 +337,10 @@ def open_base_model(folder: Path) -> Checkpoint:
     if single.is_file():
         return load_checkpoint(single)
     if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        try:
+            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise BadInput(f"{index}: not a readable weight index ({exc})") from None
         if len(shards) > 1:
             raise BadInput(f"{folder}: sharded base models are not supported yet; save it as one model.safetensors")
         return load_checkpoint(folder / shards[0])
