@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BadInput
+from .files import regular_file
 
 MODEL_RATE = 16_000
 MIN_SAMPLES = 400  # one 25 ms fbank window at 16 kHz: shorter clips give no frame at all
@@ -53,10 +54,7 @@ def load_clip(path: str | Path, *, channels: str = "first", max_seconds: float =
     if channels not in CHANNEL_POLICIES:
         raise BadInput(f"unknown channel policy {channels!r}; use one of {', '.join(CHANNEL_POLICIES)}")
     check_max_seconds(max_seconds)
-    if not path.exists():
-        raise BadInput(f"{path}: no such audio file")
-    if path.is_dir():
-        raise BadInput(f"{path}: is a folder, not an audio file")
+    regular_file(path, "audio file")  # a FIFO or a device would block soundfile forever
     try:
         info = soundfile.info(str(path))
     except (soundfile.LibsndfileError, RuntimeError, OSError) as exc:

@@ -44,8 +44,12 @@ def regular_file(path: str | os.PathLike, what: str = "file") -> Path:
     if stat.S_ISREG(mode):
         return path
     if stat.S_ISDIR(mode):
-        raise BadInput(f"{path}: is a folder; a {what} was expected")
-    raise BadInput(f"{path}: is {describe_mode(mode)}, not a regular file; a {what} was expected")
+        raise BadInput(f"{path}: is a folder, not {_article(what)} {what}")
+    raise BadInput(f"{path}: is {describe_mode(mode)}, not a regular file; {_article(what)} {what} was expected")
+
+
+def _article(noun: str) -> str:
+    return "an" if noun[:1].lower() in "aeiou" else "a"
 
 
 def existing_folder(path: str | os.PathLike, what: str = "folder") -> Path:

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from .audio import DEFAULT_MAX_SECONDS, Clip, check_max_seconds, load_clip
-from .checkpoint import Checkpoint, load_checkpoint
+from .checkpoint import Checkpoint, StoredTensor, load_checkpoint
 from .comparison import (
     DEFAULT_TOLERANCE,
     ClipComparison,
@@ -65,6 +65,7 @@ def open_sides(
         raise BadInput(f"{checkpoint.path}: comparing a {recipe.name} checkpoint needs the upstream model: --base-model DIR")
     recipe.check_backend(backend)
     folder = check_converted_folder(converted_dir, recipe)  # refuse a wrong folder before loading anything
+    check_pairing(recipe, checkpoint, detection.layout, folder, base)
     original = recipe.original_side(checkpoint, detection.layout, base_model=base, backend=backend)
     progress.check()
     progress.stage("loading the converted model")
@@ -80,15 +81,24 @@ def open_sides(
 
 @contextlib.contextmanager
 def _quiet_loading():
-    """transformers draws a "Loading weights" bar on stderr for large models; our own progress
-    (the CLI's stage lines, the window's bar) already says what is happening."""
+    """transformers draws a "Loading weights" bar and prints its load report and warnings on
+    stderr; our own progress (the CLI's stage lines, the window's bar) already says what happens,
+    and what is wrong with a folder is said once, as an error (`check_pairing` refuses a folder
+    that is not this checkpoint's conversion before transformers sees it)."""
+    import warnings
+
     from transformers.utils import logging as hf_logging
 
     was_enabled = hf_logging.is_progress_bar_enabled()
+    verbosity = hf_logging.get_verbosity()
     hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
     finally:
+        hf_logging.set_verbosity(verbosity)
         if was_enabled:
             hf_logging.enable_progress_bar()
 
@@ -334,26 +344,80 @@ def stored_dtype_notes(folder: str | Path) -> tuple[str, ...]:
             "the comparison measures the conversion, not the precision",)
 
 
-_SAFETENSORS_DTYPES = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64",
-                       "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2"}
-
-
 def stored_dtypes(folder: str | Path) -> set[str]:
     """The floating dtypes of the weights in a converted folder, read from the safetensors headers."""
-    from safetensors import safe_open
-
-    folder = Path(folder)
-    index = folder / "model.safetensors.index.json"
     try:
-        files = ([folder / name for name in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
-                 if index.is_file() else [folder / "model.safetensors"])
-        found = set()
-        for file in files:
-            with safe_open(str(file), framework="pt") as handle:
-                found |= {handle.get_slice(key).get_dtype() for key in handle.keys()}
-    except (OSError, ValueError, KeyError, TypeError):
+        weights = converted_weights(Path(folder))
+    except BadInput:
         return set()
-    return {_SAFETENSORS_DTYPES[d] for d in found if d in _SAFETENSORS_DTYPES}
+    return {t.dtype.name for t in weights.values() if t.is_floating_point()}
+
+
+def converted_weights(folder: Path) -> dict[str, StoredTensor]:
+    """The converted folder's tensors as its safetensors files describe them (headers only, validated)."""
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            files = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise BadInput(f"{index}: not a readable weight index ({exc})") from None
+    else:
+        files = ["model.safetensors"]
+    weights: dict[str, StoredTensor] = {}
+    for name in files:
+        weights.update(load_checkpoint(folder / name).content)
+    return weights
+
+
+def check_pairing(recipe, checkpoint: Checkpoint, layout: str, folder: Path, base: Path | None) -> None:
+    """Refuse a folder that is not this checkpoint's conversion (another model, another size, another
+    head), before transformers loads it: the plan is built again against the folder's own weights,
+    with the fixes its report records, and every tensor must land on a parameter of its shape."""
+    from transformers import AutoConfig
+
+    from .mapping_file import Overrides
+    from .plan import SourceEntry, Status, TargetTensor, build_plan
+
+    weights = converted_weights(folder)
+    targets = {key: TargetTensor(tuple(t.shape), t.dtype.name) for key, t in weights.items()}
+    try:
+        config = AutoConfig.from_pretrained(folder)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BadInput(f"{folder}: transformers cannot read its config ({str(exc).strip().splitlines()[0][:200]})") from None
+    sources = [SourceEntry(key, tuple(s.tensor.shape), s.tensor.dtype.name, s.tensor.nbytes)
+               for key, s in recipe.source_tensors(checkpoint, layout, base).items()]
+    plan = build_plan(recipe=recipe.name, layout=layout, target_class="", sources=sources,
+                      rules=recipe.rules(layout, config), targets=targets, overrides=_recorded_fixes(folder) or Overrides())
+    wrong = [row for row in plan.rows
+             if row.status in (Status.SHAPE_MISMATCH, Status.MISSING) or (row.status is Status.UNMAPPED and row.target_key)]
+    if not wrong:
+        return
+    first = wrong[0]
+    if first.status is Status.SHAPE_MISMATCH:
+        detail = (f"{first.source_key} {list(first.source_shape)} would be {first.target_key}, which is "
+                  f"{list(first.target_shape)} there")
+    elif first.status is Status.MISSING:
+        detail = f"nothing in the checkpoint gives its {first.target_key}"
+    else:
+        detail = f"it has no {first.target_key} for the checkpoint's {first.source_key}"
+    more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
+    raise BadInput(f"{folder}: not a conversion of {checkpoint.path.name}: {detail}{more}; "
+                   "choose the folder converted from this checkpoint")
+
+
+def _recorded_fixes(folder: Path):
+    """The fixes a Speechport conversion recorded in its report (None for other folders)."""
+    from .conversion import REPORT_NAME
+    from .mapping_file import Overrides
+
+    report = folder / REPORT_NAME
+    if not report.is_file():
+        return None
+    try:
+        recorded = json.loads(report.read_text(encoding="utf-8")).get("overrides")
+        return Overrides.from_dict(recorded, str(report)) if recorded else None
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError, BadInput):
+        return None
 
 
 def _save_outputs(path: Path, clip: Clip, result) -> Path:

@@ -120,13 +120,14 @@ def run_speechport(*args, timeout=120):
     return done.returncode, done.stdout, done.stderr
 
 
-@pytest.mark.parametrize("role", ["checkpoint", "config", "mapping", "labels"])
+@pytest.mark.parametrize("role", ["checkpoint", "config", "mapping", "labels", "audio"])
 def test_a_fifo_is_refused_without_opening_it(tmp_path, role):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     source = fifo if role == "checkpoint" else checkpoint_path("cs_s64")
-    extra = {"checkpoint": [], "config": ["--config", fifo], "mapping": ["--mapping", fifo], "labels": ["--labels", fifo]}[role]
-    code, _, stderr = run_speechport("inspect", source, *extra, timeout=60)
+    extra = {"checkpoint": [], "config": ["--config", fifo], "mapping": ["--mapping", fifo], "labels": ["--labels", fifo],
+             "audio": ["--out", tmp_path / "out", "--verify", fifo]}[role]
+    code, _, stderr = run_speechport("convert" if role == "audio" else "inspect", source, *extra, timeout=60)
     assert code == 2
     assert f"{fifo}: is a named pipe (FIFO), not a regular file" in stderr
 
@@ -220,3 +221,27 @@ def test_integer_weights_for_floating_parameters_get_a_plan_note(tmp_path, run_c
     code, stdout, _ = run_cli("inspect", source, "--json")
     assert any("int8 in the checkpoint" in note for note in json.loads(stdout)["plan"]["notes"])
     assert sha256(source) == before
+
+
+# -- a folder that is not this checkpoint's conversion ---------------------------------------------
+
+
+def test_comparing_with_another_models_folder_is_bad_input_in_one_line(tmp_path, run_cli):
+    other = tmp_path / "cs_s48-hf"
+    code, _, stderr = run_cli("convert", checkpoint_path("cs_s48"), "--out", other, "--quiet")
+    assert code == 0, stderr
+    code, stdout, stderr = run_cli("compare", checkpoint_path("cs_s64"), other, "--audio", SPEECH, "--json")
+    assert code == 2
+    assert stderr.count("\n") == 1 and stderr.startswith(f"speechport: error: {other}: not a conversion of "
+                                                         "conformer_shaw_fs2.pt: encoder_frontend.model_dim_proj.weight [64, 160]")
+    assert json.loads(stdout)["error"]["kind"] == "bad_input"
+
+
+def test_comparing_a_head_with_another_heads_folder_is_bad_input(run_cli):
+    from conftest import S3PRL
+
+    code, _, stderr = run_cli("compare", S3PRL / "sid" / "dev-best.ckpt", S3PRL / "er" / "hf_converted",
+                              "--base-model", S3PRL / "base_model", "--audio", S3PRL / "audio" / "fox_16k.wav")
+    assert code == 2 and stderr.count("\n") == 1
+    assert "not a conversion of dev-best.ckpt: Downstream.projector.weight [16, 32] would be projector.weight, " \
+           "which is [12, 32] there" in stderr
