@@ -245,3 +245,26 @@ def test_comparing_a_head_with_another_heads_folder_is_bad_input(run_cli):
     assert code == 2 and stderr.count("\n") == 1
     assert "not a conversion of dev-best.ckpt: Downstream.projector.weight [16, 32] would be projector.weight, " \
            "which is [12, 32] there" in stderr
+
+
+def test_a_source_truncated_while_verify_reads_it_is_bad_input_not_sigbus(tmp_path):
+    # The source is cut short once written, just as the original model is about to read its
+    # weights: with a memory map that read is a SIGBUS that kills the process mid-write.
+    source = tmp_path / "model.pt"
+    source.write_bytes(checkpoint_path("cs_s64").read_bytes())
+    out = tmp_path / "out"
+    harness = (
+        "import os, sys\n"
+        "from speechport.core.recipes.conformer_shaw import ConformerShawRecipe\n"
+        "original_side = ConformerShawRecipe.original_side\n"
+        "def truncating(self, checkpoint, *args, **kwargs):\n"
+        f"    os.truncate({str(source)!r}, 4096)\n"
+        "    return original_side(self, checkpoint, *args, **kwargs)\n"
+        "ConformerShawRecipe.original_side = truncating\n"
+        "from speechport.cli import main\n"
+        f"sys.exit(main(['convert', {str(source)!r}, '--out', {str(out)!r}, '--verify', {str(SPEECH)!r}, '--quiet']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", harness], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, (done.returncode, done.stderr)  # -7 would be SIGBUS
+    assert "the file ended early (was it truncated or replaced while in use?)" in done.stderr
+    assert not out.exists() and leftovers(tmp_path) == []
