@@ -15,16 +15,15 @@ import os
 import pickle
 import re
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import BadInput, UnsafePickle
-from .files import regular_file
+from .files import regular_file, unreadable
 from .safe_pickle import PLAIN_GLOBALS
 from .safetensors_file import looks_like_safetensors, read_safetensors
-from .stored_tensor import FileSpan, MemoryTensor, StoredTensor
+from .stored_tensor import FileSpan, MemoryTensor, StoredTensor, iter_tensors
 from .torch_zip import read_torch_zip
 
 if TYPE_CHECKING:
@@ -95,18 +94,6 @@ def load_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False) -> C
     )
 
 
-def iter_tensors(obj: Any, prefix: str = "") -> Iterator[tuple[str, StoredTensor]]:
-    """Every tensor inside nested dicts/lists, named by its dotted path."""
-    if isinstance(obj, StoredTensor):
-        yield prefix, obj
-    elif isinstance(obj, dict):
-        for key, value in obj.items():
-            yield from iter_tensors(value, f"{prefix}.{key}" if prefix else str(key))
-    elif isinstance(obj, (list, tuple)):
-        for index, value in enumerate(obj):
-            yield from iter_tensors(value, f"{prefix}.{index}" if prefix else str(index))
-
-
 def as_torch(obj: Any, float_dtype: torch.dtype | None = None) -> Any:
     """`obj` with every stored tensor read into a torch tensor, floating ones cast to `float_dtype`.
 
@@ -131,12 +118,8 @@ def _read_head(path: Path) -> bytes:
     try:
         with path.open("rb") as handle:
             head = handle.read(64)
-    except FileNotFoundError:
-        raise BadInput(f"{path}: no such file") from None
-    except PermissionError:
-        raise BadInput(f"{path}: permission denied") from None
     except OSError as exc:
-        raise BadInput(f"{path}: cannot be read ({exc.strerror or exc})") from None
+        raise unreadable(path, exc, "checkpoint file") from None
     if not head:
         raise BadInput(f"{path}: the file is empty (0 bytes), not a checkpoint")
     return head

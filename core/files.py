@@ -30,17 +30,26 @@ def describe_mode(mode: int) -> str:
     return "not a regular file"
 
 
+def unreadable(path: str | os.PathLike, exc: OSError, what: str = "file") -> BadInput:
+    """The sentence for an OSError met while reading `path`."""
+    if isinstance(exc, FileNotFoundError):
+        return BadInput(f"{path}: no such {what}")
+    if isinstance(exc, PermissionError):
+        return BadInput(f"{path}: permission denied")
+    return BadInput(f"{path}: cannot be read ({exc.strerror or exc})")
+
+
+def _mode(path: Path, what: str) -> int:
+    try:
+        return os.stat(path).st_mode
+    except OSError as exc:
+        raise unreadable(path, exc, what) from None
+
+
 def regular_file(path: str | os.PathLike, what: str = "file") -> Path:
     """`path` if it is a regular file (symbolic links followed); `BadInput` naming what it is otherwise."""
     path = Path(path)
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise BadInput(f"{path}: no such {what}") from None
-    except PermissionError:
-        raise BadInput(f"{path}: permission denied") from None
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    mode = _mode(path, what)
     if stat.S_ISREG(mode):
         return path
     if stat.S_ISDIR(mode):
@@ -50,17 +59,3 @@ def regular_file(path: str | os.PathLike, what: str = "file") -> Path:
 
 def _article(noun: str) -> str:
     return "an" if noun[:1].lower() in "aeiou" else "a"
-
-
-def existing_folder(path: str | os.PathLike, what: str = "folder") -> Path:
-    """`path` if it is a folder; `BadInput` naming what it is otherwise."""
-    path = Path(path)
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise BadInput(f"{path}: no such {what}") from None
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    if not stat.S_ISDIR(mode):
-        raise BadInput(f"{path}: is {describe_mode(mode) if not stat.S_ISREG(mode) else 'a file'}; a {what} was expected")
-    return path

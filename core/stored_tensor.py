@@ -18,9 +18,10 @@ import os
 import threading
 import zipfile
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -265,3 +266,15 @@ class MemoryTensor(StoredTensor):
     def to_torch(self, dtype: torch.dtype | None = None) -> torch.Tensor:
         tensor = self.tensor.clone()
         return tensor if dtype is None or dtype == tensor.dtype else tensor.to(dtype)
+
+
+def iter_tensors(obj: Any, prefix: str = "", kind: type = StoredTensor) -> Iterator[tuple[str, Any]]:
+    """Every tensor (of `kind`) inside nested dicts, lists and tuples, named by its dotted path."""
+    if isinstance(obj, kind):
+        yield prefix, obj
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from iter_tensors(value, f"{prefix}.{key}" if prefix else str(key), kind)
+    elif isinstance(obj, (list, tuple)):
+        for index, value in enumerate(obj):
+            yield from iter_tensors(value, f"{prefix}.{index}" if prefix else str(index), kind)

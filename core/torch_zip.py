@@ -17,14 +17,13 @@ from __future__ import annotations
 import pickle
 import struct
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import BadInput
 from .safe_pickle import PLAIN_GLOBALS, load_plain
-from .stored_tensor import BY_STORAGE_CLASS, DTYPES, DType, FileTensor, StorageRecord
+from .stored_tensor import BY_STORAGE_CLASS, DTYPES, DType, FileTensor, StorageRecord, iter_tensors
 
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # zip local file header, 30 bytes
 _LOCAL_SIGNATURE = b"PK\x03\x04"
@@ -104,22 +103,11 @@ def read_torch_zip(path: Path, size: int) -> TorchZip:
     if unusual or _has_unusual(content):
         return TorchZip(None, unknown, needs_torch="it holds tensors of a kind Speechport reads through torch")
     if not unknown:
-        for name, tensor in named_file_tensors(content):
+        for name, tensor in iter_tensors(content, kind=FileTensor):
             problem = _storage_problem(tensor) or tensor.problem()
             if problem:
                 raise BadInput(f"{path}: tensor {name!r}: {problem}; the file is corrupt or was crafted")
     return TorchZip(content, unknown)
-
-
-def named_file_tensors(obj: Any, prefix: str = "") -> Iterator[tuple[str, FileTensor]]:
-    if isinstance(obj, FileTensor):
-        yield prefix, obj
-    elif isinstance(obj, dict):
-        for key, value in obj.items():
-            yield from named_file_tensors(value, f"{prefix}.{key}" if prefix else str(key))
-    elif isinstance(obj, (list, tuple)):
-        for index, value in enumerate(obj):
-            yield from named_file_tensors(value, f"{prefix}.{index}" if prefix else str(index))
 
 
 # -- the table of globals `torch.save` writes for tensors -------------------------------------------

@@ -137,13 +137,8 @@ def recompress(source: Path, target: Path, compression) -> Path:
     return Path(target)
 
 
-def torch_tensors(obj, prefix: str = ""):
+def torch_tensors(obj):
     """Every torch tensor inside what torch.load returned, named by dotted path (as iter_tensors names them)."""
-    if isinstance(obj, torch.Tensor):
-        yield prefix, obj
-    elif isinstance(obj, dict):
-        for key, value in obj.items():
-            yield from torch_tensors(value, f"{prefix}.{key}" if prefix else str(key))
-    elif isinstance(obj, (list, tuple)):
-        for index, value in enumerate(obj):
-            yield from torch_tensors(value, f"{prefix}.{index}" if prefix else str(index))
+    from speechport.core.stored_tensor import iter_tensors
+
+    return iter_tensors(obj, kind=torch.Tensor)
