@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--audio", metavar="CLIP", action="append", required=True, help="clip to compare on (repeatable)")
     compare.add_argument("--save-outputs", metavar="DIR", help="write DIR/<clip>.safetensors with the compared outputs")
     compare.add_argument("--base-model", metavar="DIR", help="local upstream model folder (S3PRL heads)")
+    compare.add_argument("--mapping", metavar="F", help="the fixes the conversion used (default: those recorded in "
+                         "CONVERTED_DIR/speechport_report.json)")
     compare.add_argument("--trust-pickle", action="store_true", help="load a source pickle beyond the safe allow-list")
     compare.add_argument("--json", action="store_true", help="print a JSON document on stdout")
     compare.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -310,12 +312,14 @@ def _convert(args) -> int:
 
 
 def _compare(args) -> int:
+    from .core.mapping_file import Overrides
     from .core.verification import compare_clips, open_sides
 
+    fixes = Overrides.load(args.mapping) if args.mapping else None
     progress = _terminal_progress(enabled=not args.quiet and not args.json)
     _quiet_transformers()
     sides = open_sides(args.source, args.converted, base_model=args.base_model, backend=args.original_backend,
-                       trust_pickle=args.trust_pickle, progress=progress)
+                       trust_pickle=args.trust_pickle, fixes=fixes, progress=progress)
     comparison = compare_clips(sides, args.audio, tolerance=args.tolerance, channels=args.channels,
                                max_seconds=args.max_seconds, save_outputs=args.save_outputs, progress=progress)
     _clear_progress_line()
@@ -337,6 +341,12 @@ def _print_comparison(comparison) -> None:
             print(f"     first divergent layer: {clip.first_divergent_layer}")
         for note in clip.notes:
             print(f"     {note}")
+    if comparison.fixes_used:
+        from .core.original_weights import fixes_sentence
+        from .core.plan import collapse_indices
+
+        print(f"fixes: {fixes_sentence(len(comparison.fixes_used))}: "
+              f"{', '.join(collapse_indices(row['source'] for row in comparison.fixes_used))}")
     print(f"verdict: {comparison.verdict} (tolerance {comparison.tolerance:g} on max |diff|)")
 
 

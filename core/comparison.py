@@ -96,13 +96,17 @@ class ClipComparison:
 class Comparison:
     tolerance: float
     clips: list[ClipComparison]
+    # {"source", "target"} rows the original side read under the names the user's fixes gave:
+    # proven only through those fixes (see core.original_weights).
+    fixes_used: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
         return "pass" if self.clips and all(c.verdict == "pass" for c in self.clips) else "fail"
 
     def to_dict(self) -> dict:
-        return plain({"verdict": self.verdict, "tolerance": self.tolerance, "clips": [c.to_dict() for c in self.clips]})
+        return plain({"verdict": self.verdict, "tolerance": self.tolerance, "fixes_used": self.fixes_used,
+                      "clips": [c.to_dict() for c in self.clips]})
 
 
 def compare_outputs(audio: str, original: SideOutput, converted: SideOutput, tolerance: float = DEFAULT_TOLERANCE) -> ClipComparison:

@@ -20,12 +20,15 @@ from .errors import BadInput, NeedsBaseModel, PlanProblems
 from .files import regular_file
 from .hashing import BackgroundHash
 from .mapping_file import Overrides
+from .original_weights import OriginalWeights, resolve_original_weights
 from .output_folder import StagedFolder, check_output_path, protected_inputs
 from .plan import Plan, SourceEntry, TargetTensor, build_plan
 from .progress import Progress, ensure
 from .recipes import detect, recipe_named
 from .recipes.base import ConfigChoice, Detection, Recipe, SourceTensor
+from .rules import Rule
 from .safetensors_writer import DEFAULT_MAX_SHARD_SIZE, WriteItem, WrittenWeights, write_weights
+from .wrapper_prefix import strip_rule, wrapper_prefix
 
 REPORT_NAME = "speechport_report.json"
 
@@ -48,6 +51,10 @@ class Prepared:
     base_model: Path | None = None
     labels_path: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    inferred: list[Rule] = field(default_factory=list)  # source renames Speechport inferred (a wrapper prefix)
+    config_names: set[str] = field(default_factory=set)  # the original's names the config was settled from
+    config_path: Path | None = None
+    labels: list[str] | None = None
 
     @property
     def recipe(self) -> Recipe:
@@ -62,11 +69,26 @@ class Prepared:
         claimed = {row.target_key for row in self.plan.rows if row.source_key is not None and row.target_key}
         return sorted(key for key in self.targets if key not in claimed)
 
-    def replan(self, overrides: Overrides) -> Plan:
-        """A new plan with other fixes; cheap, since the target model is already known."""
+    def replan(self, overrides: Overrides, inferred: list[Rule] | None = None) -> Plan:
+        """A new plan with other fixes (and inferred renames, which the window can undo); cheap,
+        since the target model is already known."""
         self.overrides = overrides
+        if inferred is not None:
+            self.inferred = list(inferred)
+        names = _original_names(self.recipe, self.checkpoint, self.layout, self.tensors, overrides, self.inferred,
+                                self.base_model)
+        if set(names) != self.config_names:  # a fix names a tensor the config is read from: settle it again
+            self.config = self.recipe.choose_config(self.checkpoint, self.layout, names, config_path=self.config_path,
+                                                    base_model=self.base_model, labels=self.labels)
+            self.targets = _target_tensors(self.recipe, self.config)
+            self.config_names = set(names)
         self.plan = _build_plan(self)
         return self.plan
+
+    def original_weights(self) -> OriginalWeights:
+        """What the original model reads for a comparison: its own names, fixes only where it must."""
+        return resolve_original_weights(self.recipe, self.checkpoint, self.layout, self.plan.rows, self.tensors,
+                                        self.config.config, self.base_model)
 
 
 @dataclass
@@ -125,24 +147,22 @@ def prepare(
         progress.stage("settling the config")
         mark = time.perf_counter()
         tensors = chosen.source_tensors(checkpoint, detection.layout, base_model)
-        choice = chosen.choose_config(
-            checkpoint, detection.layout, tensors,
-            config_path=Path(config).expanduser() if config else None, base_model=base_model,
-            labels=read_labels(labels) if labels else None,
-        )
+        inferred = infer_source_renames(chosen, detection.layout, tensors, None)
+        names = _original_names(chosen, checkpoint, detection.layout, tensors, overrides, inferred, base_model)
+        config_path = Path(config).expanduser() if config else None
+        label_names = read_labels(labels) if labels else None
+        choice = chosen.choose_config(checkpoint, detection.layout, names, config_path=config_path,
+                                      base_model=base_model, labels=label_names)
         progress.check()
         progress.stage("building the target model on the meta device")
-        try:
-            targets = chosen.target_tensors(choice.config)
-        except (ValueError, TypeError, AttributeError, RuntimeError) as exc:
-            where = choice.path or "the inferred config"
-            raise BadInput(f"{where}: transformers cannot build the model from this config ({exc})") from None
+        targets = _target_tensors(chosen, choice)
         timings["target"] = time.perf_counter() - mark
         prepared = Prepared(
             source, checkpoint, detection, tensors, chosen.other_entries(checkpoint, detection.layout),
             choice, targets, overrides, plan=None, hasher=hasher,  # type: ignore[arg-type]
             mapping_path=Path(mapping) if mapping and not isinstance(mapping, Overrides) else None,
             base_model=base_model, labels_path=Path(labels).expanduser().absolute() if labels else None, timings=timings,
+            inferred=inferred, config_names=set(names), config_path=config_path, labels=label_names,
         )
         mark = time.perf_counter()
         prepared.plan = _build_plan(prepared)
@@ -220,13 +240,16 @@ def _verify(prepared: Prepared, folder: Path, clips, tolerance: float, backend: 
 
     recipe = prepared.recipe
     progress.stage("verifying: loading the original and the converted model")
+    original = prepared.original_weights()
     sides = Sides(
         prepared.detection,
-        recipe.original_side(prepared.checkpoint, prepared.layout, base_model=prepared.base_model, backend=backend),
+        recipe.original_side(prepared.checkpoint, prepared.layout, base_model=prepared.base_model, backend=backend,
+                             weights=original.weights),
         recipe.converted_side(folder, base_model=prepared.base_model),
         backend,
         str(folder),
         accepted_differences_in([row.to_dict() for row in prepared.plan.rows]),
+        original.fixes_used,
     )
     return compare_clips(sides, clips, tolerance=tolerance, progress=progress)
 
@@ -245,11 +268,47 @@ def _build_plan(prepared: Prepared) -> Plan:
         rules=recipe.rules(prepared.layout, prepared.config.config),
         targets=prepared.targets,
         overrides=prepared.overrides,
+        inferred=prepared.inferred,
         other_entries=prepared.other_entries,
         inexpressible=recipe.inexpressible(prepared.checkpoint, prepared.layout, prepared.config.config),
         config_conflicts=prepared.config.conflicts,
-        notes=prepared.config.notes,
+        notes=[*prepared.config.notes, *(f"inferred fix: {rule.note.removeprefix('inferred: ')} is stripped from "
+                                         "every key (undo it in the window to see the keys as saved)"
+                                         for rule in prepared.inferred)],
     )
+
+
+def _target_tensors(recipe: Recipe, choice: ConfigChoice) -> dict[str, TargetTensor]:
+    try:
+        return recipe.target_tensors(choice.config)
+    except (ValueError, TypeError, AttributeError, RuntimeError) as exc:
+        where = choice.path or "the inferred config"
+        raise BadInput(f"{where}: transformers cannot build the model from this config ({exc})") from None
+
+
+def _original_names(recipe: Recipe, checkpoint: Checkpoint, layout: str, tensors, overrides: Overrides,
+                    inferred: list[Rule], base_model: Path | None) -> dict:
+    """The tensors under the original's own names, fixes included: what the config is read from.
+    The decisions need no target model (only which target each fixed key is given)."""
+    sources = [SourceEntry(key, tuple(s.tensor.shape), s.tensor.dtype.name, s.tensor.nbytes) for key, s in tensors.items()]
+    rows = build_plan(recipe=recipe.name, layout=layout, target_class="", sources=sources,
+                      rules=recipe.rules(layout, None), targets=None, overrides=overrides, inferred=inferred).rows
+    return resolve_original_weights(recipe, checkpoint, layout, rows, tensors, None, base_model).weights
+
+
+def infer_source_renames(recipe: Recipe, layout: str, tensors, config) -> list[Rule]:
+    """A wrapper prefix every key carries (DDP's `module.`, torch.compile's `_orig_mod.`,
+    Lightning's `model.`), as a source rule, when stripping it lets the recipe map more keys."""
+    found = wrapper_prefix(tensors)
+    if found is None:
+        return []
+    rule = strip_rule(*found)
+    rules = recipe.rules(layout, config)
+
+    def decided(keys) -> int:
+        return sum(1 for key in keys if (decision := rules.apply(key)).target is not None or decision.dropped)
+
+    return [rule] if decided(rule.sub(key) for key in tensors) > decided(tensors) else []
 
 
 def read_labels(path: str | Path) -> list[str]:

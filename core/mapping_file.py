@@ -5,9 +5,15 @@
     "encoder.layers.0.extra.weight" = "encoder.layers.0.ffn1.intermediate_dense.weight"
     [drop]                         # source key = reason
     "encoder.aux_head.weight" = "auxiliary loss head, not part of the encoder"
-    [[rules]]                      # regex rules, tried before the recipe's own rules
+    [[rules]]                      # regex rules on source keys giving TARGET keys, tried before the recipe's own
     match = '^old\\.(.*)$'
     replace = 'new.\\1'            # or: drop = "reason"
+    [[source_rules]]               # regex renames of SOURCE keys, applied before everything else
+    match = '^backbone\\.'         # e.g. strip a prefix ...
+    replace = ''
+    [[source_rules]]
+    match = '\\.query\\.'          # ... or say that their `query` is the recipe's `q_proj`
+    replace = '.q_proj.'
 
 The window saves the same format, so fixes made by hand there work from the CLI and back.
 """
@@ -34,12 +40,13 @@ FORMAT_VERSION = 1
 
 @dataclass
 class Overrides:
-    rename: dict[str, str] = field(default_factory=dict)
-    drop: dict[str, str] = field(default_factory=dict)
-    rules: list[Rule] = field(default_factory=list)
+    rename: dict[str, str] = field(default_factory=dict)  # source key (as in the file) -> target key
+    drop: dict[str, str] = field(default_factory=dict)  # source key (as in the file) -> reason
+    rules: list[Rule] = field(default_factory=list)  # on source keys, giving target keys (or drops)
+    source_rules: list[Rule] = field(default_factory=list)  # renames of source keys, before any rule
 
     def is_empty(self) -> bool:
-        return not (self.rename or self.drop or self.rules)
+        return not (self.rename or self.drop or self.rules or self.source_rules)
 
     def unused_entries(self, source_keys: Iterable[str]) -> list[str]:
         """Notes for entries that name no source key: usually a file made for another checkpoint."""
@@ -58,15 +65,18 @@ class Overrides:
                 {"match": r.pattern, "replace": r.target} if r.target is not None else {"match": r.pattern, "drop": r.note}
                 for r in self.rules
             ]
+        if self.source_rules:
+            data["source_rules"] = [{"match": r.pattern, "replace": r.target} for r in self.source_rules]
         return data
 
     @classmethod
     def from_dict(cls, data: dict, origin: str = "mapping") -> Overrides:
         if not isinstance(data, dict):
             raise BadInput(f"{origin}: a mapping file must be a table with 'rename' and/or 'drop'")
-        unknown = set(data) - {"speechport_mapping", "rename", "drop", "rules", "recipe", "source"}
+        unknown = set(data) - {"speechport_mapping", "rename", "drop", "rules", "source_rules", "recipe", "source"}
         if unknown:
-            raise BadInput(f"{origin}: unknown section(s) {sorted(unknown)}; expected 'rename', 'drop', 'rules'")
+            raise BadInput(f"{origin}: unknown section(s) {sorted(unknown)}; "
+                           "expected 'rename', 'drop', 'rules', 'source_rules'")
         rename = _string_table(data.get("rename", {}), "rename", origin)
         drop_entries = data.get("drop", {})
         if isinstance(drop_entries, list):  # a plain list of keys is accepted too
@@ -75,8 +85,10 @@ class Overrides:
         both = sorted(set(rename) & set(drop))
         if both:
             raise BadInput(f"{origin}: {both[0]!r} is both renamed and dropped; keep one")
-        rules = [_rule(entry, index, origin) for index, entry in enumerate(data.get("rules", []))]
-        return cls(rename, {k: v or "dropped in the mapping file" for k, v in drop.items()}, rules)
+        rules = [_rule(entry, index, origin) for index, entry in enumerate(_table_list(data, "rules", origin))]
+        source_rules = [_source_rule(entry, index, origin)
+                        for index, entry in enumerate(_table_list(data, "source_rules", origin))]
+        return cls(rename, {k: v or "dropped in the mapping file" for k, v in drop.items()}, rules, source_rules)
 
     @classmethod
     def load(cls, path: str | Path) -> Overrides:
@@ -110,6 +122,27 @@ def _string_table(entries, section: str, origin: str) -> dict[str, str]:
     if not isinstance(entries, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in entries.items()):
         raise BadInput(f"{origin}: [{section}] must map source keys to strings")
     return dict(entries)
+
+
+def _table_list(data: dict, section: str, origin: str) -> list:
+    entries = data.get(section, [])
+    if not isinstance(entries, list):
+        raise BadInput(f"{origin}: [[{section}]] must be a list of tables with 'match' and 'replace'")
+    return entries
+
+
+def _source_rule(entry, index: int, origin: str) -> Rule:
+    where = f"{origin}: source_rules[{index}]"
+    if not isinstance(entry, dict) or set(entry) != {"match", "replace"} or not all(
+            isinstance(entry[k], str) for k in ("match", "replace")):
+        raise BadInput(f"{where} needs exactly 'match' and 'replace', both strings (source rules only rename)")
+    compile_user_pattern(entry["match"], where)
+    return source_rule(entry["match"], entry["replace"], f"source rule source_rules[{index}]")
+
+
+def source_rule(match: str, replace: str, note: str = "source rule") -> Rule:
+    """A user's rename of source keys (as the mapping file's [[source_rules]] and the window write them)."""
+    return Rule(match, replace, note, user=True)
 
 
 def _rule(entry, index: int, origin: str) -> Rule:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .original_weights import fixes_sentence
+from .plan import collapse_indices
+
 if TYPE_CHECKING:
     from .conversion import Prepared
 
@@ -85,16 +88,20 @@ def verification_text(verification: dict | None) -> str:
     for clip in verification.get("clips", []):
         lines.append(
             f"| `{Path(clip['audio']).name}` | {clip['verdict']} | {_number(clip['max_abs_diff'])} | "
-            f"{_number(clip['mean_abs_diff'])} | {clip['nmse_db']:.1f} | {clip['cosine_min']:.6f} |"
+            f"{_number(clip['mean_abs_diff'])} | {_number(clip['nmse_db'], '.1f')} | {_number(clip['cosine_min'], '.6f')} |"
         )
         notes += [note for note in clip.get("notes", []) if note not in notes]
     if notes:
         lines += ["", *(f"- {note}" for note in notes)]
+    fixes_used = verification.get("fixes_used") or []
+    if fixes_used:
+        keys = ", ".join(f"`{key}`" for key in collapse_indices(row["source"] for row in fixes_used))
+        lines += ["", f"{fixes_sentence(len(fixes_used)).capitalize()}: {keys}."]
     return "\n".join(lines)
 
 
-def _number(value) -> str:
-    return "n/a" if value is None else f"{value:.3g}"
+def _number(value, spec: str = ".3g") -> str:
+    return "n/a" if value is None else format(value, spec)
 
 
 def _config_line(prepared: Prepared) -> str:

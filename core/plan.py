@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 
 from .mapping_file import Overrides
-from .rules import Decision, RuleSet, Stage
+from .rules import Decision, Rule, RuleSet, Stage
 from .stored_tensor import DTYPES
 
 
@@ -71,6 +71,7 @@ class PlanRow:
     reason: str = ""
     via: list[str] = field(default_factory=list)
     nbytes: int = 0
+    by_fix: bool = False  # decided through a user's fix (rename, rule, source rule): taken on trust
 
     def to_dict(self) -> dict:
         # Written out by hand: dataclasses.asdict deep-copies, which shows on 800-row plans.
@@ -85,6 +86,7 @@ class PlanRow:
             "reason": self.reason,
             "via": list(self.via),
             "nbytes": self.nbytes,
+            "by_fix": self.by_fix,
         }
 
     @classmethod
@@ -196,6 +198,7 @@ def build_plan(
     rules: RuleSet,
     targets: Mapping[str, TargetTensor] | None,
     overrides: Overrides | None = None,
+    inferred: Sequence[Rule] = (),
     other_entries: Mapping[str, str] | None = None,
     inexpressible: Mapping[str, str] | None = None,
     config_conflicts: Iterable[ConfigConflict] = (),
@@ -208,10 +211,13 @@ def build_plan(
     `inexpressible` are settings of the original (not tensors) that the target class cannot
     reproduce, with the reason: each is an unmapped-source problem unless the user's mapping file
     drops it on purpose, accepting the difference.
+    `inferred` are source renames Speechport inferred itself (a wrapper prefix to strip), applied
+    first; then the user's source rules; explicit renames and drops name keys as in the file.
     """
     overrides = overrides or Overrides()
+    renames = _SourceRenames(inferred, overrides.source_rules)
     user_rules = RuleSet([Stage("mapping file", overrides.rules)]) if overrides.rules else None
-    rows = [_decide(source, rules, user_rules, overrides) for source in sources]
+    rows = [_decide(source, rules, user_rules, overrides, renames) for source in sources]
     rows += [
         PlanRow(key, None, None, None, None, Status.DROPPED, "recipe", reason)
         for key, reason in (other_entries or {}).items()
@@ -224,7 +230,7 @@ def build_plan(
             rows.append(PlanRow(key, None, None, None, None, Status.UNMAPPED, "recipe",
                                 f"cannot map: {reason}; drop it in a mapping file only to accept the difference"))
     known_keys = [s.key for s in sources] + list(inexpressible or {}) + list(other_entries or {})
-    plan_notes = list(notes) + overrides.unused_entries(known_keys)
+    plan_notes = list(notes) + overrides.unused_entries(known_keys) + renames.unused_notes()
     if targets is not None:
         _check_against_targets(rows, targets)
         plan_notes += _kind_changes(rows, targets)
@@ -248,31 +254,63 @@ def _kind_changes(rows: list[PlanRow], targets: Mapping[str, TargetTensor]) -> l
     ]
 
 
-def _decide(source: SourceEntry, rules: RuleSet, user_rules: RuleSet | None, overrides: Overrides) -> PlanRow:
-    def row(status: Status, target: str | None, rule: str, reason: str = "", via=()) -> PlanRow:
-        return PlanRow(
-            source.key, source.shape, source.dtype, target, None, status, rule, reason, list(via), source.nbytes
-        )
+class _SourceRenames:
+    """Speechport's inferred source renames, then the user's source rules: each a stage in which
+    the first matching rule renames the key and a key no rule matches keeps its name."""
+
+    def __init__(self, inferred: Sequence[Rule], user: Sequence[Rule]):
+        self.inferred = Stage("inferred", inferred, keep_unmatched=True)
+        self.user = Stage("source rules", user, keep_unmatched=True)
+        self.used: set[str] = set()
+
+    def apply(self, key: str) -> tuple[str, list[str], list[str], bool]:
+        """(the name the rules see, intermediate names, rule descriptions, renamed by the user)."""
+        via, applied, by_user = [], [], False
+        for stage in (self.inferred, self.user):
+            rule = stage.first_match(key) if stage.rules else None
+            if rule is None or rule.target is None:
+                continue
+            key = rule.sub(key)
+            via.append(key)
+            applied.append(f"{rule.note}: {rule.pattern!r} -> {rule.target!r}")
+            self.used.add(rule.pattern)
+            by_user = by_user or stage is self.user
+        return key, via, applied, by_user
+
+    def unused_notes(self) -> list[str]:
+        return [f"{rule.note} {rule.pattern!r} matches no source key"
+                for rule in self.user.rules if rule.pattern not in self.used]
+
+
+def _decide(source: SourceEntry, rules: RuleSet, user_rules: RuleSet | None, overrides: Overrides,
+            renames: _SourceRenames) -> PlanRow:
+    key, renamed_via, renamed_by, by_user = renames.apply(source.key)
+
+    def row(status: Status, target: str | None, rule: str, reason: str = "", via=(), by_fix: bool = by_user) -> PlanRow:
+        rule = " | ".join([*renamed_by, rule] if rule else renamed_by)
+        return PlanRow(source.key, source.shape, source.dtype, target, None, status, rule, reason,
+                       [*renamed_via, *via], source.nbytes, by_fix)
 
     def user_drop(rule: str, reason: str) -> PlanRow:
-        recipe = rules.apply(source.key)
+        recipe = rules.apply(key)
         if recipe.target is None and not recipe.dropped and recipe.reason.startswith("cannot map"):
             reason = f"{reason} (accepted difference: {recipe.reason.removeprefix('cannot map: ')})"
-        return row(Status.DROPPED, None, rule, reason)
+        return row(Status.DROPPED, None, rule, reason, by_fix=True)
 
     if source.key in overrides.rename:
-        return row(Status.MAPPED, overrides.rename[source.key], "mapping file: rename")
+        return row(Status.MAPPED, overrides.rename[source.key], "mapping file: rename", by_fix=True)
     if source.key in overrides.drop:
         return user_drop("mapping file: drop", overrides.drop[source.key])
     decision: Decision | None = None
     if user_rules is not None:
-        decision = user_rules.apply(source.key)
+        decision = user_rules.apply(key)
         if decision.dropped:
             return user_drop(decision.rule, decision.reason)
         if decision.target is None:
             decision = None  # no user rule matched: the recipe's rules decide
-    if decision is None:
-        decision = rules.apply(source.key)
+        else:
+            return row(Status.MAPPED, decision.target, decision.rule, "", decision.via, by_fix=True)
+    decision = rules.apply(key)
     if decision.dropped:
         return row(Status.DROPPED, None, decision.rule, decision.reason, decision.via)
     if decision.target is None:

@@ -47,6 +47,18 @@ class Rule:
             return self.regex.sub(self.target, key, count=1)
         return user_sub(self.pattern, self.target, key, "mapping rule")
 
+    def inverse(self) -> Rule | None:
+        """The rule mapping this rule's targets back to its sources, when that is one-to-one.
+
+        Derived, never written twice: a rename `^lit(group)lit(group)...$` -> `lit\\1lit\\2...`
+        whose template uses every group once inverts to `^lit(group)...$` -> `lit\\1...` with the
+        groups swapped back. Anything else (alternation outside groups, optional parts, a group
+        used twice or not at all) loses information and has no inverse.
+        """
+        if self.target is None or self.user:
+            return None
+        return _inverse(self)
+
     def describe(self) -> str:
         if self.refused:
             return f"cannot map {self.pattern}: {self.note}"
@@ -76,6 +88,18 @@ class Stage:
 
     def first_match(self, key: str) -> Rule | None:
         return next((rule for rule in self.rules if rule.search(key)), None)
+
+    def source_name(self, target: str) -> str | None:
+        """The name that this stage renames to `target`, through the derived inverse rules; None
+        when no invertible rule produces it. Checked forwards, so a name it returns really maps."""
+        for rule in self.rules:
+            inverse = rule.inverse()
+            if inverse is None or not inverse.regex.search(target):
+                continue
+            candidate = inverse.sub(target)
+            if self.first_match(candidate) is rule and rule.sub(candidate) == target:
+                return candidate
+        return None
 
     def rename_all(self, tensors: dict) -> dict:
         """Apply this stage alone to a whole state dict: renamed keys, dropped keys left out."""
@@ -239,3 +263,103 @@ def _user_compiled(pattern: str) -> regex.Pattern:
     if compiled is None:
         compiled = _USER_CACHE[pattern] = regex.compile(pattern, flags=regex.VERSION0)
     return compiled
+
+
+# -- inverting simple rules -----------------------------------------------------------------------
+
+_METACHARACTERS = set(".^$*+?{}[]|()")
+
+
+def _pattern_parts(pattern: str) -> list[tuple[str, str]] | None:
+    """`^lit(group)lit...$` as [("lit", text) | ("group", regex)], or None for anything else."""
+    if not (pattern.startswith("^") and pattern.endswith("$")) or pattern.endswith("\\$"):
+        return None
+    body, parts, literal, index = pattern[1:-1], [], "", 0
+    while index < len(body):
+        char = body[index]
+        if char == "\\":
+            escaped = body[index + 1 : index + 2]
+            if not escaped or escaped.isalnum():
+                return None  # a class such as \\d outside a group
+            literal += escaped
+            index += 2
+        elif char == "(":
+            end = _closing_parenthesis(body, index)
+            group = body[index + 1 : end] if end is not None else None
+            if group is None or group.startswith("?") or "(" in group:
+                return None  # non-capturing, nested or unbalanced: group numbers would not line up
+            if literal:
+                parts.append(("lit", literal))
+                literal = ""
+            parts.append(("group", group))
+            index = end + 1
+        elif char in _METACHARACTERS:
+            return None
+        else:
+            literal += char
+            index += 1
+    if literal:
+        parts.append(("lit", literal))
+    return parts
+
+
+def _closing_parenthesis(text: str, start: int) -> int | None:
+    depth, index = 0, start
+    while index < len(text):
+        if text[index] == "\\":
+            index += 2
+            continue
+        if text[index] == "(":
+            depth += 1
+        elif text[index] == ")":
+            depth -= 1
+            if depth == 0:
+                return index
+        index += 1
+    return None
+
+
+def _template_parts(template: str) -> list[tuple[str, object]] | None:
+    """A `re.sub` template as [("lit", text) | ("ref", group number)], or None if it escapes anything else."""
+    parts: list[tuple[str, object]] = []
+    literal, index = "", 0
+    while index < len(template):
+        char = template[index]
+        if char != "\\":
+            literal += char
+            index += 1
+            continue
+        match = re.match(r"\\(?:(\d+)|g<(\d+)>)", template[index:])
+        if match is None:
+            return None
+        if literal:
+            parts.append(("lit", literal))
+            literal = ""
+        parts.append(("ref", int(match.group(1) or match.group(2))))
+        index += match.end()
+    if literal:
+        parts.append(("lit", literal))
+    return parts
+
+
+def _inverse(rule: Rule) -> Rule | None:
+    pattern, template = _pattern_parts(rule.pattern), _template_parts(rule.target or "")
+    if pattern is None or template is None:
+        return None
+    groups = [text for kind, text in pattern if kind == "group"]
+    references = [number for kind, number in template if kind == "ref"]
+    if sorted(references) != list(range(1, len(groups) + 1)):
+        return None  # a group dropped or used twice: the target does not determine the source
+    order = {number: position + 1 for position, number in enumerate(references)}  # group -> its place in the target
+    inverse_pattern = "^" + "".join(
+        re.escape(text) if kind == "lit" else f"({groups[text - 1]})" for kind, text in template
+    ) + "$"
+    group_number = 0
+    inverse_template = ""
+    for kind, text in pattern:
+        if kind == "lit":
+            inverse_template += text.replace("\\", "\\\\")
+        else:
+            group_number += 1
+            inverse_template += f"\\g<{order[group_number]}>"
+    return Rule(inverse_pattern, inverse_template, f"reverse of: {rule.note}")

@@ -11,7 +11,7 @@ import contextlib
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -28,9 +28,12 @@ from .comparison import (
     compare_outputs,
 )
 from .errors import BadInput, Cancelled
+from .mapping_file import Overrides
+from .original_weights import resolve_original_weights
+from .plan import Plan
 from .progress import Progress, ensure
 from .recipes import detect
-from .recipes.base import Detection
+from .recipes.base import Detection, SourceTensor
 
 Side = Callable[[Clip], SideOutput]
 
@@ -43,6 +46,7 @@ class Sides:
     original_name: str
     converted_name: str
     notes: tuple[str, ...] = ()  # said of every clip, e.g. differences the conversion accepted
+    fixes_used: list[dict[str, str]] = field(default_factory=list)  # rows the original took on trust
 
 
 def open_sides(
@@ -53,8 +57,15 @@ def open_sides(
     backend: str = "reference",
     trust_pickle: bool = False,
     detection: Detection | None = None,
+    fixes: Overrides | None = None,
     progress: Progress | None = None,
 ) -> Sides:
+    """The original and the converted model, ready to run on clips.
+
+    The original reads the checkpoint under its own names; where the conversion needed the user's
+    fixes (`fixes`, by default the ones the folder's report records), it follows them only for
+    the parameters it cannot name itself (`core.original_weights`), listed as `fixes_used`.
+    """
     progress = ensure(progress)
     progress.stage("loading the original model")
     checkpoint = source if isinstance(source, Checkpoint) else load_checkpoint(source, trust_pickle=trust_pickle)
@@ -65,8 +76,11 @@ def open_sides(
         raise BadInput(f"{checkpoint.path}: comparing a {recipe.name} checkpoint needs the upstream model: --base-model DIR")
     recipe.check_backend(backend)
     folder = check_converted_folder(converted_dir, recipe)  # refuse a wrong folder before loading anything
-    check_pairing(recipe, checkpoint, detection.layout, folder, base)
-    original = recipe.original_side(checkpoint, detection.layout, base_model=base, backend=backend)
+    pairing = check_pairing(recipe, checkpoint, detection.layout, folder, base, fixes)
+    original_weights = resolve_original_weights(recipe, checkpoint, detection.layout, pairing.plan.rows,
+                                                pairing.tensors, pairing.config, base)
+    original = recipe.original_side(checkpoint, detection.layout, base_model=base, backend=backend,
+                                    weights=original_weights.weights)
     progress.check()
     progress.stage("loading the converted model")
     try:
@@ -76,7 +90,7 @@ def open_sides(
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise BadInput(f"{folder}: transformers cannot load the converted model ({reason})") from None
     return Sides(detection, original, converted, getattr(original, "name", backend), str(folder),
-                 accepted_differences(folder))
+                 accepted_differences(folder), original_weights.fixes_used)
 
 
 @contextlib.contextmanager
@@ -234,7 +248,7 @@ def compare_clips(
         if written:
             refusal += f" ({describe_written(written)})"
         raise BadInput(refusal, hint="compare on a clip with varied sound, such as speech")
-    return Comparison(tolerance, results)
+    return Comparison(tolerance, results, list(sides.fixes_used))
 
 
 def _judge_ill_conditioned(result: ClipComparison, caveat: IllConditionedInput, converted, tolerance: float) -> None:
@@ -369,13 +383,24 @@ def converted_weights(folder: Path) -> dict[str, StoredTensor]:
     return weights
 
 
-def check_pairing(recipe, checkpoint: Checkpoint, layout: str, folder: Path, base: Path | None) -> None:
+@dataclass
+class Pairing:
+    """The plan of a checkpoint against a converted folder's own weights."""
+
+    plan: Plan
+    tensors: dict[str, SourceTensor]
+    config: object  # the folder's transformers config
+
+
+def check_pairing(recipe, checkpoint: Checkpoint, layout: str, folder: Path, base: Path | None,
+                  fixes: Overrides | None = None) -> Pairing:
     """Refuse a folder that is not this checkpoint's conversion (another model, another size, another
     head), before transformers loads it: the plan is built again against the folder's own weights,
-    with the fixes its report records, and every tensor must land on a parameter of its shape."""
+    with `fixes` (by default those its report records) and the renames Speechport infers, and every
+    tensor must land on a parameter of its shape."""
     from transformers import AutoConfig
 
-    from .mapping_file import Overrides
+    from .conversion import infer_source_renames
     from .plan import SourceEntry, Status, TargetTensor, build_plan
 
     weights = converted_weights(folder)
@@ -384,14 +409,16 @@ def check_pairing(recipe, checkpoint: Checkpoint, layout: str, folder: Path, bas
         config = AutoConfig.from_pretrained(folder)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise BadInput(f"{folder}: transformers cannot read its config ({str(exc).strip().splitlines()[0][:200]})") from None
-    sources = [SourceEntry(key, tuple(s.tensor.shape), s.tensor.dtype.name, s.tensor.nbytes)
-               for key, s in recipe.source_tensors(checkpoint, layout, base).items()]
+    tensors = recipe.source_tensors(checkpoint, layout, base)
+    sources = [SourceEntry(key, tuple(s.tensor.shape), s.tensor.dtype.name, s.tensor.nbytes) for key, s in tensors.items()]
+    fixes = fixes if fixes is not None else (_recorded_fixes(folder) or Overrides())
     plan = build_plan(recipe=recipe.name, layout=layout, target_class="", sources=sources,
-                      rules=recipe.rules(layout, config), targets=targets, overrides=_recorded_fixes(folder) or Overrides())
+                      rules=recipe.rules(layout, config), targets=targets, overrides=fixes,
+                      inferred=infer_source_renames(recipe, layout, tensors, config))
     wrong = [row for row in plan.rows
              if row.status in (Status.SHAPE_MISMATCH, Status.MISSING) or (row.status is Status.UNMAPPED and row.target_key)]
     if not wrong:
-        return
+        return Pairing(plan, tensors, config)
     first = wrong[0]
     if first.status is Status.SHAPE_MISMATCH:
         detail = (f"{first.source_key} {list(first.source_shape)} would be {first.target_key}, which is "
@@ -405,10 +432,9 @@ def check_pairing(recipe, checkpoint: Checkpoint, layout: str, folder: Path, bas
                    "choose the folder converted from this checkpoint")
 
 
-def _recorded_fixes(folder: Path):
+def _recorded_fixes(folder: Path) -> Overrides | None:
     """The fixes a Speechport conversion recorded in its report (None for other folders)."""
     from .conversion import REPORT_NAME
-    from .mapping_file import Overrides
 
     report = folder / REPORT_NAME
     if not report.is_file():

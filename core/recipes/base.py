@@ -15,7 +15,7 @@ from ..checkpoint import Checkpoint, StoredTensor
 from ..errors import BadInput
 from ..files import regular_file
 from ..plan import ConfigConflict, TargetTensor
-from ..rules import RuleSet
+from ..rules import RuleSet, Stage
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -107,12 +107,15 @@ class Recipe:
         self,
         checkpoint: Checkpoint,
         layout: str,
-        tensors: dict[str, SourceTensor],
+        names: dict[str, StoredTensor],
         *,
         config_path: Path | None = None,
         base_model: Path | None = None,
         labels: list[str] | None = None,
     ) -> ConfigChoice:
+        """The target config, inferred or read and checked. `names` are the tensors under the
+        original's own names, the user's fixes included (`core.original_weights`), so that a key
+        saved under another name still says what shape the model has once it is fixed."""
         raise NotImplementedError
 
     def load_libraries(self) -> None:
@@ -147,8 +150,20 @@ class Recipe:
         """The transformers classes a folder converted by this recipe may hold."""
         raise NotImplementedError
 
-    def original_side(self, checkpoint: Checkpoint, layout: str, *, base_model: Path | None = None, backend: str = "reference"):
-        """A callable `clip -> SideOutput` running the original model."""
+    def original_names(self, checkpoint: Checkpoint, layout: str, base_model: Path | None = None) -> dict[str, StoredTensor]:
+        """The tensors the original model reads, under the original's own names, as far as the
+        recipe can name them itself (independently of any plan or fix)."""
+        raise NotImplementedError
+
+    def original_stage(self, layout: str, config: PretrainedConfig | None = None) -> Stage:
+        """The rules turning the original's own names into target names; their derived inverse
+        finds the original name of a parameter that a user's fix filled."""
+        raise NotImplementedError
+
+    def original_side(self, checkpoint: Checkpoint, layout: str, *, base_model: Path | None = None,
+                      backend: str = "reference", weights: dict[str, StoredTensor] | None = None):
+        """A callable `clip -> SideOutput` running the original model on `weights` (the original's
+        own names; default `original_names`)."""
         raise NotImplementedError
 
     def converted_side(self, folder: Path, *, base_model: Path | None = None):

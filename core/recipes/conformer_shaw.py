@@ -21,6 +21,7 @@ from ..errors import BadInput
 from ..plan import ConfigConflict
 from ..reference.conformer_shaw import FBANK_STRIDE
 from ..rules import RuleSet, Stage, drop, rename
+from ..wrapper_prefix import unwrapped
 from .base import CardDetails, ConfigChoice, Detection, Recipe, SourceTensor, read_config_json
 
 # -- rules ----------------------------------------------------------------------------------
@@ -120,7 +121,7 @@ class ConformerShawRecipe(Recipe):
 
     # -- detection ------------------------------------------------------------------------
     def detect(self, checkpoint: Checkpoint) -> Detection | None:
-        state = _state_dict(checkpoint)
+        state = unwrapped(_state_dict(checkpoint))
         if not state:
             return None
         keys = set(state)
@@ -142,27 +143,35 @@ class ConformerShawRecipe(Recipe):
         return {key: SourceTensor(tensor, checkpoint) for key, tensor in _state_dict(checkpoint).items()}
 
     def other_entries(self, checkpoint: Checkpoint, layout: str) -> dict[str, str]:
-        if _state_dict_is_nested(checkpoint):
-            return {str(k): "checkpoint metadata, not model weights" for k in checkpoint.content if k != "model"}
+        container = _container(checkpoint)
+        if container is not None:
+            return {str(k): "checkpoint metadata, not model weights" for k in checkpoint.content if k != container}
         return {}
 
     def rules(self, layout: str, config=None) -> RuleSet:
         return RuleSet([_STAGE_FS1, _STAGE_FS2] if layout == "fairseq1" else [_STAGE_FS2])
 
     def fairseq2_state_dict(self, checkpoint: Checkpoint, layout: str) -> dict[str, StoredTensor]:
-        """The weights under fairseq2 names, as the original model consumes them (nothing read yet)."""
-        state = _state_dict(checkpoint)
+        """The weights under fairseq2 names, as the original model consumes them (nothing read yet):
+        a training wrapper's prefix stripped, fairseq1 names renamed as seamless does."""
+        state = unwrapped(_state_dict(checkpoint))
         if layout != "fairseq1":
-            return dict(state)
+            return state
         return _STAGE_FS1.rename_all(state)
 
+    def original_names(self, checkpoint: Checkpoint, layout: str, base_model: Path | None = None) -> dict[str, StoredTensor]:
+        return self.fairseq2_state_dict(checkpoint, layout)
+
+    def original_stage(self, layout: str, config=None) -> Stage:
+        return _STAGE_FS2
+
     # -- config ---------------------------------------------------------------------------
-    def choose_config(self, checkpoint, layout, tensors, *, config_path=None, base_model=None, labels=None) -> ConfigChoice:
+    def choose_config(self, checkpoint, layout, names, *, config_path=None, base_model=None, labels=None) -> ConfigChoice:
         from transformers import Wav2Vec2BertConfig
 
         if labels:
             raise BadInput("labels apply to classification heads; a conformer_shaw encoder has none")
-        state = self.fairseq2_state_dict(checkpoint, layout)
+        state = names
         facts = _shape_facts(state)
         inferred_values = {field: value for field, (value, _) in facts.items()}
         if config_path is None:
@@ -222,10 +231,10 @@ class ConformerShawRecipe(Recipe):
     def converted_architectures(self) -> tuple[str, ...]:
         return ("Wav2Vec2BertModel",)
 
-    def original_side(self, checkpoint, layout, *, base_model=None, backend="reference"):
+    def original_side(self, checkpoint, layout, *, base_model=None, backend="reference", weights=None):
         self.check_backend(backend)
         # The original runs in float32 whatever the file stores: the comparison is about the values.
-        state = as_torch(self.fairseq2_state_dict(checkpoint, layout), torch.float32)
+        state = as_torch(weights if weights is not None else self.fairseq2_state_dict(checkpoint, layout), torch.float32)
         if backend == "fairseq2":
             from ..upstream import Fairseq2ConformerShawSide
 
@@ -391,16 +400,24 @@ def _bins_text(bins: list[int], total: int) -> str:
 # -- helpers --------------------------------------------------------------------------------
 
 
-def _state_dict_is_nested(checkpoint: Checkpoint) -> bool:
+# Where trainers nest the state dict: fairseq/fairseq2 under "model", PyTorch Lightning under "state_dict".
+_CONTAINERS = ("model", "state_dict")
+
+
+def _container(checkpoint: Checkpoint) -> str | None:
     content = checkpoint.content
-    return isinstance(content, dict) and isinstance(content.get("model"), dict)
+    if not isinstance(content, dict):
+        return None
+    return next((key for key in _CONTAINERS if isinstance(content.get(key), dict)), None)
 
 
 def _state_dict(checkpoint: Checkpoint) -> dict[str, StoredTensor]:
-    """fairseq/fairseq2 save `{"model": state_dict, ...}`; bare state dicts and safetensors are flat."""
+    """fairseq/fairseq2 save `{"model": state_dict, ...}`, Lightning `{"state_dict": ...}`; bare state
+    dicts and safetensors are flat."""
     content = checkpoint.content
-    if _state_dict_is_nested(checkpoint):
-        content = content["model"]
+    container = _container(checkpoint)
+    if container is not None:
+        content = content[container]
     if not isinstance(content, dict):
         return {}
     return {str(k): v for k, v in content.items() if isinstance(v, StoredTensor)}

@@ -48,9 +48,11 @@ MODEL_SECTIONS = ("Downstream", "Featurizer", "Upstream", "Args", "Config")  # w
 # assignments in convert_classification / convert_diarization / convert_xvector, and
 # `layer_weights <- Featurizer["weights"]`). "{base}" is the target's base_model_prefix.
 
-UPSTREAM_RULES = (
+FEATURIZER_RULES = (
     rename(r"^Featurizer\.weights$", "layer_weights", "Featurizer weights -> layer_weights (softmaxed alike)"),
     drop(r"^Downstream\.best_score$", "S3PRL bookkeeping: best_score"),
+)
+UPSTREAM_RULES = (
     drop(r"^BaseModel\.(?:\w+\.)?(quantizer|project_q|project_hid|lm_head|dropout_features)\.",
          "a pretraining or CTC head of the base model, unused by S3PRL's upstream"),
     rename(r"^BaseModel\.(?:wav2vec2\.|hubert\.)?(.*)$", r"{base}.\1", "the upstream's weights, from the base model folder"),
@@ -174,10 +176,10 @@ class S3prlRecipe(Recipe):
         head = HEAD_RULES.get(layout, ())
         upstream = [r if r.target is None or "{base}" not in r.target
                     else rename(r.pattern, r.target.format(base=base_prefix), r.note) for r in UPSTREAM_RULES]
-        return RuleSet([Stage("S3PRL -> transformers", (*upstream, *head))])
+        return RuleSet([Stage("S3PRL -> transformers", (*FEATURIZER_RULES, *upstream, *head))])
 
     # -- config ---------------------------------------------------------------------------
-    def choose_config(self, checkpoint, layout, tensors, *, config_path=None, base_model=None, labels=None) -> ConfigChoice:
+    def choose_config(self, checkpoint, layout, names, *, config_path=None, base_model=None, labels=None) -> ConfigChoice:
         import transformers
 
         base_config = transformers.AutoConfig.from_pretrained(base_model)
@@ -186,7 +188,7 @@ class S3prlRecipe(Recipe):
         if not hasattr(transformers, class_name):
             raise BadInput(f"{base_model}: transformers has no {class_name}, so a {base_config.model_type} "
                            f"upstream cannot carry this {layout} head")
-        facts = _head_facts(checkpoint, layout)
+        facts = _head_facts(names, layout)
         notes = []
         content = checkpoint.content
         args = content.get("Args")
@@ -200,16 +202,16 @@ class S3prlRecipe(Recipe):
             values.update({field: value for field, (value, _) in facts.items()})
             values["architectures"] = [class_name]
             num_labels = values.pop("num_labels", base_config.num_labels)
-            names = labels or [f"LABEL_{i}" for i in range(num_labels)]
-            _check_label_count(names, num_labels, "the labels file")
-            values["id2label"] = dict(enumerate(names))
-            values["label2id"] = {name: i for i, name in enumerate(names)}
+            label_names = labels or [f"LABEL_{i}" for i in range(num_labels)]
+            _check_label_count(label_names, num_labels, "the labels file")
+            values["id2label"] = dict(enumerate(label_names))
+            values["label2id"] = {name: i for i, name in enumerate(label_names)}
             config = type(base_config).from_dict(values)
             inferred = {field: f"{value!r}: {evidence}" for field, (value, evidence) in facts.items()}
             inferred["(upstream)"] = f"{base_config.model_type} from {Path(base_model).name}"
-            inferred["labels"] = f"{', '.join(names[:8])}{'...' if len(names) > 8 else ''}: " + (
+            inferred["labels"] = f"{', '.join(label_names[:8])}{'...' if len(label_names) > 8 else ''}: " + (
                 "from the labels file" if labels else "LABEL_i (give --labels FILE to name them)")
-            conflicts = _base_conflicts(base_config, tensors, facts)
+            conflicts = _base_conflicts(base_config, names, facts)
             return ConfigChoice(config, "inferred", inferred=inferred, conflicts=conflicts, notes=notes)
 
         data = read_config_json(config_path, tuple(BASE_FAMILIES))
@@ -228,7 +230,7 @@ class S3prlRecipe(Recipe):
             if getattr(config, field) != getattr(base_config, field):
                 conflicts.append(ConfigConflict(field, getattr(config, field), getattr(base_config, field),
                                                 f"the base model folder has {field}={getattr(base_config, field)!r}"))
-        conflicts += _base_conflicts(base_config, tensors, facts)
+        conflicts += _base_conflicts(base_config, names, facts)
         return ConfigChoice(config, "file", path=str(config_path), conflicts=conflicts, notes=notes)
 
     def load_libraries(self) -> None:
@@ -295,11 +297,30 @@ class S3prlRecipe(Recipe):
     def converted_architectures(self) -> tuple[str, ...]:
         return tuple(prefix + suffix for prefix, _ in BASE_FAMILIES.values() for suffix in HEAD_CLASS_SUFFIX.values())
 
-    def original_side(self, checkpoint, layout, *, base_model=None, backend="reference"):
+    def original_names(self, checkpoint: Checkpoint, layout: str, base_model: Path | None = None) -> dict[str, StoredTensor]:
+        """The head's tensors as S3PRL names them ("Downstream.projector.weight"); the base model
+        folder's weights are the upstream's own and are read by the upstream itself."""
+        return {key: source.tensor for key, source in self.source_tensors(checkpoint, layout).items()}
+
+    def original_stage(self, layout: str, config=None) -> Stage:
+        # The head's names only: the upstream's weights come from the base model, read by itself.
+        return Stage("S3PRL head -> transformers", (*FEATURIZER_RULES, *HEAD_RULES.get(layout, ())))
+
+    def original_side(self, checkpoint, layout, *, base_model=None, backend="reference", weights=None):
         self.check_backend(backend)
-        # What the original model uses, read now and in float32 whatever the file stores.
-        content = as_torch({key: value for key, value in checkpoint.content.items() if key in MODEL_SECTIONS},
-                           torch.float32)
+        # What the original model uses, read now and in float32 whatever the file stores. `weights`
+        # (S3PRL names, "Section.key") may add tensors found through the user's fixes.
+        weights = weights if weights is not None else self.original_names(checkpoint, layout)
+        content = {}
+        for section, value in checkpoint.content.items():
+            if section in MODEL_SECTIONS:  # the tensors come from `weights`, the rest as saved
+                content[section] = ({k: v for k, v in value.items() if not isinstance(v, StoredTensor)}
+                                    if isinstance(value, dict) else value)
+        for name, tensor in weights.items():
+            section, _, key = name.partition(".")
+            if section in MODEL_SECTIONS and key:
+                content.setdefault(section, {})[key] = tensor
+        content = as_torch(content, torch.float32)
         if backend == "s3prl":
             from ..upstream import S3prlHeadSide
 
@@ -385,53 +406,53 @@ def _check_label_count(labels: list[str], num_labels: int, what: str) -> None:
         raise BadInput(f"{what} has {len(labels)} labels, but the head has {num_labels} classes")
 
 
-def _head_facts(checkpoint: Checkpoint, layout: str) -> dict[str, tuple[Any, str]]:
-    """Config values read off the head's shapes and the checkpoint's Args."""
-    content = checkpoint.content
-    head = content["Downstream"]
+def _head_facts(names: dict[str, StoredTensor], layout: str) -> dict[str, tuple[Any, str]]:
+    """Config values read off the head's shapes (S3PRL names, fixes included). A tensor the
+    checkpoint does not hold under its S3PRL name gives no fact: the plan shows it unmapped."""
     facts: dict[str, tuple[Any, str]] = {}
-    weights = (content.get("Featurizer") or {}).get("weights")
+    weights = names.get("Featurizer.weights")
     facts["use_weighted_layer_sum"] = (
         weights is not None,
         "the Featurizer holds layer weights" if weights is not None else "S3PRL selected one hidden layer",
     )
 
-    def shape(key):
-        return list(head[key].shape)
+    def fact(field: str, key: str, axis: int) -> None:
+        tensor = names.get(f"Downstream.{key}")
+        if tensor is not None and tensor.dim() > axis:
+            facts[field] = (int(tensor.shape[axis]), f"Downstream.{key} is {list(tensor.shape)}")
 
     if layout == "cls":
-        facts["num_labels"] = (shape("model.post_net.linear.weight")[0], f"Downstream.model.post_net.linear.weight is {shape('model.post_net.linear.weight')}")
-        facts["classifier_proj_size"] = (shape("projector.weight")[0], f"Downstream.projector.weight is {shape('projector.weight')}")
+        fact("num_labels", "model.post_net.linear.weight", 0)
+        fact("classifier_proj_size", "projector.weight", 0)
     elif layout == "sd":
-        facts["num_labels"] = (shape("model.linear.weight")[0], f"Downstream.model.linear.weight is {shape('model.linear.weight')}")
+        fact("num_labels", "model.linear.weight", 0)
     elif layout == "asv":
-        prefix = "model.framelevel_feature_extractor.module"
-        dims = [shape(f"{prefix}.{i}.kernel.weight")[0] for i in range(len(XVECTOR_CONTEXT))]
-        facts["tdnn_dim"] = (dims, "the XVector TDNN kernels' output sizes")
+        kernels = [names.get(f"Downstream.model.framelevel_feature_extractor.module.{i}.kernel.weight")
+                   for i in range(len(XVECTOR_CONTEXT))]
+        if all(kernel is not None for kernel in kernels):
+            facts["tdnn_dim"] = ([int(kernel.shape[0]) for kernel in kernels], "the XVector TDNN kernels' output sizes")
         facts["tdnn_kernel"] = (list(XVECTOR_CONTEXT), "S3PRL XVector context sizes (sv_voxceleb1/model.py)")
         facts["tdnn_dilation"] = (list(XVECTOR_DILATION), "S3PRL XVector dilations (sv_voxceleb1/model.py)")
-        linear1 = shape("model.utterancelevel_feature_extractor.linear1.weight")
-        facts["xvector_output_dim"] = (linear1[0], f"Downstream.model.utterancelevel_feature_extractor.linear1.weight is {linear1}")
-        if "objective.W" in head:
-            facts["num_labels"] = (shape("objective.W")[1], f"Downstream.objective.W is {shape('objective.W')}")
+        fact("xvector_output_dim", "model.utterancelevel_feature_extractor.linear1.weight", 0)
+        fact("num_labels", "objective.W", 1)
     return facts
 
 
-def _base_conflicts(base_config, tensors: dict[str, SourceTensor], facts) -> list[ConfigConflict]:
+def _base_conflicts(base_config, names: dict[str, StoredTensor], facts) -> list[ConfigConflict]:
     """Does the base model fit the featurizer and the head it is paired with?"""
     conflicts = []
-    weights = tensors.get("Featurizer.weights")
-    if weights is not None and weights.tensor.numel() != base_config.num_hidden_layers + 1:
+    weights = names.get("Featurizer.weights")
+    if weights is not None and weights.numel() != base_config.num_hidden_layers + 1:
         conflicts.append(ConfigConflict(
-            "num_hidden_layers", base_config.num_hidden_layers, weights.tensor.numel() - 1,
+            "num_hidden_layers", base_config.num_hidden_layers, weights.numel() - 1,
             f"the base model has {base_config.num_hidden_layers + 1} hidden states, the Featurizer weighs "
-            f"{weights.tensor.numel()}: a different upstream than the head was trained on"))
+            f"{weights.numel()}: a different upstream than the head was trained on"))
     for key in ("Downstream.projector.weight", "Downstream.model.linear.weight", "Downstream.connector.weight"):
-        head_input = tensors.get(key)
-        if head_input is not None and head_input.tensor.shape[-1] != base_config.hidden_size:
+        head_input = names.get(key)
+        if head_input is not None and head_input.shape[-1] != base_config.hidden_size:
             conflicts.append(ConfigConflict(
-                "hidden_size", base_config.hidden_size, int(head_input.tensor.shape[-1]),
-                f"{key} takes {head_input.tensor.shape[-1]} features, the base model gives {base_config.hidden_size}"))
+                "hidden_size", base_config.hidden_size, int(head_input.shape[-1]),
+                f"{key} takes {head_input.shape[-1]} features, the base model gives {base_config.hidden_size}"))
     return conflicts
 
 
