@@ -10,9 +10,8 @@ the clip's time axis on the left (`TimelineView`) — and exports it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QFrame,
@@ -24,7 +23,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.errors import SpeechportError
 from . import dialogs, workers
 from .clip_chooser import ClipChooser
 from .compare_bar import CompareBar, Compared
@@ -34,28 +32,28 @@ from .timeline_view import TimelineView
 from .transport_bar import TransportBar
 from .waveform_plot import MODEL_RATE
 from .widgets import local_paths
-
-if TYPE_CHECKING:
-    from .main_window import MainWindow
+from .workspace import Workspace
 
 JSON_FILTER = "JSON (*.json)"
 PNG_FILTER = "PNG image (*.png)"
 
 
 class AuditionPage(QWidget):
-    def __init__(self, window: MainWindow, parent: QWidget | None = None):
+    pathsDropped = Signal(list)  # local paths dropped on the page: the window puts each where it belongs
+
+    def __init__(self, workspace: Workspace, settings: QSettings, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("auditionPage")
         self.setAcceptDrops(True)
-        self.main_window = window
+        self.workspace = workspace
+        self.messages = workspace.messages
         self.clip = None  # core.audio.Clip being auditioned
-        self.clip_task: workers.Task | None = None
-        self.comparison = None  # core.comparison.Comparison shown
-        self.compared: Compared | None = None
+        # The clip is the user's, not the checkpoint's: it stays when another checkpoint is opened.
+        self.clip_slot = workspace.task_slot("Reading the clip", doing="reading the clip", keep_on_reset=True)
 
         # Left: the clip, its transport, the plots along its time axis.
         left = QWidget(self)
-        self.chooser = ClipChooser(window.settings, left)
+        self.chooser = ClipChooser(settings, left)
         self.transport = TransportBar(left)
         self.player = self.transport.player
         self.timeline = TimelineView(left)
@@ -68,7 +66,7 @@ class AuditionPage(QWidget):
 
         # Right: what to compare against and Compare, then what the comparison found.
         right = QWidget(self)
-        self.compare_bar = CompareBar(window, lambda: self.clip, lambda: self.clip_task is not None, right)
+        self.compare_bar = CompareBar(workspace, settings, lambda: self.clip, self.clip_slot.busy, right)
         self.view = ComparisonView(right)
         scroll = QScrollArea(right)
         scroll.setObjectName("comparisonScroll")
@@ -108,13 +106,15 @@ class AuditionPage(QWidget):
         self.chooser.clipChosen.connect(lambda _path: self._load_clip())
         self.chooser.channelsChanged.connect(lambda _policy: self._load_clip())
         self.transport.playheadMoved.connect(self.timeline.waveform.set_playhead)
-        self.transport.failed.connect(lambda text: window.show_error(text, kind="warning"))
+        self.transport.failed.connect(lambda text: self.messages.error(text, kind="warning"))
         self.compare_bar.started.connect(self._comparison_started)
         self.compare_bar.finished.connect(self._comparison_finished)
         self.compare_bar.stopped.connect(self.view.clear)
         self.view.stageChosen.connect(self.timeline.show_stage)
         self.export_json_button.clicked.connect(self.choose_export_json)
         self.export_png_button.clicked.connect(self.choose_export_png)
+        workspace.changed.connect(self.update_state)
+        workspace.checkpointChanged.connect(self._forget_comparison)
         # Plays and pauses wherever the focus is on this page.
         toggle = QShortcut(QKeySequence("Ctrl+Space"), self, self.transport.toggle)
         toggle.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
@@ -127,26 +127,36 @@ class AuditionPage(QWidget):
         """Audition a clip, as choosing it in the file dialog does."""
         self.chooser.choose(path)
 
+    @property
+    def clip_task(self) -> workers.Task | None:
+        """The clip being read, or None."""
+        return self.clip_slot.task
+
+    @property
+    def comparison(self):
+        """The core.comparison.Comparison shown, or None."""
+        return self.workspace.comparison
+
+    @property
+    def compared(self) -> Compared | None:
+        return self.workspace.compared
+
     def _load_clip(self) -> None:
         path = self.chooser.path()
-        self.clip_task = None  # a newer choice replaces a clip still being read; its outcome is ignored
         self.clip = None
         self.transport.set_clip(None)
         self._forget_comparison()
         if not path:
+            self.clip_slot.drop()
             self.timeline.clear_clip()
             self.update_state()
             return
         task = workers.Task("load clip", workers.load_clip_job, path, channels=self.chooser.channel_policy())
-        self.clip_task = task
         self.transport.clip_info.setText("reading…")
-        self.main_window.runner.run(task, self._clip_loaded, self._clip_failed)
+        self.clip_slot.start(task, self._clip_loaded, failed=self._clip_failed)  # a clip still being read is replaced
         self.update_state()
 
     def _clip_loaded(self, task, clip) -> None:
-        if task is not self.clip_task:
-            return
-        self.clip_task = None
         self.clip = clip
         self.timeline.show_clip(clip.waveform, MODEL_RATE)
         resampled = "" if clip.source_rate == MODEL_RATE else f", resampled from {clip.source_rate / 1000:g} kHz"
@@ -154,21 +164,15 @@ class AuditionPage(QWidget):
             f", {'first' if clip.channel_policy == 'first' else 'mix'} of {clip.source_channels} channels")
         self.transport.set_clip(clip.waveform, clip.seconds, f"{clip.seconds:.2f} s · 16 kHz mono{resampled}{channels}")
         self.transport.clip_info.setToolTip(str(clip.path))
-        self.main_window.log(f"Clip {clip.path.name}: {clip.seconds:.2f} s at 16 kHz mono (from {clip.source_rate} Hz, "
-                             f"{clip.source_channels} channel(s))")
+        self.messages.log(f"Clip {clip.path.name}: {clip.seconds:.2f} s at 16 kHz mono (from {clip.source_rate} Hz, "
+                          f"{clip.source_channels} channel(s))")
         self.update_state()
 
-    def _clip_failed(self, task, error) -> None:
-        if task is not self.clip_task:
-            return
-        self.clip_task = None
+    def _clip_failed(self, task, error) -> bool:
         self.timeline.clear_clip()
         self.transport.clip_info.setText("not read")
-        if isinstance(error, SpeechportError):
-            self.main_window.show_error(str(error))
-        else:
-            self.main_window.report_internal_error(error, task.traceback, context="reading the clip")
         self.update_state()
+        return False  # said the way every failure is
 
     # == the comparison ===========================================================================
 
@@ -181,22 +185,12 @@ class AuditionPage(QWidget):
     def comparing(self) -> bool:
         return self.compare_bar.busy()
 
-    def conversion_finished(self, result) -> None:
-        self.compare_bar.conversion_finished(result)
-
-    def forget_models(self) -> None:
-        self.compare_bar.forget_models()
-
     def _comparison_started(self) -> None:
         # The plots keep their place (no relayout while the models run) but show nothing stale.
-        self.comparison = None
-        self.compared = None
         self.timeline.clear_comparison(keep_layout=True)
         self.view.clear("Comparing…")
 
     def _comparison_finished(self, comparison, compared: Compared, sides) -> None:
-        self.comparison = comparison
-        self.compared = compared
         clip = compared.clip
         subject = (f"{clip.path.name} ({clip.seconds:.2f} s) — original: {compared.source.name} "
                    f"({sides.detection.recipe.name}, {sides.original_name} implementation) · "
@@ -212,8 +206,9 @@ class AuditionPage(QWidget):
         self.view.select_stage(self.timeline.stage)
 
     def _forget_comparison(self) -> None:
-        self.comparison = None
-        self.compared = None
+        """A new clip or another checkpoint: the verdict and the plots of the last comparison go."""
+        if self.workspace.comparison is not None:
+            self.workspace.set_comparison(None)
         self.view.clear()
         self.timeline.clear_comparison()
 
@@ -223,18 +218,18 @@ class AuditionPage(QWidget):
         try:
             written = write_json(path, export_record(self.comparison, self.compared))
         except OSError as exc:
-            self.main_window.show_error(f"{path}: cannot write the comparison ({exc.strerror or exc})")
+            self.messages.error(f"{path}: cannot write the comparison ({exc.strerror or exc})")
             raise
-        self.main_window.log(f"Exported the comparison to {written}")
+        self.messages.log(f"Exported the comparison to {written}")
         return written
 
     def export_png(self, path: str | Path) -> Path:
         """A picture of the plots and of what the comparison found."""
         path = Path(path)
         if not self.content.grab().save(str(path), "PNG"):
-            self.main_window.show_error(f"{path}: cannot write the picture")
+            self.messages.error(f"{path}: cannot write the picture")
             raise OSError(f"{path}: cannot write the picture")
-        self.main_window.log(f"Exported a picture of the comparison to {path}")
+        self.messages.log(f"Exported a picture of the comparison to {path}")
         return path
 
     def choose_export_json(self) -> None:
@@ -280,4 +275,4 @@ class AuditionPage(QWidget):
         if not paths:
             return
         event.acceptProposedAction()
-        self.main_window.route_dropped_paths(paths)  # a clip comes back here; anything else to its field
+        self.pathsDropped.emit(paths)  # a clip comes back here; anything else goes to its field

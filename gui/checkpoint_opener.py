@@ -1,148 +1,121 @@
-"""Opening a checkpoint from the input fields: detect its recipe, settle its config and plan it,
-on a worker; and what the window says when that cannot be done (an untrusted pickle, a head that
-needs its base model, a bad file)."""
+"""Opening the workspace's checkpoint: detect its recipe, settle its config and plan it, on a worker;
+and what the window says when that cannot be done (an untrusted pickle, a head that needs its base
+model, a bad file)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QWidget
 
-from ..core.errors import Cancelled, NeedsBaseModel, SpeechportError, UnsafePickle
+from ..core.errors import NeedsBaseModel, UnsafePickle
 from . import commands, dialogs, workers
+from .libraries import LibraryLoader
+from .workspace import Workspace
 
-if TYPE_CHECKING:
-    from .main_window import MainWindow
+
+def _release(prepared) -> None:
+    prepared.hasher.cancel()  # a newer request replaced this one: stop hashing its source
 
 
 class CheckpointOpener(QObject):
-    def __init__(self, window: MainWindow):
-        super().__init__(window)
-        self.main_window = window
-        self.task: workers.Task | None = None
-        self.wanted = False  # open as soon as torch and transformers are loaded
-        self.opening_source = ""
+    baseModelRequested = Signal()  # the user pressed "Choose base model folder…"
 
-    def busy(self) -> bool:
-        return self.task is not None or self.wanted
+    def __init__(self, workspace: Workspace, libraries: LibraryLoader, dialog_parent: QWidget):
+        super().__init__(dialog_parent)
+        self.workspace = workspace
+        self.libraries = libraries
+        self.dialog_parent = dialog_parent
+        self.trusted_sources: set[str] = set()  # pickles the user agreed to load, this session
+        libraries.loaded.connect(self._libraries_loaded)
+        libraries.failed.connect(lambda: workspace.set_waiting_for_libraries(False))
 
-    def open_from_fields(self) -> None:
-        window = self.main_window
-        inputs = window.inputs
-        source = inputs.source_field.path()
-        self.wanted = False
+    def open(self) -> None:
+        """Open (again) the workspace's checkpoint with its inputs and fixes."""
+        workspace = self.workspace
+        source = workspace.source
+        workspace.set_waiting_for_libraries(False)
         if not source:
-            window.forget_checkpoint()
-            window.update_all()
+            workspace.opening.drop()
             return
-        if window.libraries is None:
-            self.wanted = True  # opened as soon as torch and transformers are in
-            window.start_loading_libraries()
-            window.update_all()
+        if not self.libraries.ready():
+            workspace.set_waiting_for_libraries(True)  # opened as soon as torch and transformers are in
+            self.libraries.load()
             return
-        self.cancel()
-        window.message_bar.hide()
-        self.opening_source = source
+        workspace.messages.hide()
         task = workers.Task(
             "prepare", workers.prepare_job, source,
-            config=inputs.config_field.path() or None,
-            base_model=inputs.base_model_field.path() or None,
-            trust_pickle=str(Path(source).expanduser().absolute()) in window.trusted_sources,
-            fixes=commands.copy_overrides(window.fixes),
+            config=workspace.config or None,
+            base_model=workspace.base_model or None,
+            trust_pickle=self._key(source) in self.trusted_sources,
+            fixes=commands.copy_overrides(workspace.fixes),
             with_progress=True,
         )
-        self.task = task
-        window.runner.run(task, self._succeeded, self._failed, self._progress)
-        window.log(f"Opening {source}")
-        window.update_all()
+        task.source = source
+        workspace.opening.start(task, self._succeeded, failed=self._failed, progressed=self._progress, stale=_release)
+        workspace.messages.log(f"Opening {source}")
 
-    def libraries_ready(self) -> None:
-        if self.wanted:
-            self.wanted = False
-            self.open_from_fields()
+    def cancel(self) -> bool:
+        """Stop opening; False when nothing was being opened."""
+        workspace = self.workspace
+        if not workspace.is_opening():
+            return False
+        workspace.opening.drop()
+        workspace.set_waiting_for_libraries(False)
+        workspace.messages.log("Opening cancelled.")
+        return True
 
-    def cancel(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            self.task = None
+    @staticmethod
+    def _key(source: str) -> str:
+        return str(Path(source).expanduser().absolute())
 
-    def _progress(self, task, event) -> None:
-        if task is self.task and event.stage:
-            self.main_window.statusBar().showMessage(f"Opening: {event.stage}…", 3000)
+    def _libraries_loaded(self, _loaded) -> None:
+        if self.workspace.waiting_for_libraries:
+            self.open()
+
+    def _progress(self, _task, event) -> None:
+        if event.stage:
+            self.workspace.messages.status(f"Opening: {event.stage}…", 3000)
 
     def _succeeded(self, task, prepared) -> None:
-        if task is not self.task:
-            prepared.hasher.cancel()  # a newer request replaced this one
-            return
-        window = self.main_window
-        self.task = None
-        window.statusBar().clearMessage()
-        if window.prepared is not None and window.prepared is not prepared:
-            window.prepared.hasher.cancel()
-        if not commands.same_overrides(prepared.overrides, window.fixes):
-            prepared.replan(commands.copy_overrides(window.fixes))  # fixes made while it was opening
-        window.prepared = prepared
-        window.result = None
-        if prepared.recipe.needs_base_model or prepared.base_model is not None:
-            window.base_model_wanted = True
-        window.inputs.set_base_model_visible(window.base_model_wanted)
-        window.mapping_page.show_plan(prepared.plan)
-        window.config_page.show_config(prepared)
+        workspace = self.workspace
+        workspace.messages.status("")
+        if not commands.same_overrides(prepared.overrides, workspace.fixes):
+            prepared.replan(commands.copy_overrides(workspace.fixes))  # fixes made while it was opening
+        workspace.set_prepared(prepared)
         plan = prepared.plan
-        window.log(
-            f"Opened {prepared.source.name} in {task.seconds:.2f} s: {prepared.recipe.name} recipe, "
-            f"{prepared.layout} layout, config {prepared.config.origin}; plan: {plan.summary()}"
-        )
+        log = workspace.messages.log
+        log(f"Opened {prepared.source.name} in {task.seconds:.2f} s: {prepared.recipe.name} recipe, "
+            f"{prepared.layout} layout, config {prepared.config.origin}; plan: {plan.summary()}")
         for note in plan.notes:
-            window.log(f"note: {note}")
+            log(f"note: {note}")
         for line in plan.problem_lines():
-            window.log(f"problem: {line}")
-        window.update_all()
+            log(f"problem: {line}")
 
-    def _failed(self, task, error) -> None:
-        if task is not self.task:
-            return
-        window = self.main_window
-        self.task = None
-        window.statusBar().clearMessage()
-        source = self.opening_source
-        if isinstance(error, Cancelled):
-            window.log("Opening cancelled.")
-        elif isinstance(error, UnsafePickle):
-            window.log(f"refused: {error}")
-            if dialogs.ask_trust_pickle(window, error):
-                window.log(f"You chose to trust {error.path}; loading it with its code.")
-                window.trusted_sources.add(str(Path(source).expanduser().absolute()))
-                self.open_from_fields()
-                return
-            self.show_plan_unavailable()
-            # error.message: the hint names the CLI's --trust-pickle; here the question was the way to trust it
-            window.show_error(f"Not opened: you chose not to trust it. {error.message}")
-        elif isinstance(error, NeedsBaseModel):
-            window.base_model_wanted = True
-            window.inputs.set_base_model_visible(True)
-            self.show_plan_unavailable()
-            window.inputs.recipe_label.setText(f"{error.recipe} (a downstream head: it needs its base model)")
-            window.message_bar.show_message(
+    def _failed(self, task, error) -> bool:
+        workspace = self.workspace
+        messages = workspace.messages
+        messages.status("")
+        workspace.set_prepared(None)
+        if isinstance(error, UnsafePickle):
+            messages.log(f"refused: {error}")
+            if dialogs.ask_trust_pickle(self.dialog_parent, error):
+                messages.log(f"You chose to trust {error.path}; loading it with its code.")
+                self.trusted_sources.add(self._key(task.source))
+                self.open()
+            else:
+                # error.message: the hint names the CLI's --trust-pickle; here the question was the way to trust it
+                messages.error(f"Not opened: you chose not to trust it. {error.message}")
+            return True
+        if isinstance(error, NeedsBaseModel):
+            workspace.want_base_model(needed_by=error.recipe)
+            messages.show(
                 "warning",
                 f"This {error.recipe} checkpoint holds only a downstream head. Choose the upstream model "
                 "folder it was trained on (Base model), and it opens.",
-                [("Choose base model folder…", window.choose_base_model, "chooseBaseModelButton")],
+                [("Choose base model folder…", lambda: self.baseModelRequested.emit(), "chooseBaseModelButton")],
             )
-            window.log(str(error))
-            window.inputs.base_model_field.edit.setFocus()
-        elif isinstance(error, SpeechportError):
-            self.show_plan_unavailable()
-            window.show_error(str(error))
-        else:
-            self.show_plan_unavailable()
-            window.report_internal_error(error, task.traceback)
-        window.update_all()
-
-    def show_plan_unavailable(self) -> None:
-        window = self.main_window
-        if window.prepared is not None:
-            window.prepared.hasher.cancel()
-        window.prepared = None
-        window.mapping_page.model.set_plan(None)
+            messages.log(str(error))
+            return True
+        return False  # said the way every failure is

@@ -1,7 +1,7 @@
 """The compare bar of the Audition tab, and the comparison it runs.
 
-Top to bottom: the converted folder (the last conversion's unless the user picks another), the
-tolerance, Compare with its progress and Cancel, and why Compare is disabled (or what it will
+Top to bottom: the converted folder (the open checkpoint's last conversion unless the user picks
+another after opening it — never a folder of a checkpoint opened before), the tolerance, Compare with its progress and Cancel, and why Compare is disabled (or what it will
 do). The comparison is `speechport compare` on one clip, on a worker: `open_sides` (skipped while
 the models opened last time still match the checkpoint, base model and folder) then `compare_clips`.
 """
@@ -12,9 +12,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QSettings, Signal
 from PySide6.QtGui import QDoubleValidator, QGuiApplication
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -27,14 +26,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.errors import Cancelled, SpeechportError
+from ..core.errors import Cancelled
 from . import theme, workers
 from .formatting import human_seconds, short_number
 from .sides_cache import SidesCache, SidesKey
 from .widgets import PathField
-
-if TYPE_CHECKING:
-    from .main_window import MainWindow
+from .workspace import Workspace
 
 DEFAULT_TOLERANCE = "5e-3"  # core.comparison.DEFAULT_TOLERANCE (importing that module loads torch)
 
@@ -55,19 +52,17 @@ class CompareBar(QWidget):
     finished = Signal(object, object, object)  # core.comparison.Comparison, Compared, core.verification.Sides
     stopped = Signal(str)  # not compared, and what the verdict area says instead
 
-    def __init__(self, window: MainWindow, clip: Callable[[], object], reading_clip: Callable[[], bool],
-                 parent: QWidget | None = None):
+    def __init__(self, workspace: Workspace, settings: QSettings, clip: Callable[[], object],
+                 reading_clip: Callable[[], bool], parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("compareBar")
-        self.main_window = window
+        self.workspace = workspace
+        self.slot = workspace.comparing
         self._clip = clip  # the page's core.audio.Clip, or None
         self._reading_clip = reading_clip
-        self.task: workers.Task | None = None
-        self.sides_cache = SidesCache()
-        self.converted_suggested = True  # the folder follows the last conversion until the user picks one
 
         self.converted_field = PathField(
-            "convertedPath", settings=window.settings, recent_key="converted", folder=True,
+            "convertedPath", settings=settings, recent_key="converted", folder=True,
             dialog_title="Choose the converted folder", placeholder="the transformers folder to compare (converted above)",
             tooltip="The converted model to compare with the original checkpoint; after a conversion, its output folder.",
             parent=self)
@@ -125,6 +120,16 @@ class CompareBar(QWidget):
         self.tolerance_edit.textChanged.connect(lambda _text: self.update_state())
         self.compare_button.clicked.connect(self.compare)
         self.cancel_button.clicked.connect(self.cancel)
+        workspace.changed.connect(self.update_state)
+        workspace.checkpointChanged.connect(self._forget_progress)
+
+    @property
+    def task(self) -> workers.Task | None:
+        return self.slot.task
+
+    @property
+    def sides_cache(self) -> SidesCache:
+        return self.workspace.sides
 
     # -- what to compare ------------------------------------------------------------------------------
 
@@ -138,56 +143,46 @@ class CompareBar(QWidget):
 
     def blocker(self) -> tuple[str, str]:
         """Why Compare is disabled (kind, sentence), or ("", "") when it is not."""
-        window = self.main_window
-        if self.task is not None:
+        workspace = self.workspace
+        if self.slot.busy():
             return "busy", "Comparing…"
-        if window.busy_converting():
+        if workspace.converting.busy():
             return "info", "A conversion is running: compare once it is done."
-        if window.prepared is None:
-            if not window.inputs.source_field.path():
+        if workspace.prepared is None:
+            if not workspace.source:
                 return "info", "Open the original checkpoint above: it is one side of the comparison."
-            if window.opener.busy():
+            if workspace.is_opening():
                 return "info", "Opening the checkpoint…"
             return "warning", "The checkpoint is not open: see the message above."
         if self._reading_clip():
             return "info", "Reading the clip…"
         if self._clip() is None:
             return "info", "Choose a clip to compare on (or one of the demo clips)."
-        if not self.converted_field.path():
+        if not workspace.converted:
             return "info", "Choose the converted folder: convert first, or pick one."
         if self.tolerance() is None:
             return "warning", "Type a tolerance, e.g. 5e-3."
         return "", ""
 
     def _key(self) -> SidesKey:
-        prepared = self.main_window.prepared
-        return SidesKey.of(prepared.checkpoint, prepared.source, prepared.base_model, Path(self.converted_field.path()))
+        prepared = self.workspace.prepared
+        return SidesKey.of(prepared.checkpoint, prepared.source, prepared.base_model, Path(self.workspace.converted))
 
     def _converted_chosen(self, path: str) -> None:
-        self.converted_suggested = not path
-        self.update_state()
+        workspace = self.workspace
+        if path:
+            workspace.set_converted(path, chosen=True)
+        else:  # emptied: back to the last conversion's folder, if this checkpoint has one
+            workspace.set_converted(str(workspace.result.output) if workspace.result is not None else "", chosen=False)
 
     def _converted_typed(self, text: str) -> None:
-        self.converted_suggested = not text.strip()
-        self.update_state()
+        self.workspace.set_converted(text.strip(), chosen=True)
 
-    def suggested_converted(self) -> str:
-        """The last conversion's folder, or the output folder when a converted model is already there."""
-        window = self.main_window
-        if window.result is not None:
-            return str(window.result.output)
-        output = window.inputs.output_field.path()
-        if output and (Path(output).expanduser() / "config.json").is_file():
-            return output
-        return ""
-
-    def conversion_finished(self, result) -> None:
-        self.converted_field.set_path(result.output)
-        self.converted_suggested = True
-
-    def forget_models(self) -> None:
-        """The checkpoint changed: the models opened from the old one are no use."""
-        self.sides_cache.clear()
+    def _forget_progress(self) -> None:
+        """Another checkpoint: what the bar said about the last one's comparison is gone."""
+        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setValue(0)
+        self.progress_bar.setFormat("")
 
     # -- running ----------------------------------------------------------------------------------
 
@@ -195,12 +190,12 @@ class CompareBar(QWidget):
         """Run both models on the clip (opening them first unless they are still open) and compare."""
         if self.blocker()[0]:
             return
-        window = self.main_window
-        prepared = window.prepared
+        workspace = self.workspace
+        prepared = workspace.prepared
         clip = self._clip()
-        converted = Path(self.converted_field.path()).expanduser().absolute()
+        converted = Path(workspace.converted).expanduser().absolute()
         key = self._key()
-        sides = self.sides_cache.get(key)
+        sides = workspace.sides.get(key)
         task = workers.Task(
             "compare", workers.compare_job, clip, sides=sides, checkpoint=prepared.checkpoint,
             detection=prepared.detection, base_model=prepared.base_model, converted=str(converted),
@@ -208,31 +203,29 @@ class CompareBar(QWidget):
         task.key = key
         task.checkpoint = prepared.checkpoint
         task.compared = Compared(clip, prepared.source, prepared.base_model, converted, prepared.recipe.name)
-        self.task = task
         self.progress_bar.setRange(0, 1000)
         self.progress_bar.setValue(0)
         self.progress_bar.setFormat("Starting…")
+        workspace.messages.log(f"Comparing on {clip.path.name}: {prepared.source.name} against {converted}"
+                               + (" (both models still loaded)" if sides is not None else ""))
+        self.slot.start(task, self._succeeded, failed=self._failed, progressed=self._progress)
+        workspace.set_comparison(None)
         self.started.emit()
-        window.log(f"Comparing on {clip.path.name}: {prepared.source.name} against {converted}"
-                   + (" (both models still loaded)" if sides is not None else ""))
-        window.runner.run(task, self._succeeded, self._failed, self._progress)
-        window.update_all()
 
     def cancel(self) -> bool:
         """Ask a running comparison to stop (it stops between models); False when none runs."""
-        if self.task is None or self.task.cancelled:
+        if not self.slot.cancel():
             return False
-        self.task.cancel()
         self.progress_bar.setFormat("Cancelling…")
-        self.main_window.log("Cancelling the comparison…")
+        self.workspace.messages.log("Cancelling the comparison…")
         self.update_state()
         return True
 
     def busy(self) -> bool:
-        return self.task is not None
+        return self.slot.busy()
 
     def _progress(self, task, event) -> None:
-        if task is not self.task or task.cancelled:
+        if task.cancelled:
             return
         if event.items_total:
             self.progress_bar.setRange(0, 1000)
@@ -242,68 +235,55 @@ class CompareBar(QWidget):
         self.progress_bar.setFormat(event.stage[:1].upper() + event.stage[1:] + "…")
 
     def _succeeded(self, task, audition) -> None:
-        if task is not self.task:
-            return
-        window = self.main_window
-        self.task = None
+        workspace = self.workspace
         if audition.opened_sides:
-            self.sides_cache.put(task.key, audition.sides, task.checkpoint)
+            workspace.sides.put(task.key, audition.sides, task.checkpoint)
         comparison = audition.comparison
         result = comparison.clips[0]
         self.progress_bar.setRange(0, 1000)
         self.progress_bar.setValue(1000)
         self.progress_bar.setFormat(f"{result.verdict} · {human_seconds(task.seconds)}")
+        workspace.set_comparison(comparison, task.compared)
         self.finished.emit(comparison, task.compared, audition.sides)
         where = f", first divergent layer {result.first_divergent_layer}" if result.first_divergent_layer else ""
-        window.log(f"Compared on {task.compared.clip.path.name}: {result.verdict} (max |diff| "
-                   f"{short_number(result.max_abs_diff)}, tolerance {short_number(comparison.tolerance)}{where}) "
-                   f"in {task.seconds:.2f} s")
+        log = workspace.messages.log
+        log(f"Compared on {task.compared.clip.path.name}: {result.verdict} (max |diff| "
+            f"{short_number(result.max_abs_diff)}, tolerance {short_number(comparison.tolerance)}{where}) "
+            f"in {task.seconds:.2f} s")
         for note in result.notes:
-            window.log(f"note: {note}")
-        window.update_all()
+            log(f"note: {note}")
 
-    def _failed(self, task, error) -> None:
-        if task is not self.task:
-            return
-        window = self.main_window
-        self.task = None
+    def _failed(self, task, error) -> bool:
         self.progress_bar.setRange(0, 1000)
         self.progress_bar.setValue(0)
         if isinstance(error, Cancelled):
             self.progress_bar.setFormat("Cancelled")
             self.stopped.emit("Not compared: cancelled.")
-            window.log("Comparison cancelled.")
         else:
             self.progress_bar.setFormat("Failed")
             self.stopped.emit("Not compared: see the message above.")
-            if isinstance(error, SpeechportError):
-                window.show_error(f"Not compared: {error}")
-            else:
-                window.report_internal_error(error, task.traceback, context="comparing")
-        window.update_all()
+        return False  # said the way every failure is
 
     # -- state → widgets ----------------------------------------------------------------------------
 
     def update_state(self) -> None:
-        if self.converted_suggested:
-            suggestion = self.suggested_converted()
-            if suggestion != self.converted_field.path():
-                self.converted_field.set_path(suggestion)
+        self.converted_field.sync(self.workspace.converted)
         kind, reason = self.blocker()
         self.compare_button.setEnabled(not kind)
-        self.cancel_button.setEnabled(self.task is not None and not self.task.cancelled)
+        task = self.slot.task
+        self.cancel_button.setEnabled(task is not None and not task.cancelled)
         if kind:
             colour = theme.message_colour(kind, QGuiApplication.palette()).name() if kind in theme.MESSAGE_COLOURS else ""
             self.reason.setStyleSheet(f"color: {colour}" if colour else "")
             self.compare_button.setToolTip(reason)
         else:
-            loaded = " (both models are loaded)" if self.sides_cache.get(self._key()) is not None else ""
+            loaded = " (both models are loaded)" if self.workspace.sides.get(self._key()) is not None else ""
             reason = f"Ready: {self._clip().path.name} through both models{loaded}."
             self.reason.setStyleSheet("")
             self.compare_button.setToolTip("Run both models on the clip and compare their outputs")
         self.reason.setText(reason)
         for widget in (self.converted_field, self.tolerance_edit):
-            widget.setEnabled(self.task is None)
+            widget.setEnabled(task is None)
 
     def restyle(self) -> None:
         self.cancel_button.setIcon(theme.glyph_icon("cancel", QGuiApplication.palette()))

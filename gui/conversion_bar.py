@@ -8,10 +8,10 @@ progress and, at the end, the window's message bar says what was written.
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING
+from pathlib import Path
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QAction
+from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtGui import QAction, QDesktopServices
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -19,24 +19,26 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSizePolicy,
+    QWidget,
 )
 
-from ..core.errors import Cancelled, OutputNotEmpty, PlanProblems, SpeechportError
+from ..core.errors import Cancelled, OutputNotEmpty, PlanProblems
 from . import dialogs, theme, workers
 from .formatting import human_bytes, human_seconds, time_left
-
-if TYPE_CHECKING:
-    from .main_window import MainWindow
+from .workspace import Workspace
 
 
 class ConversionBar(QFrame):
-    def __init__(self, window: MainWindow, convert_action: QAction, cancel_action: QAction):
-        super().__init__(window)
+    reportRequested = Signal()  # "Show report" in the message of a finished conversion
+
+    def __init__(self, workspace: Workspace, convert_action: QAction, cancel_action: QAction,
+                 parent: QWidget | None = None):
+        super().__init__(parent)
         self.setObjectName("conversionBar")
-        self.main_window = window
+        self.workspace = workspace
+        self.slot = workspace.converting
         self.convert_action = convert_action
         self.cancel_action = cancel_action
-        self.task: workers.Task | None = None
         self.last_stage = ""
 
         row = QHBoxLayout(self)
@@ -75,8 +77,11 @@ class ConversionBar(QFrame):
         self.convert_button.clicked.connect(convert_action.trigger)
         self.cancel_button.clicked.connect(cancel_action.trigger)
 
+        workspace.changed.connect(self.update_state)
+        workspace.checkpointChanged.connect(self._forget_progress)
+
     def busy(self) -> bool:
-        return self.task is not None
+        return self.slot.busy()
 
     def set_icons(self) -> None:
         self.convert_button.setIcon(self.convert_action.icon())
@@ -85,41 +90,49 @@ class ConversionBar(QFrame):
     # -- running --------------------------------------------------------------------------------------
 
     def convert(self, force: bool = False) -> None:
-        window = self.main_window
-        if not self.convert_action.isEnabled() and not force:
+        workspace = self.workspace
+        if workspace.prepared is None or self.slot.busy() or (not self.convert_action.isEnabled() and not force):
             return
-        out = window.inputs.output_field.path()
-        window.message_bar.hide()
-        window.result = None
+        out = workspace.output
+        prepared = workspace.prepared
+        workspace.messages.hide()
         self.last_stage = ""
-        task = workers.Task("convert", workers.convert_job, window.prepared, out, force=bool(force), with_progress=True)
-        task.out = out
-        self.task = task
-        window.model.set_editable(False)
         self.progress_bar.setValue(0)
         self.progress_bar.setFormat("Starting…")
         self.eta_label.clear()
-        window.log(f"Converting {window.prepared.source.name} → {out}" + (" (replacing it)" if force else ""))
-        window.runner.run(task, self._succeeded, self._failed, self._progress)
-        window.update_all()
+        workspace.messages.log(f"Converting {prepared.source.name} → {out}" + (" (replacing it)" if force else ""))
+        task = workers.Task("convert", workers.convert_job, prepared, out, force=bool(force), with_progress=True)
+        self.slot.start(task, self._succeeded, failed=self._failed, progressed=self._progress)
+        workspace.set_result(None)
 
     def cancel(self) -> bool:
         """Ask a running conversion to stop; False when there is none to stop."""
-        if self.task is None or self.task.cancelled:
+        if not self.slot.cancel():
             return False
-        self.task.cancel()
         self.progress_bar.setFormat("Cancelling…")
-        self.main_window.log("Cancelling the conversion…")
+        self.workspace.messages.log("Cancelling the conversion…")
+        self.update_state()
         return True
 
+    def open_output_folder(self) -> None:
+        result = self.workspace.result
+        folder = result.output if result is not None else Path(self.workspace.output).expanduser()
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+
+    def _forget_progress(self) -> None:
+        """Another checkpoint: what the bar said about the last one's conversion is gone."""
+        self.last_stage = ""
+        self.progress_bar.setValue(0)
+        self.progress_bar.setFormat("")
+        self.eta_label.clear()
+
     def _progress(self, task, event) -> None:
-        if task is not self.task:
-            return
+        log = self.workspace.messages.log
         if event.stage != self.last_stage:
             self.last_stage = event.stage
-            self.main_window.log(f"  {event.stage}")
+            log(f"  {event.stage}")
         if event.message:
-            self.main_window.log(f"  {event.message}")
+            log(f"  {event.message}")
         if task.cancelled:
             return
         self.progress_bar.setValue(int(event.fraction * 1000))
@@ -132,78 +145,64 @@ class ConversionBar(QFrame):
         self.eta_label.setText(time_left(event.eta) if event.eta is not None and event.fraction < 1 else "")
 
     def _succeeded(self, task, result) -> None:
-        if task is not self.task:
-            return
-        window = self.main_window
-        self.task = None
-        window.result = result
-        window.model.set_editable(True)
+        workspace = self.workspace
+        prepared = task.args[0]
         self.progress_bar.setValue(1000)
         self.progress_bar.setFormat(f"Done in {human_seconds(result.seconds)}")
         self.eta_label.clear()
         weights = result.weights
-        prepared = window.prepared
-        window.log(f"Converted in {result.seconds:.2f} s: {', '.join(weights.files)} ({human_bytes(weights.total_bytes)}) → {result.output}")
-        window.message_bar.show_message(
+        workspace.messages.log(f"Converted in {result.seconds:.2f} s: {', '.join(weights.files)} "
+                               f"({human_bytes(weights.total_bytes)}) → {result.output}")
+        workspace.set_result(result)
+        workspace.messages.show(
             "success",
             f"Converted {prepared.source.name} in {human_seconds(result.seconds)} → {result.output}\n"
             f"{len(prepared.plan.mapped())} tensors, {human_bytes(weights.total_bytes)} in {', '.join(weights.files)}; "
             f"load it with {prepared.plan.target_class}.from_pretrained(folder).",
-            [("Open folder", window.open_output_folder, "openFolderButton"),
-             ("Show report", lambda: window.tabs.setCurrentWidget(window.report_view), "showReportButton")],
+            [("Open folder", self.open_output_folder, "openFolderButton"),
+             ("Show report", lambda: self.reportRequested.emit(), "showReportButton")],
         )
-        window.report_view.show_result(result, window.fixes)
-        window.conversion_finished(result)
-        window.update_all()
 
-    def _failed(self, task, error) -> None:
-        if task is not self.task:
-            return
-        window = self.main_window
-        self.task = None
-        window.model.set_editable(True)
+    def _failed(self, task, error) -> bool:
+        messages = self.workspace.messages
         self.eta_label.clear()
         self.progress_bar.setValue(0)
         if isinstance(error, OutputNotEmpty):
             self.progress_bar.setFormat("")
-            if dialogs.ask_replace_folder(window, str(error.path)):
+            if dialogs.ask_replace_folder(self, str(error.path)):
                 self.convert(force=True)
-                return
-            window.show_error(f"Not converted: {error.path} is not empty. Choose another output folder, "
-                              "or convert again and agree to replace it.", kind="warning")
-        elif isinstance(error, Cancelled):
+            else:
+                messages.error(f"Not converted: {error.path} is not empty. Choose another output folder, "
+                               "or convert again and agree to replace it.", kind="warning")
+            return True
+        if isinstance(error, Cancelled):
             self.progress_bar.setFormat("Cancelled")
-            window.log(str(error))
-            window.message_bar.show_message("info", "Conversion cancelled; nothing was written.")
-        elif isinstance(error, PlanProblems):
+            messages.show("info", "Conversion cancelled; nothing was written.")
+            return False  # and a line in the log, as for every cancelled task
+        if isinstance(error, PlanProblems):
             self.progress_bar.setFormat("")
-            window.show_error(f"{error}: " + "; ".join(error.plan.problem_lines()[:5]))
-        elif isinstance(error, SpeechportError):
-            self.progress_bar.setFormat("Failed")
-            window.show_error(str(error))
-        else:
-            self.progress_bar.setFormat("Failed")
-            window.report_internal_error(error, task.traceback, context="converting")
-        window.update_all()
+            messages.error(f"{error}: " + "; ".join(error.plan.problem_lines()[:5]))
+            return True
+        self.progress_bar.setFormat("Failed")
+        return False  # said the way every failure is
 
     # -- state → widgets ----------------------------------------------------------------------------
 
     def blocker(self) -> tuple[str, str]:
         """Why Convert is disabled (kind, sentence), or ("", "") when it is not."""
-        window = self.main_window
-        opener = window.opener
-        if self.task is not None:
+        workspace = self.workspace
+        if self.slot.busy():
             return "busy", "Converting…"
-        if not window.inputs.source_field.path():
+        if not workspace.source:
             return "info", "Open a checkpoint to convert it."
-        if opener.task is not None or (opener.wanted and window.libraries is None):
-            waiting = " (waiting for torch and transformers)" if window.libraries is None else ""
+        if workspace.is_opening():
+            waiting = " (waiting for torch and transformers)" if workspace.waiting_for_libraries else ""
             return "info", f"Opening the checkpoint…{waiting}"
-        if window.prepared is None:
-            if window.base_model_wanted and not window.inputs.base_model_field.path():
+        if workspace.prepared is None:
+            if workspace.base_model_wanted and not workspace.base_model:
                 return "warning", "Choose the base model folder to open this checkpoint."
             return "error", "The checkpoint could not be opened: see the message above."
-        plan = window.prepared.plan
+        plan = workspace.prepared.plan
         if not plan.ok:
             lines = plan.problem_lines()
             first = lines[0] if lines else "config conflicts"
@@ -211,21 +210,21 @@ class ConversionBar(QFrame):
             count = len(plan.problems()) + len(plan.config_conflicts)
             return "error", (f"Convert is disabled: {count} problem(s) — {html.escape(first)}{more} · "
                              "<a href='#problems'>show them</a>")
-        if not window.inputs.output_field.path():
+        if not workspace.output:
             return "warning", "Choose an output folder to convert."
         return "", ""
 
-    def update_state(self, cancellable: bool) -> None:
-        """Convert enabled or why not; Cancel enabled while `cancellable` (a conversion or an opening runs)."""
-        window = self.main_window
+    def update_state(self) -> None:
+        """Convert enabled or why not; Cancel enabled while a conversion or an opening runs."""
+        workspace = self.workspace
         kind, reason = self.blocker()
         can_convert = not kind
         self.convert_button.setEnabled(can_convert)
         self.convert_action.setEnabled(can_convert)
         if can_convert:
-            mapped = window.prepared.plan.mapped()
+            mapped = workspace.prepared.plan.mapped()
             nbytes = sum(row.nbytes for row in mapped)
-            self.reason.setText(html.escape(f"Ready: {len(mapped)} tensors ({human_bytes(nbytes)}) → {window.inputs.output_field.path()}"))
+            self.reason.setText(html.escape(f"Ready: {len(mapped)} tensors ({human_bytes(nbytes)}) → {workspace.output}"))
             self.reason.setStyleSheet("")
             self.reason.setToolTip("")
             self.convert_button.setToolTip("Write the converted transformers folder (Ctrl+Enter)")
@@ -234,10 +233,9 @@ class ConversionBar(QFrame):
             colour = theme.message_colour(kind, self.palette()).name() if kind in theme.MESSAGE_COLOURS else None
             self.reason.setStyleSheet(f"color: {colour}" if colour else "")
             tip = reason.split(" · <a", 1)[0]
-            if window.prepared is not None and not window.prepared.plan.ok:
-                tip = "Convert is disabled until these are fixed:\n" + "\n".join(window.prepared.plan.problem_lines())
+            if workspace.prepared is not None and not workspace.prepared.plan.ok:
+                tip = "Convert is disabled until these are fixed:\n" + "\n".join(workspace.prepared.plan.problem_lines())
             self.reason.setToolTip(tip)
             self.convert_button.setToolTip(tip)
-        converting = self.task is not None
-        self.cancel_button.setEnabled(cancellable and not (converting and self.task.cancelled))
-        self.cancel_action.setEnabled(self.cancel_button.isEnabled())
+        task = self.slot.task
+        self.cancel_button.setEnabled((task is not None and not task.cancelled) or workspace.is_opening())

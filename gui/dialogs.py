@@ -64,6 +64,23 @@ def ask_replace_folder(parent: QWidget, path: str) -> bool:
     return answer == QMessageBox.StandardButton.Yes
 
 
+SAVE, DISCARD, CANCEL = "save", "discard", "cancel"
+
+
+def ask_save_fixes(parent: QWidget, checkpoint: str, doing: str) -> str:
+    """Fixes not saved to a mapping file are about to be left behind: SAVE, DISCARD or CANCEL."""
+    buttons = QMessageBox.StandardButton
+    answer = QMessageBox.question(
+        parent,
+        "Save your fixes?",
+        f"Your fixes to {checkpoint} are not saved to a mapping file.\n\n"
+        f"{doing[:1].upper()}{doing[1:]} throws them and their undo history away. Save them first?",
+        buttons.Save | buttons.Discard | buttons.Cancel,
+        buttons.Save,
+    )
+    return {buttons.Save: SAVE, buttons.Discard: DISCARD}.get(answer, CANCEL)
+
+
 def show_internal_error(parent: QWidget, text: str) -> None:
     QMessageBox.critical(parent, "Speechport: internal error", text)
 

@@ -1,5 +1,7 @@
 """The inputs at the top of the window: checkpoint, config, base model and output folder, with the
-detected recipe and a one-line summary of the config beside them."""
+detected recipe, a one-line summary of the config and whose choice the output folder is beside
+them. It shows the workspace's inputs; what the user types or picks is announced by each field's
+`pathChosen`, and the window decides what it means."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QGridLayout, QGroupBox, QLabel, QWidget
 
 from .widgets import PathField
+from .workspace import Workspace
 
 CHECKPOINT_FILTER = "Checkpoints (*.pt *.pth *.ckpt *.bin *.safetensors);;All files (*)"
 CONFIG_FILTER = "Transformers config (*.json);;All files (*)"
@@ -18,9 +21,11 @@ SUMMARY_FIELDS = {"hidden_size": "hidden", "num_hidden_layers": "layers", "inter
 
 
 class InputsPanel(QGroupBox):
-    def __init__(self, settings: QSettings, parent: QWidget | None = None):
+    def __init__(self, workspace: Workspace, settings: QSettings, parent: QWidget | None = None):
         super().__init__("Inputs", parent)
         self.setObjectName("inputsGroup")
+        self.workspace = workspace
+        self._needed_by_shown = ""
         grid = QGridLayout(self)
         grid.setContentsMargins(10, 6, 10, 8)
         grid.setHorizontalSpacing(10)
@@ -51,6 +56,8 @@ class InputsPanel(QGroupBox):
         self.config_info.setTextFormat(Qt.TextFormat.PlainText)
         self.base_model_info = QLabel("needed: this checkpoint holds only a head", self)
         self.base_model_info.setObjectName("baseModelInfo")
+        self.output_info = QLabel(self)
+        self.output_info.setObjectName("outputInfo")
         self.recipe_label = QLabel(self)
         self.recipe_label.setObjectName("recipeLabel")
         self.recipe_label.setWordWrap(True)
@@ -61,7 +68,7 @@ class InputsPanel(QGroupBox):
             ("source", "&Checkpoint:", self.source_field, None),
             ("config", "Con&fig:", self.config_field, self.config_info),
             ("base_model", "&Base model:", self.base_model_field, self.base_model_info),
-            ("output", "&Output folder:", self.output_field, None),
+            ("output", "&Output folder:", self.output_field, self.output_info),
         )
         for number, (key, text, field, info) in enumerate(rows):
             label = QLabel(text, self)
@@ -75,6 +82,7 @@ class InputsPanel(QGroupBox):
         self.labels["recipe"] = recipe_title
         grid.addWidget(recipe_title, len(rows), 0)
         grid.addWidget(self.recipe_label, len(rows), 1, 1, 2)
+        workspace.changed.connect(self.refresh)
 
     def fields(self) -> tuple[PathField, ...]:
         return (self.source_field, self.config_field, self.base_model_field, self.output_field)
@@ -84,14 +92,38 @@ class InputsPanel(QGroupBox):
             widget.setVisible(visible)
         self.base_model_info.setText("needed: this checkpoint holds only a downstream head" if visible else "")
 
-    def show_unopened(self, opening: bool) -> None:
-        """No plan to describe: say that detection is under way, or what to do; otherwise keep
-        what was said last (e.g. that a head needs its base model)."""
-        if opening:
+    def refresh(self) -> None:
+        """Show the workspace's inputs and what is known of its checkpoint."""
+        workspace = self.workspace
+        for field, path in ((self.source_field, workspace.source), (self.config_field, workspace.config),
+                            (self.base_model_field, workspace.base_model), (self.output_field, workspace.output)):
+            field.sync(path)
+        self.set_base_model_visible(workspace.base_model_wanted)
+        if workspace.output_chosen:
+            self.output_info.setText("chosen by you")
+            self.output_info.setToolTip("You chose this folder: it stays when you open another checkpoint.")
+        else:
+            self.output_info.setText("suggested" if workspace.output else "")
+            self.output_info.setToolTip("Beside the checkpoint, named after it; it follows the checkpoint you open "
+                                        "until you choose a folder.")
+        if workspace.base_model_needed_by and workspace.base_model_needed_by != self._needed_by_shown:
+            self.base_model_field.edit.setFocus()
+        self._needed_by_shown = workspace.base_model_needed_by
+        if workspace.is_opening():
             self.recipe_label.setText("detecting…")
-        elif not self.source_field.path():
-            self.recipe_label.setText("— (open a checkpoint to detect it)")
-        self.config_info.setText("")
+            self.recipe_label.setToolTip("")
+            self.config_info.setText("")
+        elif workspace.prepared is not None:
+            self.show_prepared(workspace.prepared)
+        else:
+            self.config_info.setText("")
+            self.recipe_label.setToolTip("")
+            if workspace.base_model_needed_by:
+                self.recipe_label.setText(f"{workspace.base_model_needed_by} (a downstream head: it needs its base model)")
+            elif workspace.source:
+                self.recipe_label.setText("— (not opened: see the message above)")
+            else:
+                self.recipe_label.setText("— (open a checkpoint to detect it)")
 
     def show_prepared(self, prepared) -> None:
         """The recipe detected and the config settled for an opened checkpoint (`core.conversion.Prepared`)."""

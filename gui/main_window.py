@@ -1,9 +1,9 @@
-"""The Speechport window: it composes the panels, owns the session's state, the menus, the toolbar
-and the shortcuts, and keeps every widget in step with that state.
+"""The Speechport window: it composes the panels, the menus, the toolbar and the shortcuts, and
+connects them to the workspace (the open checkpoint and everything that belongs to it).
 
-The window is a face of `speechport.core`: it calls `prepare`, `Prepared.replan` and `convert`
-and shows what they return. Nothing here decides how a key maps; the user's fixes are an
-`Overrides` object, exactly what a `--mapping` file holds.
+The window is a face of `speechport.core`: its panels call `prepare`, `Prepared.replan` and
+`convert` through the workspace's task slots and show what they return. Nothing here decides how
+a key maps; the user's fixes are an `Overrides` object, exactly what a `--mapping` file holds.
 
 Layout: messages and inputs (`InputsPanel`) on top; a horizontal splitter (`workArea`) whose first
 widget is the tab set (Mapping, Audition, Config, Report), so a side panel can be added to its
@@ -14,12 +14,11 @@ so pyqtgraph and QtMultimedia cost the window's start nothing.
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QTimer, QUrl
-from PySide6.QtGui import QAction, QDesktopServices
+from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QApplication,
     QLabel,
@@ -38,15 +37,31 @@ from .clip_chooser import is_audio
 from .conversion_bar import ConversionBar
 from .fixes_editor import FixesEditor
 from .inputs_panel import InputsPanel
+from .libraries import LibraryLoader
 from .log_pane import LogPane
 from .mapping_page import MappingPage
+from .messages import Messages
 from .pages import ConfigPage, ReportPage
 from .task_runner import TaskRunner
 from .widgets import MessageBar, local_paths
+from .workspace import Workspace, same_path
 
-log = logging.getLogger(__name__)
 
-DEMO_OUTPUT = Path.home() / "speechport-demo-hf"  # not inside the installed package
+def empty_state_text(workspace: Workspace) -> tuple[str, str]:
+    """What the mapping page says while there is no plan to show."""
+    source = workspace.source
+    name = Path(source).name if source else ""
+    if not source:
+        return ("Open a checkpoint to see how its keys map",
+                "Choose a .pt, .ckpt or .safetensors file above (Ctrl+O), drop one anywhere on the "
+                "window, or open the bundled demo.")
+    if workspace.is_opening():
+        waiting = "Waiting for torch and transformers, then reading" if workspace.waiting_for_libraries else "Reading"
+        return f"Opening {name}…", f"{waiting} the checkpoint, detecting its recipe and building the plan."
+    if workspace.base_model_wanted and not workspace.base_model:
+        return f"{name} needs its base model", "Choose the upstream model folder it was trained on (Base model, above)."
+    return (f"{name} is not open",
+            "See the message above: fix the input and press Enter in its field, or Reload (F5).")
 
 
 class MainWindow(QMainWindow):
@@ -64,16 +79,10 @@ class MainWindow(QMainWindow):
         self.timings: dict[str, float] = {"created": time.perf_counter()}
         self.settings = settings if settings is not None else QSettings("Speechport", "Speechport")
         self.runner = TaskRunner(self)
-        self.libraries: workers.LibrariesLoaded | None = None
-        self.library_task: workers.Task | None = None
-        self.prepared = None  # core.conversion.Prepared, once a checkpoint is open
-        self.result = None  # core.conversion.ConversionResult of the last conversion
-        self.trusted_sources: set[str] = set()  # pickles the user agreed to load, this session
-        self.base_model_wanted = base_model is not None
-        self.output_suggested = False
-        self.fixes_editor = FixesEditor(self)
-        self.undo_stack = self.fixes_editor.undo_stack
-        self.opener = CheckpointOpener(self)
+        self.messages = Messages(self)
+        self.workspace = Workspace(self.runner, self.messages, self)
+        self.loader = LibraryLoader(self.workspace.task_slot(
+            "Loading torch and transformers", doing="loading torch and transformers", keep_on_reset=True), self)
         self._audition = None  # the AuditionPage, once its tab was shown
 
         self.setObjectName("speechportMainWindow")
@@ -89,31 +98,52 @@ class MainWindow(QMainWindow):
         self.resize(1280, 800)
         self._restore_layout()
 
-        self.inputs.source_field.set_path(source)
-        self.inputs.config_field.set_path(config)
-        self.inputs.base_model_field.set_path(base_model)
-        self.inputs.output_field.set_path(output)
-        if source and not output:
-            self._suggest_output(str(source))
-        self.inputs.set_base_model_visible(self.base_model_wanted)
+        self.workspace.start_with(*(str(path) if path else "" for path in (source, config, base_model, output)))
         self.update_all()
         if source:
-            self.opener.wanted = True
-            QTimer.singleShot(0, self.opener.open_from_fields)
+            self.workspace.set_waiting_for_libraries(True)  # busy from the start: it opens once the window shows
+            QTimer.singleShot(0, self.opener.open)
 
     # == the parts, for tests, scripts and the panels ==============================================
 
     @property
+    def prepared(self):
+        """The open checkpoint (core.conversion.Prepared), or None."""
+        return self.workspace.prepared
+
+    @property
+    def result(self):
+        """The last conversion (core.conversion.ConversionResult) of the open checkpoint, or None."""
+        return self.workspace.result
+
+    @property
     def fixes(self) -> Overrides:
-        return self.fixes_editor.fixes
+        return self.workspace.fixes
+
+    @property
+    def undo_stack(self):
+        return self.workspace.undo_stack
 
     @property
     def prepare_wanted(self) -> bool:
-        return self.opener.wanted
+        """Opening waits for torch and transformers."""
+        return self.workspace.waiting_for_libraries
 
-    @prepare_wanted.setter
-    def prepare_wanted(self, wanted: bool) -> None:
-        self.opener.wanted = wanted
+    @property
+    def libraries(self) -> workers.LibrariesLoaded | None:
+        return self.loader.result
+
+    @property
+    def base_model_wanted(self) -> bool:
+        return self.workspace.base_model_wanted
+
+    @property
+    def output_suggested(self) -> bool:
+        return not self.workspace.output_chosen
+
+    @property
+    def trusted_sources(self) -> set[str]:
+        return self.opener.trusted_sources
 
     @property
     def model(self):
@@ -144,8 +174,10 @@ class MainWindow(QMainWindow):
             try:
                 from .audition_page import AuditionPage
 
-                self._audition = AuditionPage(self, self.audition_holder)
-                self.audition_holder.layout().addWidget(self._audition)
+                page = AuditionPage(self.workspace, self.settings, self.audition_holder)
+                page.pathsDropped.connect(self.route_dropped_paths)
+                self.audition_holder.layout().addWidget(page)
+                self._audition = page
             finally:
                 QApplication.restoreOverrideCursor()
         return self._audition
@@ -165,13 +197,15 @@ class MainWindow(QMainWindow):
 
         self.message_bar = MessageBar(central)
         outer.addWidget(self.message_bar)
-        self.inputs = InputsPanel(self.settings, central)
+        self.inputs = InputsPanel(self.workspace, self.settings, central)
         outer.addWidget(self.inputs)
 
         # -- work area: tabs (mapping first) beside room for more, log below ----------------------
         self.mapping_page = MappingPage(
-            prepared=lambda: self.prepared, drop_action=self.act_drop, restore_action=self.act_restore,
+            prepared=lambda: self.workspace.prepared, drop_action=self.act_drop, restore_action=self.act_restore,
             bulk_action=self.act_bulk, problems_action=self.act_problems, parent=self)
+        self.fixes_editor = FixesEditor(self.workspace, self.mapping_page)
+        self.opener = CheckpointOpener(self.workspace, self.loader, self)
         self.config_page = ConfigPage(self)
         self.report_view = ReportPage(self)
         self.tabs = QTabWidget(central)
@@ -201,7 +235,7 @@ class MainWindow(QMainWindow):
         self.main_splitter.setChildrenCollapsible(False)
         outer.addWidget(self.main_splitter, 1)
 
-        self.conversion_bar = ConversionBar(self, self.act_convert, self.act_cancel)
+        self.conversion_bar = ConversionBar(self.workspace, self.act_convert, self.act_cancel, central)
         outer.addWidget(self.conversion_bar)
         self.setCentralWidget(central)
 
@@ -210,14 +244,30 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.library_status)
         self.statusBar().setSizeGripEnabled(True)
 
-
     def _connect(self) -> None:
+        messages = self.messages
+        messages.logged.connect(self.log_box.log)
+        messages.shown.connect(self.message_bar.show_message)
+        messages.hidden.connect(self.message_bar.hide)
+        messages.statusShown.connect(self._show_status)
+        messages.internalError.connect(lambda text: dialogs.show_internal_error(self, text))
+
+        workspace = self.workspace
+        workspace.changed.connect(self.update_all)
+        workspace.planChanged.connect(self._show_plan)
+        workspace.checkpointChanged.connect(self._checkpoint_changed)
+        workspace.conversionChanged.connect(self._conversion_changed)
+        self.loader.loaded.connect(self._libraries_loaded)
+        self.loader.failed.connect(lambda: self.library_status.setText("torch and transformers could not be loaded"))
+
         inputs = self.inputs
         inputs.source_field.pathChosen.connect(self._source_chosen)
-        inputs.config_field.pathChosen.connect(lambda _path: self.opener.open_from_fields())
+        inputs.config_field.pathChosen.connect(self._config_chosen)
         inputs.base_model_field.pathChosen.connect(self._base_model_chosen)
-        inputs.output_field.pathChosen.connect(self._output_chosen)
-        inputs.output_field.edit.textEdited.connect(self._output_typed)
+        inputs.output_field.pathChosen.connect(lambda path: workspace.set_output(path, chosen=True))
+        inputs.output_field.edit.textEdited.connect(lambda text: workspace.set_output(text.strip(), chosen=True))
+        self.opener.baseModelRequested.connect(self.choose_base_model)
+
         page = self.mapping_page
         page.model.renameRequested.connect(self.fixes_editor.rename)
         page.table.selectionModel().selectionChanged.connect(self._update_actions)
@@ -225,100 +275,131 @@ class MainWindow(QMainWindow):
         page.openRequested.connect(self.browse_source)
         page.demoRequested.connect(self.open_demo)
         self.conversion_bar.reason.linkActivated.connect(self._reason_link)
+        self.conversion_bar.reportRequested.connect(lambda: self.tabs.setCurrentWidget(self.report_view))
         self.tabs.currentChanged.connect(self._tab_changed)
-        self.undo_stack.cleanChanged.connect(self._clean_changed)
-        for signal in (self.undo_stack.canUndoChanged, self.undo_stack.canRedoChanged, self.undo_stack.indexChanged):
+        stack = self.undo_stack
+        stack.cleanChanged.connect(self._clean_changed)
+        for signal in (stack.canUndoChanged, stack.canRedoChanged, stack.indexChanged):
             signal.connect(self._update_actions)
         QApplication.styleHints().colorSchemeChanged.connect(self._palette_changed)
 
-    # == opening ====================================================================================
+    # == choosing the checkpoint and its inputs =======================================================
 
     def open_source(self, path: str | Path) -> None:
         """Open a checkpoint, as choosing it in the file dialog does."""
         self.inputs.source_field.commit(str(path))
 
     def open_demo(self) -> None:
-        if not self.inputs.output_field.path() or self.output_suggested:
-            self.inputs.output_field.set_path(DEMO_OUTPUT)
-            self.output_suggested = True
         self.open_source(DEMO_CHECKPOINT)
 
     def browse_source(self) -> None:
         self.inputs.source_field.choose()
 
     def choose_base_model(self) -> None:
-        self.inputs.set_base_model_visible(True)
+        self.workspace.want_base_model()
         self.inputs.base_model_field.choose()
 
+    def reload(self) -> None:
+        """Open the checkpoint again with the inputs as they stand, paths still being typed included."""
+        inputs = self.inputs
+        workspace = self.workspace
+        if inputs.source_field.take_typed() is not None or not workspace.source:
+            self._source_chosen(inputs.source_field.path())  # another checkpoint: asked about unsaved fixes first
+            return
+        for field, choose in ((inputs.config_field, workspace.set_config),
+                              (inputs.base_model_field, workspace.set_base_model),
+                              (inputs.output_field, workspace.set_output)):
+            typed = field.take_typed()
+            if typed is not None:
+                choose(typed)
+        self.opener.open()
+
     def _source_chosen(self, path: str) -> None:
-        if self.prepared is not None and str(self.prepared.source) != str(Path(path).expanduser().absolute()):
-            self.forget_checkpoint()
-        self._suggest_output(path)
-        self.opener.open_from_fields()
+        workspace = self.workspace
+        if workspace.source and same_path(path, workspace.source):
+            self.opener.open()  # the same checkpoint again: its fixes and conversion stay
+            return
+        if not self._may_leave_checkpoint(then=lambda: self.open_source(path)):
+            return
+        workspace.reset(path)
+        self.opener.open()
+
+    def _may_leave_checkpoint(self, then) -> bool:
+        """Whether the open checkpoint may be replaced now: its unsaved fixes are saved or discarded.
+        If not (Cancel, or Save still writing), the source field shows the open checkpoint again;
+        `then` runs once a Save is written."""
+        if not self.workspace.source or self.fixes_editor.may_leave("opening another checkpoint", then=then):
+            return True
+        self.inputs.source_field.sync(self.workspace.source)
+        return False
+
+    def _config_chosen(self, path: str) -> None:
+        self.workspace.set_config(path)
+        self.opener.open()
 
     def _base_model_chosen(self, path: str) -> None:
-        self.base_model_wanted = bool(path) or self.base_model_wanted
-        self.opener.open_from_fields()
+        self.workspace.set_base_model(path)
+        self.opener.open()
 
-    def _output_chosen(self, path: str) -> None:
-        self.output_suggested = False
-        self.update_all()
-
-    def _output_typed(self, text: str) -> None:
-        self.output_suggested = False
-        self._update_actions()
-
-    def _suggest_output(self, source: str) -> None:
-        output = self.inputs.output_field
-        if source and (not output.path() or self.output_suggested):
-            source_path = Path(source).expanduser().absolute()
-            if source_path.resolve() == DEMO_CHECKPOINT.resolve():
-                folder = DEMO_OUTPUT
+    def route_dropped_paths(self, paths: list[str]) -> None:
+        """Put each dropped path where it belongs: checkpoint, config, mapping, base model, output or
+        (an audio file) the clip to audition. A checkpoint comes first, so the config, base model
+        or mapping dropped with it are its own, not the previous checkpoint's."""
+        clips = [raw for raw in paths if is_audio(raw) and not Path(raw).is_dir()]
+        if clips:
+            self.show_audition().choose_clip(clips[0])
+            paths = [raw for raw in paths if raw not in clips]
+            if not paths:
+                return
+        if self.busy_converting():
+            self.statusBar().showMessage("A conversion is running: drop files once it is done.", 4000)
+            return
+        workspace = self.workspace
+        inputs = self.inputs
+        folders = [raw for raw in paths if Path(raw).is_dir()]
+        configs = [raw for raw in paths if raw not in folders and Path(raw).name == "config.json"]
+        mappings = [raw for raw in paths if raw not in folders + configs and Path(raw).suffix.lower() in (".toml", ".json")]
+        sources = [raw for raw in paths if raw not in folders + configs + mappings]
+        reopen = False
+        if sources and not same_path(sources[0], workspace.source):
+            if not self._may_leave_checkpoint(then=lambda: self.route_dropped_paths(paths)):
+                return
+            inputs.source_field.recent.add(sources[0])
+            workspace.reset(sources[0])
+            reopen = True
+        for folder in folders:
+            if workspace.base_model_wanted and not workspace.base_model:
+                inputs.base_model_field.recent.add(folder)
+                workspace.set_base_model(folder)
+                reopen = True
             else:
-                folder = source_path.with_name(f"{source_path.stem}-hf")
-            output.set_path(folder)
-            self.output_suggested = True
-
-    def forget_checkpoint(self) -> None:
-        """A different checkpoint: its fixes, undo history and plan do not apply any more."""
-        self.opener.cancel()
-        if self.prepared is not None:
-            self.prepared.hasher.cancel()
-        self.prepared = None
-        self.result = None
-        self.fixes_editor.reset()
-        self.mapping_page.show_plan(None)
-        if self._audition is not None:
-            self._audition.forget_models()
-        self.base_model_wanted = bool(self.inputs.base_model_field.path())
-        self.inputs.set_base_model_visible(self.base_model_wanted)
+                inputs.output_field.recent.add(folder)
+                workspace.set_output(folder, chosen=True)
+        for config in configs:
+            inputs.config_field.recent.add(config)
+            workspace.set_config(config)
+            reopen = True
+        for mapping in mappings:
+            self.load_mapping(mapping)
+        if reopen or sources:
+            self.opener.open()
 
     # == libraries ==================================================================================
 
     def start_loading_libraries(self) -> None:
         """Import torch and transformers in the background; the window is usable meanwhile."""
-        if self.libraries is not None or self.library_task is not None:
+        if self.loader.ready():
             return
         self.library_status.setText("Loading torch and transformers…")
         self.log("Loading torch and transformers in the background…")
-        self.library_task = workers.Task("libraries", workers.load_libraries)
-        self.runner.run(self.library_task, self._libraries_loaded, self._libraries_failed)
+        self.loader.load()
 
-    def _libraries_loaded(self, task, loaded: workers.LibrariesLoaded) -> None:
-        self.libraries = loaded
-        self.library_task = None
+    def _libraries_loaded(self, loaded: workers.LibrariesLoaded) -> None:
         self.timings["libraries"] = time.perf_counter()
         versions = " · ".join(f"{name} {version}" for name, version in loaded.versions.items())
         self.library_status.setText(f"Ready — {versions} (loaded in {loaded.seconds:.1f} s)")
         self.log(f"Loaded {versions} in {loaded.seconds:.1f} s")
-        self.opener.libraries_ready()
         self.update_all()
-
-    def _libraries_failed(self, task, error) -> None:
-        self.library_task = None
-        self.opener.wanted = False
-        self.library_status.setText("torch and transformers could not be loaded")
-        self.report_internal_error(error, task.traceback, context="loading torch and transformers")
 
     # == fixes and conversion (their panels do the work) ============================================
 
@@ -341,74 +422,58 @@ class MainWindow(QMainWindow):
     def convert(self, force: bool = False) -> None:
         self.conversion_bar.convert(force)
 
-    def conversion_finished(self, result) -> None:
-        """A conversion wrote its folder: the audition compares against it from now on."""
-        if self._audition is not None:
-            self._audition.conversion_finished(result)
-
     def cancel(self) -> None:
         """Esc: stop the conversion, the comparison or the opening that runs (the first of them)."""
-        stopped = self.conversion_bar.cancel() or (self._audition is not None and self._audition.cancel_compare())
-        if not stopped and self.opener.busy():
+        if not (self.conversion_bar.cancel() or (self._audition is not None and self._audition.cancel_compare())):
             self.opener.cancel()
-            self.opener.wanted = False
-            self.log("Opening cancelled.")
-        self.update_all()
 
     def open_output_folder(self) -> None:
-        folder = self.result.output if self.result is not None else Path(self.inputs.output_field.path())
-        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+        self.conversion_bar.open_output_folder()
 
     def busy_converting(self) -> bool:
-        return self.conversion_bar.busy()
+        return self.workspace.converting.busy()
 
     # == state → widgets ==========================================================================
 
     def update_all(self) -> None:
-        self._update_inputs()
+        source = self.workspace.source
+        self.setWindowTitle((f"{Path(source).name} — Speechport" if source else "Speechport") + "[*]")
+        if self.workspace.prepared is None:
+            self.mapping_page.show_empty(*empty_state_text(self.workspace))
         self.mapping_page.update_summary()
         self._update_actions()
-        if self._audition is not None:
-            self._audition.update_state()
 
-    def _empty_state_text(self) -> tuple[str, str]:
-        """What the mapping page says while there is no plan to show."""
-        source = self.inputs.source_field.path()
-        name = Path(source).name if source else ""
-        if not source:
-            return ("Open a checkpoint to see how its keys map",
-                    "Choose a .pt, .ckpt or .safetensors file above (Ctrl+O), drop one anywhere on the "
-                    "window, or open the bundled demo.")
-        if self.opener.busy():
-            waiting = "Waiting for torch and transformers, then reading" if self.libraries is None else "Reading"
-            return f"Opening {name}…", f"{waiting} the checkpoint, detecting its recipe and building the plan."
-        if self.base_model_wanted and not self.inputs.base_model_field.path():
-            return f"{name} needs its base model", "Choose the upstream model folder it was trained on (Base model, above)."
-        return (f"{name} is not open",
-                "See the message above: fix the input and press Enter in its field, or Reload (F5).")
-
-    def _update_inputs(self) -> None:
-        source = self.inputs.source_field.path()
-        self.setWindowTitle((f"{Path(source).name} — Speechport" if source else "Speechport") + "[*]")
-        if self.prepared is None:
-            self.inputs.show_unopened(opening=self.opener.busy())
+    def _show_plan(self) -> None:
+        prepared = self.workspace.prepared
+        self.mapping_page.show_plan(prepared.plan if prepared is not None else None)
+        if prepared is not None:
+            self.config_page.show_config(prepared)
+        else:
             self.config_page.clear()
-            self.mapping_page.show_empty(*self._empty_state_text())
-            return
-        self.inputs.show_prepared(self.prepared)
+
+    def _checkpoint_changed(self) -> None:
+        """Another checkpoint: what was shown of the previous one goes."""
+        self.report_view.clear()
+        self.mapping_page.show_all_statuses()
+
+    def _conversion_changed(self) -> None:
+        result = self.workspace.result
+        if result is not None:
+            self.report_view.show_result(result, self.workspace.fixes)
 
     def _update_actions(self, *_) -> None:
+        workspace = self.workspace
         converting = self.busy_converting()
-        self.conversion_bar.update_state(cancellable=converting or self.opener.busy())
-        if self._audition is not None and self._audition.comparing():
-            self.act_cancel.setEnabled(True)  # Esc stops the comparison too
-        editable = self.prepared is not None and not converting
+        comparing = workspace.comparing.task
+        self.act_cancel.setEnabled(self.conversion_bar.cancel_button.isEnabled()
+                                   or (comparing is not None and not comparing.cancelled))  # Esc stops a comparison too
+        editable = workspace.prepared is not None and not converting
         has_selection = self.mapping_page.has_selection()
         self.act_drop.setEnabled(editable and has_selection)
         self.act_restore.setEnabled(editable and has_selection)
         self.act_edit.setEnabled(editable)
         self.act_bulk.setEnabled(editable)
-        self.act_next_problem.setEnabled(self.prepared is not None)
+        self.act_next_problem.setEnabled(workspace.prepared is not None)
         stack = self.undo_stack
         self.act_undo.setEnabled(editable and stack.canUndo())
         self.act_redo.setEnabled(editable and stack.canRedo())
@@ -421,7 +486,7 @@ class MainWindow(QMainWindow):
         self.act_redo.setToolTip(f"Redo {stack.redoText()} (Ctrl+Shift+Z)" if stack.canRedo() else "Redo (Ctrl+Shift+Z)")
         self.act_save_mapping.setEnabled(not converting)
         self.act_load_mapping.setEnabled(not converting)
-        self.act_open_folder.setEnabled(self.result is not None)
+        self.act_open_folder.setEnabled(workspace.result is not None)
         for field in self.inputs.fields():
             field.setEnabled(not converting)
         for act in (self.act_open, self.act_demo, self.act_config, self.act_base_model, self.act_output, self.act_reload):
@@ -444,25 +509,24 @@ class MainWindow(QMainWindow):
     # == messages ===================================================================================
 
     def show_error(self, text: str, kind: str = "error") -> None:
-        self.message_bar.show_message(kind, text)
-        self.log(f"{'error' if kind == 'error' else kind}: {text}")
+        self.messages.error(text, kind)
 
     def report_internal_error(self, error: BaseException, traceback_text: str = "", context: str = "") -> None:
         """An exception the core does not expect: one readable line, never a traceback."""
-        where = f" while {context}" if context else ""
-        text = f"internal error{where}: {type(error).__name__}: {error}"
-        if traceback_text:
-            log.error("%s\n%s", text, traceback_text)  # for developers, on stderr; not in the window
-        self.log(text)
-        self.message_bar.show_message("error", text + " (the log has details of what was being done)")
-        dialogs.show_internal_error(self, text)
+        self.messages.internal_error(error, traceback_text, context)
 
     def log(self, text: str) -> None:
-        self.log_box.log(text)
+        self.messages.log(text)
+
+    def _show_status(self, text: str, milliseconds: int) -> None:
+        if text:
+            self.statusBar().showMessage(text, milliseconds)
+        else:
+            self.statusBar().clearMessage()
 
     def busy(self) -> bool:
         """True while anything runs or waits to run in the background (tests and the benchmark wait on this)."""
-        return self.runner.busy() or self.opener.wanted
+        return self.runner.busy() or self.workspace.waiting_for_libraries
 
     # == window =====================================================================================
 
@@ -473,13 +537,16 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(0, self.start_loading_libraries)  # after the first paint
 
     def closeEvent(self, event) -> None:
+        if not self.fixes_editor.may_leave("closing Speechport", then=self.close):
+            event.ignore()  # kept open: the user cancelled, or it closes once the fixes are saved
+            return
         if self._audition is not None:
             self._audition.shutdown()
         self.runner.cancel_all()
-        self.opener.wanted = False
+        self.workspace.set_waiting_for_libraries(False)
         self.runner.wait_for_done(30_000)  # a cancelled conversion removes its partial folder first
-        if self.prepared is not None:
-            self.prepared.hasher.cancel()
+        if self.workspace.prepared is not None:
+            self.workspace.prepared.hasher.cancel()
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/splitter", self.main_splitter.saveState())
         super().closeEvent(event)
@@ -502,37 +569,6 @@ class MainWindow(QMainWindow):
             return
         event.acceptProposedAction()
         self.route_dropped_paths(paths)
-
-    def route_dropped_paths(self, paths: list[str]) -> None:
-        """Put each dropped path where it belongs: checkpoint, config, mapping, base model, output or
-        (an audio file) the clip to audition."""
-        clips = [raw for raw in paths if is_audio(raw) and not Path(raw).is_dir()]
-        if clips:
-            self.show_audition().choose_clip(clips[0])
-            paths = [raw for raw in paths if raw not in clips]
-            if not paths:
-                return
-        if self.busy_converting():
-            self.statusBar().showMessage("A conversion is running: drop files once it is done.", 4000)
-            return
-        inputs = self.inputs
-        sources = []
-        for raw in paths:
-            path = Path(raw)
-            suffix = path.suffix.lower()
-            if path.is_dir():
-                if self.base_model_wanted and not inputs.base_model_field.path():
-                    inputs.base_model_field.commit(str(path))
-                else:
-                    inputs.output_field.commit(str(path))
-            elif path.name == "config.json":
-                inputs.config_field.commit(str(path))
-            elif suffix in (".toml", ".json"):
-                self.load_mapping(str(path))
-            else:
-                sources.append(str(path))
-        if sources:
-            self.open_source(sources[0])
 
     def changeEvent(self, event) -> None:
         super().changeEvent(event)

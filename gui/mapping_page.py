@@ -182,6 +182,7 @@ class MappingPage(QWidget):
         self.table_stack.setCurrentWidget(self.empty_state)
 
     def set_editable(self, editable: bool) -> None:
+        self.model.set_editable(editable)
         self.table.setEditTriggers(EDIT_TRIGGERS if editable else QAbstractItemView.EditTrigger.NoEditTriggers)
 
     def refresh_colours(self) -> None:
@@ -236,6 +237,10 @@ class MappingPage(QWidget):
         self.proxy.set_status_filter(value)
         self._problems_action.setChecked(value == PROBLEM_ROWS)
         self.update_summary()
+
+    def show_all_statuses(self) -> None:
+        """Another checkpoint: a status chosen for the last one's rows would hide this one's."""
+        self.status_filter.setCurrentIndex(self.status_filter.findData(ALL_ROWS))
 
     def toggle_problems(self, checked: bool) -> None:
         self.status_filter.setCurrentIndex(self.status_filter.findData(PROBLEM_ROWS if checked else ALL_ROWS))

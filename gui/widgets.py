@@ -122,6 +122,24 @@ class PathField(QWidget):
         self._committed = text
         self.edit.setText(text)
 
+    def take_typed(self) -> str | None:
+        """What the user typed and has not committed yet (now taken as chosen, without announcing
+        it), or None when nothing was typed."""
+        text = self.path()
+        if text == self._committed:
+            return None
+        self._committed = text
+        if text:
+            self.recent.add(text)
+        return text
+
+    def sync(self, path: str) -> None:
+        """Show a path held elsewhere (the workspace) when it changed there, leaving what the user is
+        typing alone."""
+        if path in (self.path(), self._committed):
+            return
+        self.set_path(path)
+
     def commit(self, path: str | os.PathLike) -> None:
         """Set the path and announce it, as the file dialog does."""
         text = str(path).strip()

@@ -33,7 +33,10 @@ def build_actions(window) -> None:
     style = window.style()
     sp = QStyle.StandardPixmap
     K = QKeySequence
-    fixes = window.fixes_editor
+    def fixes(method: str):
+        """A slot calling the fixes editor, which is built after the actions its page shows."""
+        return lambda: getattr(window.fixes_editor, method)()
+
     window.act_open = action("&Open checkpoint…", window.browse_source, K(K.StandardKey.Open),
                            "Open a checkpoint file", _icon("document-open", style, sp.SP_DialogOpenButton), "actionOpen")
     window.act_demo = action("Open the &demo", window.open_demo, K("Ctrl+Shift+D"),
@@ -44,11 +47,11 @@ def build_actions(window) -> None:
                                  "Choose the upstream model folder a head-only checkpoint needs", name="actionBaseModel")
     window.act_output = action("Choose o&utput folder…", lambda: window.inputs.output_field.choose(), K("Ctrl+Shift+O"),
                              "Choose where the converted folder goes", name="actionOutput")
-    window.act_reload = action("&Reload", lambda: window.opener.open_from_fields(), K(K.StandardKey.Refresh),
+    window.act_reload = action("&Reload", window.reload, K(K.StandardKey.Refresh),
                              "Open the checkpoint again with the current inputs", _icon("view-refresh", style, sp.SP_BrowserReload), "actionReload")
-    window.act_load_mapping = action("&Load mapping file…", fixes.choose_mapping_to_load, K("Ctrl+L"),
+    window.act_load_mapping = action("&Load mapping file…", fixes("choose_mapping_to_load"), K("Ctrl+L"),
                                    "Load fixes from a mapping file (the CLI's --mapping format)", _icon("document-import", style, sp.SP_DirOpenIcon), "actionLoadMapping")
-    window.act_save_mapping = action("&Save mapping file…", fixes.choose_mapping_to_save, K(K.StandardKey.Save),
+    window.act_save_mapping = action("&Save mapping file…", fixes("choose_mapping_to_save"), K(K.StandardKey.Save),
                                    "Save your fixes as a mapping file for `speechport convert --mapping`", _icon("document-save", style, sp.SP_DialogSaveButton), "actionSaveMapping")
     window.act_quit = action("&Quit", window.close, K(K.StandardKey.Quit), "Close Speechport", name="actionQuit")
 
@@ -57,14 +60,14 @@ def build_actions(window) -> None:
                            name="actionRedo")
     window.act_edit = action("&Edit target key", lambda: window.mapping_page.edit_current(), K("F2"),
                            "Type the target key of the current row, with completion from the unclaimed ones", name="actionEditTarget")
-    window.act_drop = action("&Drop rows", fixes.drop_selected, K(K.StandardKey.Delete),
+    window.act_drop = action("&Drop rows", fixes("drop_selected"), K(K.StandardKey.Delete),
                            "Leave the selected keys out of the converted model", _icon("edit-delete", style, sp.SP_TrashIcon), "actionDrop")
     window.removeAction(window.act_drop)  # Delete drops rows only in the table (the mapping page adds it there)
     window.act_drop.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-    window.act_restore = action("Re&store rows", fixes.restore_selected, K("Ctrl+R"),
+    window.act_restore = action("Re&store rows", fixes("restore_selected"), K("Ctrl+R"),
                               "Undo your drop or rename of the selected rows; for a key the recipe drops, type its target",
                               _icon("edit-clear", style, sp.SP_DialogResetButton), "actionRestore")
-    window.act_bulk = action("&Bulk rename…", fixes.bulk_rename, K("Ctrl+H"),
+    window.act_bulk = action("&Bulk rename…", fixes("bulk_rename"), K("Ctrl+H"),
                            "Rename the selected or filtered rows with one regular expression", name="actionBulkRename")
     window.act_find = action("&Filter keys", window.focus_filter, K(K.StandardKey.Find),
                            "Type words that the source or target key must contain", name="actionFind")

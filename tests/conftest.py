@@ -139,3 +139,87 @@ def pytest_unconfigure(config):
 def audio_server() -> AudioServer | None:
     """The private PulseAudio server with its null sink, or None where it cannot run."""
     return _audio_server
+
+
+# -- the window, with every question answered by the test ---------------------------------------------
+#
+# Shared by every window test. Qt is imported inside the fixtures, so the tests that never open the
+# window do not need it.
+
+
+@pytest.fixture
+def settings(tmp_path):
+    """The window's QSettings, in a file of the test's own (recent files, layout, appearance)."""
+    from PySide6.QtCore import QSettings
+
+    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+
+
+@pytest.fixture
+def answers(monkeypatch):
+    """Answers for the window's questions and file dialogs. A question or dialog nobody expected
+    fails the test, and so does an internal-error dialog unless `internal_errors_expected`."""
+    from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+    class Answers:
+        def __init__(self):
+            self.questions: list[tuple] = []  # (title, text, default button)
+            self.reply = None  # the QMessageBox.StandardButton to give; None: no question is expected
+            self.criticals: list[str] = []
+            self.internal_errors_expected = False
+            self.open_file = None  # the path the file dialogs return; None: no dialog is expected
+            self.save_file = None  # "" answers as a cancelled dialog does
+            self.folder = None
+
+        def question(self, parent, title, text, buttons=None, default=None):
+            self.questions.append((title, text, default))
+            if self.reply is None:
+                raise AssertionError(f"unexpected question: {title}: {text}")
+            return self.reply
+
+        def critical(self, parent, title, text, *args):
+            self.criticals.append(text)
+            if not self.internal_errors_expected:
+                raise AssertionError(f"internal error shown: {text}")
+            return QMessageBox.StandardButton.Ok
+
+    answers = Answers()
+    monkeypatch.setattr(QMessageBox, "question", answers.question)
+    monkeypatch.setattr(QMessageBox, "critical", answers.critical)
+
+    def open_file(*args, **kwargs):
+        if answers.open_file is None:
+            raise AssertionError("unexpected file dialog")
+        return str(answers.open_file), ""
+
+    def save_file(*args, **kwargs):
+        if answers.save_file is None:
+            raise AssertionError("unexpected save dialog")
+        return str(answers.save_file), ""
+
+    def folder(*args, **kwargs):
+        if answers.folder is None:
+            raise AssertionError("unexpected folder dialog")
+        return str(answers.folder)
+
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", open_file)
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", save_file)
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", folder)
+    return answers
+
+
+@pytest.fixture
+def make_window(qtbot, settings, answers):
+    """`make_window(source=…, output=…)`: a shown MainWindow whose dialogs `answers` answers."""
+    from speechport.gui import MainWindow
+
+    def make(**kwargs):
+        window = MainWindow(settings=settings, **kwargs)
+        # When the test is over nobody is there to answer "Save your fixes?": they are left as saved.
+        qtbot.addWidget(window, before_close_func=lambda w: w.undo_stack.setClean())
+        window.show()
+        qtbot.waitExposed(window)
+        window.activateWindow()
+        return window
+
+    return make

@@ -8,7 +8,6 @@ import shutil
 import numpy as np
 import pytest
 import soundfile
-import test_gui_audition as window_helpers
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -19,7 +18,6 @@ from support import checkpoint_path
 SPEECH = CONFORMER_SHAW / "audio/s_speech_16k_mono.wav"
 NOISE_8K = CONFORMER_SHAW / "audio/s_noise_8k_mono.wav"
 RATE = 16_000
-dialogs, make_window = window_helpers.dialogs, window_helpers.make_window  # the window's fixtures
 
 
 @pytest.fixture(scope="module")
@@ -518,8 +516,9 @@ def test_a_cancelled_compare_says_which_outputs_it_wrote(converted, tmp_path):
 def test_the_window_shows_bad_input_as_a_message_and_the_new_stage(make_window, qtbot, converted, tmp_path):
     from PySide6.QtWidgets import QLabel
 
-    choose_clip, message, open_audition = window_helpers.choose_clip, window_helpers.message, window_helpers.open_audition
-    compare_in_window = window_helpers.compare
+    from gui_support import choose_clip, message, open_audition
+    from gui_support import compare as compare_in_window
+
     window = make_window(source=checkpoint_path("cs_s64"), output=tmp_path / "out")
     page = open_audition(qtbot, window, converted["cs_s64"])
 

@@ -21,22 +21,19 @@ pytest.importorskip("pytestqt")
 pytest.importorskip("pyqtgraph")
 
 import numpy as np  # noqa: E402
-from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl  # noqa: E402
-from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtGui import QImage  # noqa: E402
 from PySide6.QtWidgets import (  # noqa: E402
-    QApplication,
-    QFileDialog,
     QLabel,
     QLineEdit,
-    QMessageBox,
     QPushButton,
     QWidget,
 )
 
-from speechport.gui import MainWindow  # noqa: E402
 from speechport.gui.heartbeat import Heartbeat  # noqa: E402
 
 from conftest import CONFORMER_SHAW, S3PRL  # noqa: E402
+from gui_support import choose_clip, compare, drop, message, open_audition  # noqa: E402
 from support import checkpoint_path  # noqa: E402
 
 SPEECH = CONFORMER_SHAW / "audio" / "s_speech_16k_mono.wav"
@@ -44,7 +41,6 @@ SHORT = CONFORMER_SHAW / "audio" / "s_short_0p3s_16k.flac"
 NOISE_8K = CONFORMER_SHAW / "audio" / "s_noise_8k_mono.wav"
 BASE_MODEL = S3PRL / "base_model"
 S3PRL_HEADS = {"sid": "dev-best.ckpt", "sd": "best-states-dev.ckpt", "asv": "states-2.ckpt"}
-OPEN_TIMEOUT_MS = 60_000
 GAP_LIMIT_S = 0.1  # the longest the window may go without handling events while comparing
 
 
@@ -71,79 +67,10 @@ def converted(tmp_path_factory):
     return folders
 
 
-@pytest.fixture
-def dialogs(monkeypatch):
-    """Answers for file dialogs; an unexpected dialog or an internal-error box fails the test."""
-
-    class Dialogs:
-        open_file = None
-        save_file = None
-
-    answers = Dialogs()
-
-    def open_file(*args, **kwargs):
-        assert answers.open_file is not None, "unexpected file dialog"
-        return str(answers.open_file), ""
-
-    def save_file(*args, **kwargs):
-        assert answers.save_file is not None, "unexpected save dialog"
-        return str(answers.save_file), ""
-
-    def critical(parent, title, text, *args):
-        raise AssertionError(f"internal error shown: {text}")
-
-    monkeypatch.setattr(QFileDialog, "getOpenFileName", open_file)
-    monkeypatch.setattr(QFileDialog, "getSaveFileName", save_file)
-    monkeypatch.setattr(QMessageBox, "critical", critical)
-    return answers
-
-
-@pytest.fixture
-def make_window(qtbot, tmp_path, dialogs):
-    def make(**kwargs) -> MainWindow:
-        window = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat), **kwargs)
-        qtbot.addWidget(window)
-        window.show()
-        qtbot.waitExposed(window)
-        window.activateWindow()
-        return window
-
-    return make
-
-
-def open_audition(qtbot, window, converted_folder=None):
-    """Wait for the checkpoint to open, then show the Audition tab (with the converted folder chosen)."""
-    qtbot.waitUntil(lambda: not window.busy(), timeout=OPEN_TIMEOUT_MS)
-    assert window.prepared is not None, window.message_bar.text.text()
-    page = window.show_audition()
-    if converted_folder is not None:
-        page.compare_bar.converted_field.commit(str(converted_folder))
-    return page
-
-
-def choose_clip(qtbot, page, path):
-    page.choose_clip(path)
-    qtbot.waitUntil(lambda: page.clip is not None and str(page.clip.path) == str(path), timeout=10_000)
-
-
-def compare(qtbot, page, timeout=OPEN_TIMEOUT_MS):
-    button = page.findChild(QPushButton, "compareButton")
-    assert button.isEnabled(), page.compare_bar.reason.text()
-    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: page.compare_bar.task is None, timeout=timeout)
-    if page.comparison is not None:  # the plots follow the verdict in the next turn of the event loop
-        qtbot.waitUntil(lambda: page.timeline.comparison is page.comparison.clips[0], timeout=5_000)
-    return page.findChild(QLabel, "compareVerdict").text()
-
-
-def message(window) -> str:
-    return window.message_bar.text.text() if window.message_bar.isVisible() else ""
-
-
 # -- compare: pass, fail, cached models, export ----------------------------------------------------
 
 
-def test_good_conversion_passes_with_plots_aligned_in_time_and_exports(make_window, qtbot, dialogs, converted,
+def test_good_conversion_passes_with_plots_aligned_in_time_and_exports(make_window, qtbot, answers, converted,
                                                                        tmp_path, run_cli, monkeypatch):
     from speechport.core import verification
 
@@ -161,7 +88,7 @@ def test_good_conversion_passes_with_plots_aligned_in_time_and_exports(make_wind
     assert not compare_button.isEnabled() and "Choose a clip" in page.compare_bar.reason.text()
 
     # Choose the clip in the file dialog: its waveform is drawn, every 16 kHz sample of it.
-    dialogs.open_file = SPEECH
+    answers.open_file = SPEECH
     qtbot.mouseClick(page.findChild(QWidget, "audioPathBrowse"), Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: page.clip is not None, timeout=10_000)
     from speechport.core.audio import load_clip
@@ -213,7 +140,7 @@ def test_good_conversion_passes_with_plots_aligned_in_time_and_exports(make_wind
     assert stages == ["input_features", "feature_projection", "encoder.layers.0", "encoder.layers.1", "output (compared)"]
 
     # Export: the JSON `speechport compare --json` prints, plus what was compared; and a picture.
-    dialogs.save_file = tmp_path / "comparison.json"
+    answers.save_file = tmp_path / "comparison.json"
     qtbot.mouseClick(page.findChild(QPushButton, "exportJsonButton"), Qt.MouseButton.LeftButton)
     exported = json.loads((tmp_path / "comparison.json").read_text())
     assert exported["clip"] == str(SPEECH) and exported["converted"] == str(converted["cs_s64"])
@@ -225,7 +152,7 @@ def test_good_conversion_passes_with_plots_aligned_in_time_and_exports(make_wind
     timing = {"seconds_original", "seconds_converted"}
     assert {k: v for k, v in exported["clips"][0].items() if k not in timing} == \
         {k: v for k, v in cli["clips"][0].items() if k not in timing}
-    dialogs.save_file = tmp_path / "comparison.png"
+    answers.save_file = tmp_path / "comparison.png"
     qtbot.mouseClick(page.findChild(QPushButton, "exportPngButton"), Qt.MouseButton.LeftButton)
     picture = QImage(str(tmp_path / "comparison.png"))
     assert not picture.isNull() and picture.width() > 600 and picture.height() > 300
@@ -323,14 +250,7 @@ def test_comparing_can_be_cancelled_and_bad_clips_are_messages(make_window, qtbo
 def test_s3prl_heads_show_their_own_view(make_window, qtbot, task):
     window = make_window(source=S3PRL / task / S3PRL_HEADS[task], base_model=BASE_MODEL)
     page = open_audition(qtbot, window, S3PRL / task / "hf_converted")
-    # Dropping a clip anywhere on the window auditions it.
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(S3PRL / "audio" / "fox_16k.wav"))])
-    for event_type in (QDragEnterEvent, QDropEvent):
-        event = event_type(QPointF(40, 40), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                           Qt.KeyboardModifier.NoModifier)
-        QApplication.sendEvent(window, event)
-        assert event.isAccepted()
+    drop(window, S3PRL / "audio" / "fox_16k.wav")  # dropping a clip anywhere on the window auditions it
     qtbot.waitUntil(lambda: page.clip is not None, timeout=10_000)
     assert compare(qtbot, page).startswith("✓ pass")
     result = page.comparison.clips[0]

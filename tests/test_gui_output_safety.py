@@ -14,15 +14,13 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtWidgets import QProgressBar  # noqa: E402
 
-# The window tests' fixtures: a window whose every dialog the test answers.
-from test_gui_window import answers, convert_button, make_window, message, settings, wait_idle, wait_open  # noqa: E402, F401
-
+from gui_support import convert_button, message, wait_idle, wait_open  # noqa: E402
 from support import checkpoint_path, sha256  # noqa: E402
 
 
 @pytest.mark.parametrize("aim", ["the checkpoint's folder", "an ancestor of it", "a link to its folder"])
 def test_window_refuses_an_output_folder_holding_the_checkpoint_without_asking(
-    make_window, answers, qtbot, tmp_path, aim  # noqa: F811 - the fixtures imported above
+    make_window, answers, qtbot, tmp_path, aim
 ):
     source = tmp_path / "models" / "src" / "model.pt"
     source.parent.mkdir(parents=True)

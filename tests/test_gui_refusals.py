@@ -12,8 +12,8 @@ pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
 from test_checkpoint import HOSTILE_SAFETENSORS, safetensors_bytes  # noqa: E402
-from test_gui_window import answers, make_window, message, settings, wait_idle  # noqa: E402, F401
 
+from gui_support import message, wait_idle  # noqa: E402
 from support import CraftedStorage, CraftedTensor, checkpoint_path, craft_torch_zip  # noqa: E402
 
 

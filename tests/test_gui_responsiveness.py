@@ -13,9 +13,6 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QSettings  # noqa: E402
-
-from speechport.gui import MainWindow  # noqa: E402
 from speechport.gui.heartbeat import Heartbeat  # noqa: E402
 
 from support import checkpoint_path  # noqa: E402
@@ -24,12 +21,8 @@ GAP_LIMIT_S = 0.1
 
 
 @pytest.mark.parametrize("model", ["cs_s64", "cs_s48"])
-def test_event_loop_keeps_running_while_opening_and_converting(qtbot, tmp_path, model):
-    window = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat),
-                        output=tmp_path / "out")
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitExposed(window)
+def test_event_loop_keeps_running_while_opening_and_converting(make_window, qtbot, tmp_path, model):
+    window = make_window(output=tmp_path / "out")
     window.start_loading_libraries()
     qtbot.waitUntil(lambda: window.libraries is not None, timeout=120_000)
     heartbeat = Heartbeat(10)

@@ -17,12 +17,10 @@ pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
 import torch  # noqa: E402
-from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl  # noqa: E402
-from PySide6.QtGui import QDesktopServices, QDragEnterEvent, QDropEvent, QGuiApplication  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtGui import QDesktopServices, QGuiApplication  # noqa: E402
 from PySide6.QtWidgets import (  # noqa: E402
-    QApplication,
     QComboBox,
-    QFileDialog,
     QLabel,
     QLineEdit,
     QMessageBox,
@@ -34,130 +32,29 @@ from PySide6.QtWidgets import (  # noqa: E402
 from speechport.core.errors import NeedsBaseModel  # noqa: E402
 from speechport.core.mapping_file import Overrides  # noqa: E402
 from speechport.core.plan import Status  # noqa: E402
-from speechport.gui import MainWindow, theme, workers  # noqa: E402
+from speechport.gui import theme, workers  # noqa: E402
 from speechport.gui.dialogs import BulkRenameDialog  # noqa: E402
 from speechport.gui.plan_model import Column  # noqa: E402
 from speechport.gui.widgets import RecentPaths  # noqa: E402
 
+from gui_support import (  # noqa: E402
+    OPEN_TIMEOUT_MS,
+    convert_button,
+    drop,
+    message,
+    open_editor,
+    press,
+    proxy_index,
+    row_of,
+    table,
+    wait_idle,
+    wait_open,
+)
 from support import checkpoint_path, config_path, leftovers, load_fs2  # noqa: E402
 
 BROKEN_KEY = "encoder.layers.0.ffn1.inner_proj.weight"
 ITS_TARGET = "encoder.layers.0.ffn1.intermediate_dense.weight"
-OPEN_TIMEOUT_MS = 60_000  # the first open in a process also imports torch and transformers
 S3PRL_RECIPE = importlib.util.find_spec("speechport.core.recipes.s3prl") is not None
-
-
-# -- fixtures and helpers ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def settings(tmp_path):
-    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-
-
-@pytest.fixture
-def answers(monkeypatch):
-    """Answers for the window's questions; an unexpected question or dialog fails the test."""
-
-    class Answers:
-        def __init__(self):
-            self.questions: list[tuple] = []
-            self.reply = None  # QMessageBox.StandardButton to give, None = not expected
-            self.criticals: list[str] = []
-            self.open_file = None
-            self.save_file = None
-            self.folder = None
-
-        def question(self, parent, title, text, buttons=None, default=None):
-            self.questions.append((title, text, default))
-            if self.reply is None:
-                raise AssertionError(f"unexpected question: {title}: {text}")
-            return self.reply
-
-        def critical(self, parent, title, text, *args):
-            self.criticals.append(text)
-            return QMessageBox.StandardButton.Ok
-
-    answers = Answers()
-    monkeypatch.setattr(QMessageBox, "question", answers.question)
-    monkeypatch.setattr(QMessageBox, "critical", answers.critical)
-
-    def open_file(*args, **kwargs):
-        if answers.open_file is None:
-            raise AssertionError("unexpected file dialog")
-        return str(answers.open_file), ""
-
-    def save_file(*args, **kwargs):
-        if answers.save_file is None:
-            raise AssertionError("unexpected save dialog")
-        return str(answers.save_file), ""
-
-    def folder(*args, **kwargs):
-        if answers.folder is None:
-            raise AssertionError("unexpected folder dialog")
-        return str(answers.folder)
-
-    monkeypatch.setattr(QFileDialog, "getOpenFileName", open_file)
-    monkeypatch.setattr(QFileDialog, "getSaveFileName", save_file)
-    monkeypatch.setattr(QFileDialog, "getExistingDirectory", folder)
-    return answers
-
-
-@pytest.fixture
-def make_window(qtbot, settings, answers):
-    def make(**kwargs) -> MainWindow:
-        window = MainWindow(settings=settings, **kwargs)
-        qtbot.addWidget(window)
-        window.show()
-        qtbot.waitExposed(window)
-        window.activateWindow()
-        return window
-
-    return make
-
-
-def wait_idle(qtbot, window: MainWindow, timeout: int = OPEN_TIMEOUT_MS) -> None:
-    qtbot.waitUntil(lambda: not window.busy() and not window.prepare_wanted, timeout=timeout)
-
-
-def wait_open(qtbot, window: MainWindow) -> None:
-    wait_idle(qtbot, window)
-    assert window.prepared is not None, window.message_bar.text.text()
-
-
-def table(window) -> QTableView:
-    return window.findChild(QTableView, "mappingTable")
-
-
-def convert_button(window) -> QPushButton:
-    return window.findChild(QPushButton, "convertButton")
-
-
-def proxy_index(window, source_key: str, column: Column):
-    row = window.model.row_of_source(source_key)
-    return window.proxy.mapFromSource(window.model.index(row, column))
-
-
-def row_of(window, source_key: str):
-    return window.model.row_at(window.model.row_of_source(source_key))
-
-
-def open_editor(qtbot, window, index) -> QLineEdit:
-    view = table(window)
-    view.setCurrentIndex(index)
-    view.edit(index)
-    qtbot.waitUntil(lambda: view.findChild(QLineEdit, "keyEditor") is not None and view.findChild(QLineEdit, "keyEditor").isVisible())
-    return view.findChild(QLineEdit, "keyEditor")
-
-
-def press(qtbot, window, key, modifiers=Qt.KeyboardModifier.NoModifier) -> None:
-    """A keyboard shortcut, typed on the table."""
-    table(window).setFocus()
-    qtbot.keyClick(table(window), key, modifiers)
-
-
-def message(window) -> str:
-    return window.findChild(QLabel, "messageText").text() if window.message_bar.isVisible() else ""
 
 
 # -- opening ---------------------------------------------------------------------------------------
@@ -425,28 +322,17 @@ def test_path_fields_load_on_enter_and_remember_recent_files(make_window, qtbot,
 
 def test_drag_and_drop_routes_files(make_window, qtbot, tmp_path):
     window = make_window()
-
-    def drop(path) -> None:
-        mime = QMimeData()
-        mime.setUrls([QUrl.fromLocalFile(str(path))])
-        enter = QDragEnterEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime,
-                                Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
-        QApplication.sendEvent(window, enter)
-        assert enter.isAccepted()
-        event = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                           Qt.KeyboardModifier.NoModifier)
-        QApplication.sendEvent(window, event)
-
-    drop(checkpoint_path("cs_s64"))
+    drop(window, checkpoint_path("cs_s64"))
     wait_open(qtbot, window)
     assert window.findChild(QLineEdit, "sourcePath").text() == str(checkpoint_path("cs_s64"))
-    drop(config_path("cs_s64"))
+    drop(window, config_path("cs_s64"))
     qtbot.waitUntil(lambda: window.prepared is not None and window.prepared.config.origin == "file" and not window.busy(),
                     timeout=OPEN_TIMEOUT_MS)
     folder = tmp_path / "somewhere"
     folder.mkdir()
-    drop(folder)
+    drop(window, folder)
     assert window.findChild(QLineEdit, "outputPath").text() == str(folder)
+    assert window.findChild(QLabel, "outputInfo").text() == "chosen by you"
 
 
 # -- questions and errors -------------------------------------------------------------------------
@@ -575,6 +461,7 @@ def test_unexpected_errors_are_one_line_and_the_window_lives_on(make_window, ans
         raise RuntimeError("boom")
 
     monkeypatch.setattr(workers, "prepare_job", broken)
+    answers.internal_errors_expected = True
     window = make_window(source=checkpoint_path("cs_s64"))
     wait_idle(qtbot, window)
     assert answers.criticals and answers.criticals[0].startswith("internal error") and "RuntimeError: boom" in answers.criticals[0]

@@ -1,0 +1,98 @@
+"""What the window tests do to the window and read from it, as a user would: wait for it, find its
+widgets, type keys, drop files, audition a clip."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication, QLabel, QLineEdit, QPushButton, QTableView
+
+from speechport.gui.plan_model import Column
+
+OPEN_TIMEOUT_MS = 60_000  # the first open in a process also imports torch and transformers
+
+
+def wait_idle(qtbot, window, timeout: int = OPEN_TIMEOUT_MS) -> None:
+    qtbot.waitUntil(lambda: not window.busy() and not window.prepare_wanted, timeout=timeout)
+
+
+def wait_open(qtbot, window) -> None:
+    wait_idle(qtbot, window)
+    assert window.prepared is not None, window.message_bar.text.text()
+
+
+def message(window) -> str:
+    """The message bar's text while it is shown."""
+    return window.findChild(QLabel, "messageText").text() if window.message_bar.isVisible() else ""
+
+
+def table(window) -> QTableView:
+    return window.findChild(QTableView, "mappingTable")
+
+
+def convert_button(window) -> QPushButton:
+    return window.findChild(QPushButton, "convertButton")
+
+
+def proxy_index(window, source_key: str, column: Column):
+    row = window.model.row_of_source(source_key)
+    return window.proxy.mapFromSource(window.model.index(row, column))
+
+
+def row_of(window, source_key: str):
+    return window.model.row_at(window.model.row_of_source(source_key))
+
+
+def open_editor(qtbot, window, index) -> QLineEdit:
+    view = table(window)
+    view.setCurrentIndex(index)
+    view.edit(index)
+    qtbot.waitUntil(lambda: view.findChild(QLineEdit, "keyEditor") is not None
+                    and view.findChild(QLineEdit, "keyEditor").isVisible())
+    return view.findChild(QLineEdit, "keyEditor")
+
+
+def press(qtbot, window, key, modifiers=Qt.KeyboardModifier.NoModifier) -> None:
+    """A keyboard shortcut, typed on the table."""
+    table(window).setFocus()
+    qtbot.keyClick(table(window), key, modifiers)
+
+
+def drop(widget, *paths) -> None:
+    """Drag local files onto a widget and drop them there, as from a file manager."""
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path)) for path in paths])
+    for event_type in (QDragEnterEvent, QDropEvent):
+        event = event_type(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                           Qt.KeyboardModifier.NoModifier)
+        QApplication.sendEvent(widget, event)
+        assert event.isAccepted()
+
+
+# -- the Audition tab ----------------------------------------------------------------------------------
+
+
+def open_audition(qtbot, window, converted_folder=None):
+    """Wait for the checkpoint to open, then show the Audition tab (with the converted folder chosen)."""
+    qtbot.waitUntil(lambda: not window.busy(), timeout=OPEN_TIMEOUT_MS)
+    assert window.prepared is not None, window.message_bar.text.text()
+    page = window.show_audition()
+    if converted_folder is not None:
+        page.compare_bar.converted_field.commit(str(converted_folder))
+    return page
+
+
+def choose_clip(qtbot, page, path) -> None:
+    page.choose_clip(path)
+    qtbot.waitUntil(lambda: page.clip is not None and str(page.clip.path) == str(path), timeout=10_000)
+
+
+def compare(qtbot, page, timeout: int = OPEN_TIMEOUT_MS) -> str:
+    """Press Compare and wait for the verdict (and its plots); returns the verdict's text."""
+    button = page.findChild(QPushButton, "compareButton")
+    assert button.isEnabled(), page.compare_bar.reason.text()
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.compare_bar.task is None, timeout=timeout)
+    if page.comparison is not None:  # the plots follow the verdict in the next turn of the event loop
+        qtbot.waitUntil(lambda: page.timeline.comparison is page.comparison.clips[0], timeout=5_000)
+    return page.findChild(QLabel, "compareVerdict").text()
