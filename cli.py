@@ -281,7 +281,7 @@ def _convert(args) -> int:
         if args.json:
             _print_json({"error": {"kind": problems.kind, "message": str(problems)}, **_prepared_json(prepared)})
         else:
-            _print_problems(prepared.plan, file=sys.stderr)
+            _print_problems(prepared, file=sys.stderr)
         _error_line(problems)
         return EXIT_PLAN_PROBLEMS
     _clear_progress_line()
@@ -405,6 +405,7 @@ def _prepared_json(prepared) -> dict:
         },
         "ok": prepared.plan.ok,
         "plan": prepared.plan.to_dict(),
+        "suggestions": {source: [s.to_dict() for s in found] for source, found in prepared.suggestions().items()},
     }
 
 
@@ -431,10 +432,11 @@ def _print_prepared(prepared, rows: bool, file=None) -> None:
             shape = list(row.source_shape) if row.source_shape is not None else "-"
             detail = f"  ({row.reason})" if row.reason and row.status.value != "mapped" else ""
             print(f"  {row.status.value:16} {source} {shape} -> {target}{detail}", file=out)
-    _print_problems(plan, file=out)
+    _print_problems(prepared, file=out)
 
 
-def _print_problems(plan, file) -> None:
+def _print_problems(prepared, file) -> None:
+    plan = prepared.plan
     problems = plan.problem_lines()
     if not problems:
         print("no problems: ready to convert", file=file)
@@ -442,6 +444,12 @@ def _print_problems(plan, file) -> None:
     print(f"problems ({plan.summary()}):", file=file)
     for line in problems:
         print(f"  {line}", file=file)
+    for source, found in prepared.suggestions().items():
+        if found:
+            best = found[0]
+            fit = "same shape" if best.shape_matches else "another shape"
+            sure = ", confident" if best.confident else ""
+            print(f"did you mean: {source} -> {best.target} ({fit}{sure})", file=file)
     for hint in plan.problem_hints():
         print(f"hint: {hint}", file=file)
 

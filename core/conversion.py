@@ -28,6 +28,7 @@ from .recipes import detect, recipe_named
 from .recipes.base import ConfigChoice, Detection, Recipe, SourceTensor
 from .rules import Rule
 from .safetensors_writer import DEFAULT_MAX_SHARD_SIZE, WriteItem, WrittenWeights, write_weights
+from .suggestions import Suggestion, suggest
 from .wrapper_prefix import strip_rule, wrapper_prefix
 
 REPORT_NAME = "speechport_report.json"
@@ -84,6 +85,10 @@ class Prepared:
             self.config_names = set(names)
         self.plan = _build_plan(self)
         return self.plan
+
+    def suggestions(self, limit: int = 5) -> dict[str, list[Suggestion]]:
+        """Ranked target candidates for every unmapped source key (`core.suggestions`)."""
+        return suggest(self.plan, self.targets, self.recipe.original_stage(self.layout, self.config.config), limit)
 
     def original_weights(self) -> OriginalWeights:
         """What the original model reads for a comparison: its own names, fixes only where it must."""

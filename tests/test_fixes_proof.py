@@ -156,3 +156,34 @@ def test_a_prefix_that_does_not_help_is_not_stripped(run_cli, tmp_path):
     # Every key of an S3PRL head starts with its section: no wrapper, nothing inferred.
     code, stdout, _ = run_cli("inspect", S3PRL / "sid" / "dev-best.ckpt", "--base-model", S3PRL / "base_model")
     assert code == 0 and "inferred fix" not in stdout
+
+
+def test_source_rules_round_trip_through_toml_and_json(tmp_path):
+    from speechport.core.mapping_file import Overrides, source_rule
+
+    fixes = Overrides(rename={"a": "b"}, source_rules=[source_rule(r"^backbone\.", ""), source_rule(r"\.query\.", ".q_proj.")])
+    for name in ("fixes.toml", "fixes.json"):
+        fixes.save(tmp_path / name)
+        loaded = Overrides.load(tmp_path / name)
+        assert [(r.pattern, r.target) for r in loaded.source_rules] == [(r"^backbone\.", ""), (r"\.query\.", ".q_proj.")]
+        assert loaded.rename == {"a": "b"} and all(r.user for r in loaded.source_rules)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("[[source_rules]]\nmatch = 'x'\ndrop = 'y'\n", "source_rules[0] needs exactly 'match' and 'replace'"),
+        ("[[source_rules]]\nmatch = '(a+)+'\nreplace = ''\n", "repeats a repetition"),
+        ("source_rules = 'x'\n", "[[source_rules]] must be a list of tables"),
+    ],
+)
+def test_bad_source_rules_are_refused_naming_them(tmp_path, run_cli, text, expected):
+    mapping = write_mapping(tmp_path / "fixes.toml", text)
+    code, _, stderr = run_cli("inspect", checkpoint_path("cs_s64"), "--mapping", mapping)
+    assert code == 2 and expected in stderr
+
+
+def test_a_source_rule_that_matches_nothing_is_a_note(run_cli, tmp_path):
+    mapping = write_mapping(tmp_path / "fixes.toml", "[[source_rules]]\nmatch = '^nothing_like_this'\nreplace = ''\n")
+    code, stdout, _ = run_cli("inspect", checkpoint_path("cs_s64"), "--mapping", mapping)
+    assert code == 0 and "source rule source_rules[0] '^nothing_like_this' matches no source key" in stdout

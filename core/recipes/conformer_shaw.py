@@ -441,12 +441,14 @@ def _shape_facts(state: dict[str, StoredTensor]) -> dict[str, tuple[Any, str]]:
     layers = sorted({int(m.group(1)) for k in state if (m := re.match(r"^encoder\.layers\.(\d+)\.", k))})
     if layers:
         facts["num_hidden_layers"] = (len(layers), f"encoder.layers.{{0...{layers[-1]}}} in the checkpoint")
-    ffn = state.get(f"encoder.layers.{layers[0]}.ffn1.inner_proj.weight") if layers else None
-    if ffn is not None:
-        facts["intermediate_size"] = (int(ffn.shape[0]), f"encoder.layers.{layers[0]}.ffn1.inner_proj.weight is {list(ffn.shape)}")
-    conv = state.get(f"encoder.layers.{layers[0]}.conv.depthwise_conv.weight") if layers else None
-    if conv is not None and conv.dim() == 3:
-        facts["conv_depthwise_kernel_size"] = (int(conv.shape[2]), f"encoder.layers.{layers[0]}.conv.depthwise_conv.weight is {list(conv.shape)}")
+    # Any layer tells, so one whose keys are saved under other names does not hide the shape.
+    ffn_key = next((k for i in layers if (k := f"encoder.layers.{i}.ffn1.inner_proj.weight") in state), None)
+    if ffn_key is not None:
+        facts["intermediate_size"] = (int(state[ffn_key].shape[0]), f"{ffn_key} is {list(state[ffn_key].shape)}")
+    conv_key = next((k for i in layers if (k := f"encoder.layers.{i}.conv.depthwise_conv.weight") in state), None)
+    if conv_key is not None and state[conv_key].dim() == 3:
+        conv = state[conv_key]
+        facts["conv_depthwise_kernel_size"] = (int(conv.shape[2]), f"{conv_key} is {list(conv.shape)}")
     rel_key = next((k for k in state if _FS2_REL_KEY.match(k)), None)
     if rel_key is not None and "hidden_size" in facts:
         rows, head_dim = (int(d) for d in state[rel_key].shape)
