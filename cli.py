@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "when installed: fairseq2 (conformer_shaw), s3prl (S3PRL heads)")
         sub.add_argument("--max-seconds", metavar="S", type=_positive_number, default=120.0,
                          help="refuse longer clips (attention memory grows with the square of the length)")
+        sub.add_argument("--start", metavar="SECONDS", type=_non_negative_number, default=0.0,
+                         help="compare from this point of each clip (default: its beginning)")
+        sub.add_argument("--duration", metavar="SECONDS", type=_positive_number, default=None,
+                         help="compare this many seconds of each clip (default: to its end, at most --max-seconds)")
 
     def source_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("source", metavar="SOURCE", help="checkpoint file (.pt, .ckpt, .safetensors)")
@@ -107,6 +111,19 @@ def build_parser() -> argparse.ArgumentParser:
     gui.add_argument("--out", metavar="DIR")
     gui.add_argument("--demo", action="store_true", help="open the built-in demo (without a display: run it in the terminal)")
     return parser
+
+
+def _non_negative_number(text: str) -> float:
+    """argparse type of --start: a finite number of seconds, 0 or more."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number of seconds, 0 or more")
+    return value
 
 
 def _positive_number(text: str) -> float:
@@ -175,7 +192,7 @@ def _run_command(handler, args) -> int:
     except SpeechportError as error:
         _error_line(error)
         if getattr(args, "json", False):
-            _print_json({"error": {"kind": error.kind, "message": str(error)}})
+            _print_json({"error": {"kind": error.kind, "message": error.for_cli()}})
         return error.exit_code
     except Exception as error:  # noqa: BLE001 - the last line of defence: one line, no traceback
         if os.environ.get("SPEECHPORT_DEBUG"):
@@ -265,7 +282,8 @@ def _convert(args) -> int:
     inputs = protected_inputs(source=args.source, config=args.config, mapping=args.mapping, base_model=args.base_model,
                               labels=args.labels, clips=args.verify)
     check_output_path(args.out, args.force, inputs)  # fail before reading a multi-GB file, or destroying one
-    clips = [load_clip(path, channels=args.channels, max_seconds=args.max_seconds) for path in args.verify]
+    clips = [load_clip(path, channels=args.channels, max_seconds=args.max_seconds, start=args.start,
+                       duration=args.duration) for path in args.verify]
     progress = _terminal_progress(enabled=not args.quiet and not args.json)
     if args.verify:
         _quiet_transformers()
@@ -321,7 +339,8 @@ def _compare(args) -> int:
     sides = open_sides(args.source, args.converted, base_model=args.base_model, backend=args.original_backend,
                        trust_pickle=args.trust_pickle, fixes=fixes, progress=progress)
     comparison = compare_clips(sides, args.audio, tolerance=args.tolerance, channels=args.channels,
-                               max_seconds=args.max_seconds, save_outputs=args.save_outputs, progress=progress)
+                               max_seconds=args.max_seconds, start=args.start, duration=args.duration,
+                               save_outputs=args.save_outputs, progress=progress)
     _clear_progress_line()
     if args.json:
         _print_json({**comparison.to_dict(), "source": str(Path(args.source).absolute()),
@@ -334,7 +353,8 @@ def _compare(args) -> int:
 
 def _print_comparison(comparison) -> None:
     for clip in comparison.clips:
-        print(f"{clip.verdict.upper():4} {Path(clip.audio).name}: max |diff| {clip.max_abs_diff:.3g}, "
+        where = f" [{clip.segment[0]:g}–{clip.segment[1]:g} s]" if clip.segment else ""
+        print(f"{clip.verdict.upper():4} {Path(clip.audio).name}{where}: max |diff| {clip.max_abs_diff:.3g}, "
               f"mean |diff| {clip.mean_abs_diff:.3g}, NMSE {clip.nmse_db:.1f} dB, cosine min {clip.cosine_min:.6f}, "
               f"{clip.frames} frames (original {clip.seconds_original:.2f} s, converted {clip.seconds_converted:.2f} s)")
         if clip.first_divergent_layer:
@@ -482,7 +502,7 @@ def _clear_progress_line() -> None:
 
 def _error_line(error) -> None:
     _clear_progress_line()
-    print(f"speechport: error: {error}", file=sys.stderr)
+    print(f"speechport: error: {error.for_cli()}", file=sys.stderr)
 
 
 def _print_json(data) -> None:

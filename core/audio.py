@@ -34,26 +34,83 @@ class Clip:
     source_rate: int
     source_channels: int
     channel_policy: str
+    start: float = 0.0  # seconds into the file where `waveform` begins (a segment of a longer clip)
+    whole: bool = True  # the waveform is the whole file, not a segment of it
 
     @property
     def seconds(self) -> float:
         return len(self.waveform) / MODEL_RATE
 
+    @property
+    def segment(self) -> tuple[float, float] | None:
+        """(start, end) in seconds of the file when the clip is a segment of it."""
+        return None if self.whole else (self.start, self.start + self.seconds)
 
-def load_clip(path: str | Path, *, channels: str = "first", max_seconds: float = DEFAULT_MAX_SECONDS) -> Clip:
-    """Read a clip, pick or mix its channels, resample to 16 kHz.
+
+def load_clip(
+    path: str | Path,
+    *,
+    channels: str = "first",
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+    start: float = 0.0,
+    duration: float | None = None,
+) -> Clip:
+    """Read a clip (or the segment `start` + `duration` seconds of it) to compare models on: pick or
+    mix its channels, resample to 16 kHz.
 
     `channels="first"` keeps channel 0, as fairseq2's fbank converter and transformers' conversion
-    script do; `"mean"` mixes all channels down (as S3PRL's sox-based loading does). A clip that
-    cannot show anything about a model is refused here, before any model runs: NaN or infinite
-    samples, digital silence, a constant signal, a first channel that is silent while another is not.
+    script do; `"mean"` mixes all channels down (as S3PRL's sox-based loading does). What is
+    compared is limited to `max_seconds`. A clip that cannot show anything about a model is refused
+    here, before any model runs: NaN or infinite samples, digital silence, a constant signal, a
+    first channel that is silent while another is not.
     """
+    check_max_seconds(max_seconds)
+    start, duration = _check_segment(start, duration)
+    data, rate, known_seconds, whole = _read(path, channels, start, duration, limit=max_seconds)
+    path = Path(path)
+    if len(data) / rate > max_seconds:
+        if known_seconds is not None:
+            rest = known_seconds - start
+            length = f"{rest if duration is None else min(duration, rest):.1f} s long"
+        else:
+            length = f"longer than {max_seconds:g} s (its header does not state its length)"
+        subject = "the clip" if start == 0 and duration is None else "the segment"
+        raise BadInput(
+            f"{path}: {subject} is {length}; a comparison covers at most "
+            f"{max_seconds:g} s, because attention memory grows with the square of the length",
+            hint=f"choose a segment of at most {max_seconds:g} s to compare",
+            cli_hint="--start S --duration S, or raise --max-seconds",
+        )
+    return _clip(path, data, rate, channels, start, whole)
+
+
+def load_recording(path: str | Path, *, channels: str = "first") -> Clip:
+    """The whole clip, however long, at 16 kHz: to draw and to play, and to choose a segment of."""
+    data, rate, _, _ = _read(path, channels, 0.0, None, limit=None)
+    path = Path(path)
+    _check_finite(path, data, channels)
+    mono = data[:, 0] if channels == "first" else data.mean(axis=1, dtype=np.float32)
+    return Clip(path, np.ascontiguousarray(resample(mono, rate), dtype=np.float32), rate, data.shape[1], channels)
+
+
+def _check_segment(start: float, duration: float | None) -> tuple[float, float | None]:
+    if not isinstance(start, (int, float)) or not math.isfinite(start) or start < 0:
+        raise BadInput(f"a segment must start at a finite number of seconds, 0 or more (not {start!r})")
+    if duration is not None and (not isinstance(duration, (int, float)) or not math.isfinite(duration) or duration <= 0):
+        raise BadInput(f"a segment must last a finite number of seconds above 0 (not {duration!r})")
+    return float(start), (float(duration) if duration is not None else None)
+
+
+def _read(path: str | Path, channels: str, start: float, duration: float | None,
+          limit: float | None) -> tuple[np.ndarray, int, float | None, bool]:
+    """(frames, channels) float32 of the segment, the file's rate, the file's length in seconds
+    (None when its header does not say), whether the segment is the whole file. Decodes at most
+    `limit` seconds past the start plus one frame, so a clip too long is known without reading it all."""
     import soundfile
 
     path = Path(path)
     if channels not in CHANNEL_POLICIES:
         raise BadInput(f"unknown channel policy {channels!r}; use one of {', '.join(CHANNEL_POLICIES)}")
-    check_max_seconds(max_seconds)
     regular_file(path, "audio file")  # a FIFO or a device would block soundfile forever
     try:
         info = soundfile.info(str(path))
@@ -61,32 +118,37 @@ def load_clip(path: str | Path, *, channels: str = "first", max_seconds: float =
         raise BadInput(f"{path}: not an audio file soundfile can read ({_reason(exc)})") from None
     if info.samplerate <= 0:
         raise BadInput(f"{path}: the clip states no sample rate")
-    length_known = 0 < info.frames < UNKNOWN_FRAMES
     if info.frames <= 0:
         raise BadInput(f"{path}: the clip is empty (no audio samples)")
-    if length_known and info.frames / info.samplerate > max_seconds:
-        raise BadInput(
-            f"{path}: the clip is {info.frames / info.samplerate:.1f} s long; comparisons are limited to "
-            f"{max_seconds:g} s because attention memory grows with the square of the length",
-            hint="trim the clip, or raise the limit (--max-seconds)",
-        )
+    rate = info.samplerate
+    length_known = info.frames < UNKNOWN_FRAMES
+    first = round(start * rate)
+    wanted = round(duration * rate) if duration is not None else None
+    if limit is not None:
+        cap = math.floor(limit * rate) + 1  # one frame more than allowed: enough to know it is too long
+        wanted = cap if wanted is None else min(wanted, cap)
+    if length_known and first >= info.frames:
+        raise BadInput(f"{path}: the segment starts at {start:g} s, but the clip is {info.frames / rate:.1f} s long")
     try:
         if length_known:
-            data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+            stop = info.frames if wanted is None else min(info.frames, first + wanted)
+            data, _ = soundfile.read(str(path), start=first, stop=stop, dtype="float32", always_2d=True)
         else:
             # The header does not state the length (a streamed FLAC has 0 total samples; libsndfile then
-            # reports 2**63 - 1 frames): decode block by block and stop once past the limit.
-            data, rate = _read_until(path, math.floor(max_seconds * info.samplerate) + 1)
+            # reports 2**63 - 1 frames): decode block by block from the start and stop once past the end.
+            data, _ = _read_until(path, first + wanted if wanted is not None else None)
+            data = data[first:]
+            if len(data) == 0:
+                raise BadInput(f"{path}: the segment starts at {start:g} s, past the end of the clip")
     except (soundfile.LibsndfileError, RuntimeError, OSError) as exc:
         raise BadInput(f"{path}: the audio cannot be decoded ({_reason(exc)})") from None
     if len(data) == 0:
         raise BadInput(f"{path}: the clip is empty (no audio samples)")
-    if len(data) / rate > max_seconds:
-        raise BadInput(
-            f"{path}: the clip is longer than {max_seconds:g} s (its header does not state its length); "
-            "comparisons are limited because attention memory grows with the square of the length",
-            hint="trim the clip, or raise the limit (--max-seconds)",
-        )
+    whole = first == 0 and (length_known and len(data) == info.frames)
+    return data, rate, (info.frames / rate if length_known else None), whole
+
+
+def _clip(path: Path, data: np.ndarray, rate: int, channels: str, start: float, whole: bool) -> Clip:
     _check_finite(path, data, channels)
     mono = data[:, 0] if channels == "first" else data.mean(axis=1, dtype=np.float32)
     waveform = resample(mono, rate)
@@ -96,7 +158,7 @@ def load_clip(path: str | Path, *, channels: str = "first", max_seconds: float =
             f"it needs at least {MIN_SAMPLES} samples ({MIN_SAMPLES / MODEL_RATE * 1000:.0f} ms) for one feature frame"
         )
     _check_sound(path, data, mono, channels)
-    return Clip(path, np.ascontiguousarray(waveform, dtype=np.float32), rate, data.shape[1], channels)
+    return Clip(path, np.ascontiguousarray(waveform, dtype=np.float32), rate, data.shape[1], channels, start, whole)
 
 
 def check_max_seconds(max_seconds: float) -> float:
@@ -123,7 +185,8 @@ def _check_sound(path: Path, data: np.ndarray, mono: np.ndarray, channels: str) 
         raise BadInput(
             f"{path}: the first channel (channel 1 of {data.shape[1]}) is digital silence while channel {other} "
             "is not, and only the first channel would be compared",
-            hint="choose to mix the channels down (--channels mean), or use a clip whose first channel holds the sound",
+            hint="mix the channels down, or use a clip whose first channel holds the sound",
+            cli_hint="to mix them down: --channels mean",
         )
     if silent.all():
         raise BadInput(f"{path}: the clip is digital silence (every sample is 0): it cannot show whether two models agree")
@@ -132,14 +195,14 @@ def _check_sound(path: Path, data: np.ndarray, mono: np.ndarray, channels: str) 
                        "to compare the models on")
 
 
-def _read_until(path: Path, limit: int) -> tuple[np.ndarray, int]:
-    """(frames, channels) float32, decoded block by block; stops after `limit` frames."""
+def _read_until(path: Path, limit: int | None) -> tuple[np.ndarray, int]:
+    """(frames, channels) float32, decoded block by block; stops after `limit` frames (None: the end)."""
     import soundfile
 
     with soundfile.SoundFile(str(path)) as sound:
         blocks, total = [], 0
-        while total < limit:
-            block = _read_block(sound, min(BLOCK_FRAMES, limit - total))
+        while limit is None or total < limit:
+            block = _read_block(sound, BLOCK_FRAMES if limit is None else min(BLOCK_FRAMES, limit - total))
             if len(block) == 0:
                 break
             blocks.append(block)

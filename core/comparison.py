@@ -70,11 +70,13 @@ class ClipComparison:
     converted: SideOutput | None = None
     # Why this clip, not the conversion, decided a failed verdict (ill-conditioned input); None otherwise.
     bad_input: str | None = None
+    segment: tuple[float, float] | None = None  # (start, end) seconds of the file, when a segment was compared
 
     def to_dict(self) -> dict:
         """JSON-ready: non-finite numbers (an incomparable or NaN result) become None."""
         return plain({
             "audio": self.audio,
+            "segment": list(self.segment) if self.segment else None,
             "verdict": self.verdict,
             "max_abs_diff": self.max_abs_diff,
             "mean_abs_diff": self.mean_abs_diff,

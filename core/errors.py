@@ -1,7 +1,8 @@
 """Errors are values: a user-facing sentence plus a machine-readable kind.
 
 The CLI maps `exit_code` to its process exit status; the window shows `str(error)` in a dialog.
-Nothing here ever needs a traceback to be understood.
+Nothing here ever needs a traceback to be understood. `str(error)` speaks plain words that hold
+in the window too; what to type on the command line (a flag) is `cli_hint`, which only the CLI adds.
 """
 
 from __future__ import annotations
@@ -13,13 +14,18 @@ class SpeechportError(Exception):
     kind = "error"
     exit_code = 1
 
-    def __init__(self, message: str, *, hint: str | None = None):
+    def __init__(self, message: str, *, hint: str | None = None, cli_hint: str | None = None):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.cli_hint = cli_hint
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+    def for_cli(self) -> str:
+        """The sentence with the command-line way out, where there is one."""
+        return f"{self}; {self.cli_hint}" if self.cli_hint else str(self)
 
 
 class BadInput(SpeechportError):
@@ -40,7 +46,8 @@ class UnsafePickle(BadInput):
         names = ", ".join(self.globals_needed)
         super().__init__(
             f"{path}: refused to unpickle: it needs {names}, which could run code when loaded",
-            hint="only if you trust where this file came from, load it with --trust-pickle",
+            hint="load it only if you trust where this file came from",
+            cli_hint="to load it anyway: --trust-pickle",
         )
 
 
@@ -53,7 +60,8 @@ class OutputNotEmpty(BadInput):
         self.path = path
         super().__init__(
             f"{path}: the output folder exists and is not empty",
-            hint="choose another folder, or pass --force to replace it once the new one is complete",
+            hint="choose another folder, or replace it once the new one is complete",
+            cli_hint="to replace it: --force",
         )
 
 
@@ -66,8 +74,9 @@ class NeedsBaseModel(BadInput):
         self.path = path
         self.recipe = recipe
         super().__init__(
-            f"{path}: a {recipe} checkpoint holds only a downstream head; "
-            "give the upstream model folder with --base-model DIR"
+            f"{path}: a {recipe} checkpoint holds only a downstream head; give the upstream (base) model "
+            "it was trained on",
+            cli_hint="--base-model DIR",
         )
 
 

@@ -73,7 +73,8 @@ def open_sides(
     recipe = detection.recipe
     base = Path(base_model).expanduser().absolute() if base_model else None
     if recipe.needs_base_model and base is None:
-        raise BadInput(f"{checkpoint.path}: comparing a {recipe.name} checkpoint needs the upstream model: --base-model DIR")
+        raise BadInput(f"{checkpoint.path}: comparing a {recipe.name} checkpoint needs the upstream (base) model "
+                       "it was trained on", cli_hint="--base-model DIR")
     recipe.check_backend(backend)
     folder = check_converted_folder(converted_dir, recipe)  # refuse a wrong folder before loading anything
     pairing = check_pairing(recipe, checkpoint, detection.layout, folder, base, fixes)
@@ -182,11 +183,13 @@ def compare_clips(
     tolerance: float = DEFAULT_TOLERANCE,
     channels: str = "first",
     max_seconds: float = DEFAULT_MAX_SECONDS,
+    start: float = 0.0,
+    duration: float | None = None,
     save_outputs: str | Path | None = None,
     progress: Progress | None = None,
 ) -> Comparison:
     """Read and check every clip first (bad audio fails before any model runs), then compare clip
-    by clip.
+    by clip (or the segment `start` + `duration` seconds of each clip given as a path).
 
     A clip whose input is ill-conditioned for the model (the recipe's `check_clip` says where) and
     that fails is also run through the converted model on the original's own input: if the models
@@ -198,14 +201,15 @@ def compare_clips(
     check_tolerance(tolerance)
     check_max_seconds(max_seconds)
     if not audio:
-        raise BadInput("no audio clip given: pass --audio CLIP")
-    clips = [a if isinstance(a, Clip) else load_clip(a, channels=channels, max_seconds=max_seconds) for a in audio]
+        raise BadInput("no audio clip given", cli_hint="--audio CLIP")
+    clips = [a if isinstance(a, Clip) else load_clip(a, channels=channels, max_seconds=max_seconds, start=start,
+                                                     duration=duration) for a in audio]
     recipe = sides.detection.recipe
     config = getattr(sides.converted, "config", None)
     caveats = [recipe.check_clip(clip, config) for clip in clips]
     save_dir = Path(save_outputs) if save_outputs else None
     if save_dir is not None and save_dir.exists() and not save_dir.is_dir():
-        raise BadInput(f"{save_dir}: --save-outputs must be a folder")
+        raise BadInput(f"{save_dir}: is a file; the compared outputs are saved into a folder", cli_hint="--save-outputs DIR")
     names = output_names(clips)
     results: list[ClipComparison] = []
     written: list[Path] = []
@@ -223,6 +227,7 @@ def compare_clips(
             result.notes += [*sides.notes, *getattr(sides.converted, "notes", ()), *notes]
             result.details.update(details)
             result.frame_seconds = recipe.frame_seconds
+            result.segment = clip.segment
             if not bool(torch.isfinite(original.primary).all()):
                 # Not the conversion's doing: the original itself gives no number to compare with.
                 result.bad_input = (f"{clip.path}: the original model itself outputs NaN or infinite values on this "

@@ -64,5 +64,31 @@ def test_shortest_usable_clip_and_long_clip_limit(tmp_path):
     assert len(load_clip(path).waveform) == MIN_SAMPLES
     long = tmp_path / "long.wav"
     soundfile.write(long, np.zeros(16000 * 3, dtype="float32"), 16000)
-    with pytest.raises(BadInput, match="3.0 s long; comparisons are limited to 2 s"):
+    with pytest.raises(BadInput, match="the clip is 3.0 s long; a comparison covers at most 2 s"):
         load_clip(long, max_seconds=2)
+
+
+def test_a_segment_of_a_long_clip_is_compared_and_the_whole_clip_can_be_read(tmp_path):
+    from speechport.core.audio import MODEL_RATE, load_clip, load_recording
+
+    rng = np.random.default_rng(5)
+    samples = (rng.standard_normal(5 * 8000) * 0.1).astype(np.float32)  # 5 s at 8 kHz
+    path = tmp_path / "long.wav"
+    soundfile.write(path, samples, 8000, subtype="FLOAT")
+    with pytest.raises(BadInput) as refused:
+        load_clip(path, max_seconds=2)
+    assert str(refused.value).endswith("the clip is 5.0 s long; a comparison covers at most 2 s, because attention "
+                                       "memory grows with the square of the length (choose a segment of at most 2 s to compare)")
+    assert "--max-seconds" not in str(refused.value) and "--start" in refused.value.for_cli()
+    whole = load_recording(path)
+    assert whole.seconds == 5.0 and whole.whole and whole.segment is None
+    segment = load_clip(path, max_seconds=2, start=1.5, duration=2)
+    assert segment.segment == (1.5, 3.5) and not segment.whole
+    expected = load_recording(path).waveform[int(1.5 * MODEL_RATE): int(3.5 * MODEL_RATE)]
+    assert len(segment.waveform) == len(expected)
+    with pytest.raises(BadInput, match="the segment is 3.0 s long"):
+        load_clip(path, max_seconds=2, start=1, duration=3)
+    with pytest.raises(BadInput, match="the segment starts at 6 s, but the clip is 5.0 s long"):
+        load_clip(path, start=6)
+    with pytest.raises(BadInput, match="a segment must last a finite number of seconds above 0"):
+        load_clip(path, duration=float("nan"))

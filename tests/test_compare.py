@@ -207,3 +207,23 @@ def test_loading_the_converted_model_draws_no_progress_bar_of_its_own(converted,
     finally:
         if not was_enabled:
             hf_logging.disable_progress_bar()
+
+
+def test_compare_a_segment_of_a_clip_longer_than_the_limit(run_cli, converted, tmp_path):
+    speech, rate = soundfile.read(SPEECH, dtype="float32")
+    long_clip = tmp_path / "long.wav"
+    soundfile.write(long_clip, np.concatenate([speech] * 4), rate)  # about 4 × the speech clip
+    seconds = 4 * len(speech) / rate
+    code, _, stderr = run_cli("compare", checkpoint_path("cs_s64"), converted["cs_s64"], "--audio", long_clip,
+                              "--max-seconds", "2")
+    assert code == 2
+    assert f"the clip is {seconds:.1f} s long; a comparison covers at most 2 s" in stderr
+    assert "--start S --duration S, or raise --max-seconds" in stderr  # the command line's way out
+    code, stdout, stderr = run_cli("compare", checkpoint_path("cs_s64"), converted["cs_s64"], "--audio", long_clip,
+                                   "--max-seconds", "2", "--start", "0.5", "--duration", "1.5", "--json")
+    assert code == 0, stderr
+    clip = json.loads(stdout)["clips"][0]
+    assert clip["segment"] == [0.5, 2.0] and clip["verdict"] == "pass"
+    code, _, stderr = run_cli("compare", checkpoint_path("cs_s64"), converted["cs_s64"], "--audio", long_clip,
+                              "--start", "-1")
+    assert code == 2 and "argument --start: '-1' must be a finite number of seconds, 0 or more" in stderr

@@ -268,3 +268,23 @@ def test_a_source_truncated_while_verify_reads_it_is_bad_input_not_sigbus(tmp_pa
     assert done.returncode == 2, (done.returncode, done.stderr)  # -7 would be SIGBUS
     assert "the file ended early (was it truncated or replaced while in use?)" in done.stderr
     assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_command_line_flags_are_named_by_the_command_line_only(tmp_path, run_cli):
+    import soundfile
+
+    from speechport.core.checkpoint import load_checkpoint
+    from speechport.core.errors import UnsafePickle
+
+    source = pickle_naming_a_module_that_is_not_installed(tmp_path / "cfg.pt")
+    with pytest.raises(UnsafePickle) as refused:
+        load_checkpoint(source)
+    assert "--" not in str(refused.value)  # what the window shows
+    code, _, stderr = run_cli("inspect", source)
+    assert code == 2 and stderr.rstrip().endswith("; to load it anyway: --trust-pickle")
+    speech, rate = soundfile.read(SPEECH, dtype="float32")
+    stereo = tmp_path / "stereo.wav"
+    soundfile.write(stereo, np.stack([np.zeros_like(speech), speech], axis=1), rate)
+    code, _, stderr = run_cli("convert", checkpoint_path("cs_s64"), "--out", tmp_path / "out", "--verify", stereo)
+    assert code == 2 and "(mix the channels down, or use a clip whose first channel holds the sound); " \
+                          "to mix them down: --channels mean" in stderr

@@ -210,7 +210,7 @@ class S3prlRecipe(Recipe):
             inferred = {field: f"{value!r}: {evidence}" for field, (value, evidence) in facts.items()}
             inferred["(upstream)"] = f"{base_config.model_type} from {Path(base_model).name}"
             inferred["labels"] = f"{', '.join(label_names[:8])}{'...' if len(label_names) > 8 else ''}: " + (
-                "from the labels file" if labels else "LABEL_i (give --labels FILE to name them)")
+                "from the labels file" if labels else "LABEL_i (give a labels file to name them)")
             conflicts = _base_conflicts(base_config, names, facts)
             return ConfigChoice(config, "inferred", inferred=inferred, conflicts=conflicts, notes=notes)
 
