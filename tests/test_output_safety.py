@@ -525,7 +525,7 @@ def test_killed_at_any_moment_the_next_run_finds_the_old_folder_or_the_new_one(c
     restored = holds == "old" or mode == "no exchange, kill between the renames"
     if had_old:
         assert code == 2 and stderr == f"speechport: error: {out}: the output folder exists and is not empty " \
-            "(choose another folder, or pass --force to replace it once the new one is complete)\n"
+            "(choose another folder, or replace it once the new one is complete); to replace it: --force\n"
         assert listing(tmp_path) == ["out"]
         if restored:
             assert files(out) == OLD
