@@ -1,4 +1,7 @@
-"""Running `workers.Task`s on the window's thread pool, their outcomes handled on the GUI thread."""
+"""Running `workers.Task`s on the window's thread pool, their outcomes handled on the GUI thread.
+
+Panels never call it themselves: they start tasks through a `TaskSlot`, which decides what
+becomes of each outcome."""
 
 from __future__ import annotations
 

@@ -53,7 +53,8 @@ def build_actions(window) -> None:
                                    "Load fixes from a mapping file (the CLI's --mapping format)", _icon("document-import", style, sp.SP_DirOpenIcon), "actionLoadMapping")
     window.act_save_mapping = action("&Save mapping file…", fixes("choose_mapping_to_save"), K(K.StandardKey.Save),
                                    "Save your fixes as a mapping file for `speechport convert --mapping`", _icon("document-save", style, sp.SP_DialogSaveButton), "actionSaveMapping")
-    window.act_quit = action("&Quit", window.close, K(K.StandardKey.Quit), "Close Speechport", name="actionQuit")
+    # Ctrl+Q spelled out: the platform's standard Quit key is none on Windows and some Linux platforms.
+    window.act_quit = action("&Quit", window.close, K("Ctrl+Q"), "Close Speechport", name="actionQuit")
 
     window.act_undo = action("&Undo", window.undo_stack.undo, K("Ctrl+Z"), "Undo the last fix", name="actionUndo")
     window.act_redo = action("&Redo", window.undo_stack.redo, [K("Ctrl+Shift+Z"), K("Ctrl+Y")], "Redo the fix undone last",
