@@ -215,13 +215,10 @@ def compare_clips(
     written: list[Path] = []
     try:
         for index, (clip, caveat) in enumerate(zip(clips, caveats)):
-            progress.stage(f"comparing {clip.path.name} ({index + 1}/{len(clips)})", items_total=2)
-            progress.check()
-            original = sides.original(clip)
-            progress.advance(items=1)
-            progress.check()
-            converted = sides.converted(clip)
-            progress.advance(items=1)
+            steps = side_steps(sides.original) + side_steps(sides.converted)
+            progress.stage(f"comparing {clip.path.name} ({index + 1}/{len(clips)})", items_total=steps)
+            original = run_side(sides.original, clip, progress)
+            converted = run_side(sides.converted, clip, progress)
             result = compare_outputs(str(clip.path), original, converted, tolerance)
             notes, details = recipe.explain(original, converted)
             result.notes += [*sides.notes, *getattr(sides.converted, "notes", ()), *notes]
@@ -361,6 +358,27 @@ def stored_dtype_notes(folder: str | Path) -> tuple[str, ...]:
     mixed = " (mixed precision)" if len(dtypes) > 1 else ""
     return (f"the weights are stored as {named}{mixed}, as the source stores them; both models ran in float32, so "
             "the comparison measures the conversion, not the precision",)
+
+
+def side_steps(side) -> int:
+    """How many progress steps a side takes per clip: one per layer where it reports them."""
+    return int(getattr(side, "steps", 1))
+
+
+def run_side(side, clip: Clip, progress: Progress) -> SideOutput:
+    """Run one side on a clip, advancing `progress` layer by layer (and checking for a cancel
+    between layers) where the side reports its layers, else once it is done."""
+    progress.check()
+    if not hasattr(side, "steps"):
+        output = side(clip)
+        progress.advance(items=1)
+        return output
+
+    def tick() -> None:
+        progress.check()
+        progress.advance(items=1)
+
+    return side(clip, tick=tick)
 
 
 def stored_dtypes(folder: str | Path) -> set[str]:

@@ -41,9 +41,9 @@ def model_calls(monkeypatch):
     for side in (conformer_shaw.ReferenceSide, conformer_shaw.TransformersEncoderSide):
         real = side.__call__
 
-        def recording(self, clip, _real=real, _name=side.__name__):
+        def recording(self, clip, tick=lambda: None, _real=real, _name=side.__name__):
             calls.append((_name, clip.path.name))
-            return _real(self, clip)
+            return _real(self, clip, tick)
 
         monkeypatch.setattr(side, "__call__", recording)
     return calls
@@ -463,11 +463,11 @@ def test_an_interrupted_compare_says_which_outputs_it_wrote(run_cli, converted, 
     real = conformer_shaw.TransformersEncoderSide.__call__
     runs = []
 
-    def interrupted_second_time(self, clip):
+    def interrupted_second_time(self, clip, tick=lambda: None):
         runs.append(clip.path.name)
         if len(runs) == 2:
             raise KeyboardInterrupt
-        return real(self, clip)
+        return real(self, clip, tick)
 
     monkeypatch.setattr(conformer_shaw.TransformersEncoderSide, "__call__", interrupted_second_time)
     saved = tmp_path / "saved"
@@ -497,11 +497,11 @@ def test_a_cancelled_compare_says_which_outputs_it_wrote(converted, tmp_path):
         def __getattr__(self, name):
             return getattr(real, name)
 
-        def __call__(self, clip):
+        def __call__(self, clip, tick=lambda: None):
             self.runs += 1
             if self.runs == 2:
                 progress.cancel()
-            return real(clip)
+            return real(clip, tick=tick)
 
     sides.converted = CancelOnSecond()
     with pytest.raises(Cancelled) as cancelled:

@@ -227,3 +227,21 @@ def test_compare_a_segment_of_a_clip_longer_than_the_limit(run_cli, converted, t
     code, _, stderr = run_cli("compare", checkpoint_path("cs_s64"), converted["cs_s64"], "--audio", long_clip,
                               "--start", "-1")
     assert code == 2 and "argument --start: '-1' must be a finite number of seconds, 0 or more" in stderr
+
+
+def test_compare_reports_progress_layer_by_layer_and_can_stop_between_layers(converted):
+    from speechport.core.errors import Cancelled
+    from speechport.core.progress import Progress
+    from speechport.core.verification import compare_clips, open_sides
+
+    sides = open_sides(checkpoint_path("cs_s64"), converted["cs_s64"])
+    events = []
+    progress = Progress(events.append, min_interval=0)
+    compare_clips(sides, [SPEECH], progress=progress)
+    layers = json.loads((converted["cs_s64"] / "config.json").read_text())["num_hidden_layers"]
+    steps = [(e.items_done, e.items_total) for e in events if e.stage.startswith("comparing")]
+    assert steps[-1] == (2 * (layers + 1), 2 * (layers + 1))  # frontend + layers, on each side
+    assert [done for done, _ in steps] == sorted(done for done, _ in steps) and len(steps) >= 2 * (layers + 1)
+    stopping = Progress(lambda e: stopping.cancel() if e.items_done == 2 else None, min_interval=0)
+    with pytest.raises(Cancelled):
+        compare_clips(sides, [SPEECH], progress=stopping)

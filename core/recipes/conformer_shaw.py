@@ -259,14 +259,23 @@ class ReferenceSide:
     def __init__(self, state: dict[str, torch.Tensor]):
         from ..reference.conformer_shaw import ConformerShawReference
 
-        self.model = ConformerShawReference(state)
+        try:
+            self.model = ConformerShawReference(state)
+        except KeyError as missing:
+            raise BadInput(f"the original model needs {missing.args[0]!r}, which the checkpoint does not hold under "
+                           "that name and no fix provides") from None
+        self.steps = self.model.dims.num_layers + 1  # the frontend, then each layer
 
-    def __call__(self, clip: Clip) -> SideOutput:
+    def __call__(self, clip: Clip, tick=lambda: None) -> SideOutput:
         from ..fbank import fairseq2_fbank
 
         started = time.perf_counter()
         fbank = fairseq2_fbank(torch.from_numpy(clip.waveform))
-        output = self.model.forward(fbank[None])
+        try:
+            output = self.model.forward(fbank[None], on_step=tick)
+        except KeyError as missing:
+            raise BadInput(f"the original model needs {missing.args[0]!r}, which the checkpoint does not hold under "
+                           "that name and no fix provides") from None
         valid = int(output.output_seq_lens[0])
         stages = [(INPUT_FEATURES, stacked_fbank(fbank)[:valid]), ("feature_projection", output.frontend_output[0, :valid])]
         stages += [(f"encoder.layers.{i}", layer[0, :valid]) for i, layer in enumerate(output.layer_outputs)]
@@ -288,14 +297,21 @@ class TransformersEncoderSide:
         self.model = Wav2Vec2BertModel.from_pretrained(folder, dtype=torch.float32).eval()
         self.config = self.model.config
         self.notes = stored_dtype_notes(folder)
+        self.steps = self.config.num_hidden_layers + 1  # the feature projection, then each layer
 
-    def __call__(self, clip: Clip) -> SideOutput:
+    def __call__(self, clip: Clip, tick=lambda: None) -> SideOutput:
         started = time.perf_counter()
         inputs = self.extractor(clip.waveform, sampling_rate=MODEL_RATE, return_tensors="pt")
         mask = inputs.get("attention_mask")
         # For an odd fbank frame count the extractor pads one masked frame that fairseq2 drops.
         valid = int(mask[0].sum()) if mask is not None else inputs["input_features"].shape[1]
-        return self._run(inputs, valid, started)
+        modules = [self.model.feature_projection, *self.model.encoder.layers]
+        hooks = [module.register_forward_hook(lambda *_: tick()) for module in modules]
+        try:
+            return self._run(inputs, valid, started)
+        finally:
+            for hook in hooks:
+                hook.remove()
 
     def run_features(self, features: torch.Tensor) -> SideOutput:
         """The model on given input features (frames, 160) instead of its extractor's: the original's

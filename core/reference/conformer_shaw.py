@@ -119,7 +119,9 @@ class ConformerShawReference:
     # ---------------------------------------------------------------- forward
 
     @torch.inference_mode()
-    def forward(self, fbank: Tensor, seq_lens: Tensor | None = None) -> ReferenceOutput:
+    def forward(self, fbank: Tensor, seq_lens: Tensor | None = None, on_step=None) -> ReferenceOutput:
+        """`on_step` (optional) is called after the frontend and after each layer: progress, and a
+        place to stop a long run between layers."""
         anchor = self._w("encoder_frontend.post_extract_layer_norm.weight")
         seqs, seq_lens = self._stack_frames(fbank.to(anchor.device, anchor.dtype), seq_lens)
         batch_size, seq_len, _ = seqs.shape
@@ -131,6 +133,8 @@ class ConformerShawReference:
 
         seqs = self._frontend(seqs)
         frontend_output = seqs
+        if on_step is not None:
+            on_step()
 
         attn_bias_mask = None
         if key_mask is not None:
@@ -143,6 +147,8 @@ class ConformerShawReference:
         for index in range(self.dims.num_layers):
             seqs = self._conformer_block(f"encoder.layers.{index}.", seqs, key_mask, attn_bias_mask)
             layer_outputs.append(seqs)
+            if on_step is not None:
+                on_step()
 
         if seq_lens is None:
             output_seq_lens = torch.full((batch_size,), seq_len, dtype=torch.int64)
