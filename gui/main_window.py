@@ -134,18 +134,6 @@ class MainWindow(QMainWindow):
         return self.loader.result
 
     @property
-    def base_model_wanted(self) -> bool:
-        return self.workspace.base_model_wanted
-
-    @property
-    def output_suggested(self) -> bool:
-        return not self.workspace.output_chosen
-
-    @property
-    def trusted_sources(self) -> set[str]:
-        return self.opener.trusted_sources
-
-    @property
     def model(self):
         return self.mapping_page.model
 

@@ -1,6 +1,6 @@
 """Render the window with the demo loaded to PNGs for the README (`docs/`).
 
-    python -m speechport.gui.screenshots [--out docs] [--icon]
+    python -m speechport.gui.screenshots [--out docs] [--size 1280x800] [--icon]
 
 Five states at 1280x800: the demo's mapping (light palette), the same plan with a mistyped target
 key (the problem, and why Convert is disabled), and, once it is fixed, the finished conversion
@@ -29,6 +29,8 @@ DAMAGED_KEY = "encoder.layers.1.ffn2_layer_norm.weight"  # scaled by 1.03: the a
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m speechport.gui.screenshots", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("docs"), help="folder for the PNGs (default: docs)")
+    parser.add_argument("--size", type=_size, default=SIZE, metavar="WxH",
+                        help="the window's size (default: 1280x800, what the README shows)")
     parser.add_argument("--icon", action="store_true", help="also render resources/icons/speechport.png")
     args = parser.parse_args(argv)
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
@@ -53,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         theme.apply_appearance(app, "light")
         window = MainWindow(settings=QSettings(str(scratch / "settings.ini"), QSettings.Format.IniFormat),
                             output=scratch / "w2v-bert-demo-hf")
-        window.resize(*SIZE)
+        window.resize(*args.size)
         window.show()
         window.open_source(DEMO_CHECKPOINT)
         if not run_until(lambda: window.prepared is not None and not window.busy(), 120):
@@ -106,12 +108,21 @@ def main(argv: list[str] | None = None) -> int:
         if not audition(window, page):
             return 1
         save("window-audition-fail.png")
+        window.undo_stack.setClean()  # the fixes were made for the pictures: closing asks nothing
         window.close()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     for path in written:
         print(path)
     return 0
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give the size as WIDTHxHEIGHT, e.g. 1024x700") from None
+    return width, height
 
 
 def audition(window, page) -> bool:

@@ -202,8 +202,11 @@ class TimelineView(QWidget):
         lowest = self.activity if activity and shown else (self.difference if shown else self.waveform)
         for plot in self.plots:
             plot.show_time_values(plot is lowest)
+            shown_now = plot is self.waveform or (shown and (plot is not self.activity or activity))
             stretch = 4 if plot is self.waveform else 3
-            self.grid.setRowStretch(self.rows[plot], stretch + (2 if plot is lowest and plot is not self.waveform else 0))
+            # A hidden plot's row gets no stretch: an empty row with one still takes its share of the height.
+            self.grid.setRowStretch(self.rows[plot], (stretch + (2 if plot is lowest and plot is not self.waveform else 0))
+                                    if shown_now else 0)
         self.grid.setRowStretch(1, 3 if not shown else 0)  # the hint, in the room the plots will take
 
     def _caption_activity(self) -> None:

@@ -145,10 +145,6 @@ class Workspace(QObject):
         self._emit(self.checkpointChanged, self.inputsChanged, self.planChanged, self.fixesChanged,
                    self.conversionChanged, self.comparisonChanged, self.busyChanged)
 
-    def is_other_checkpoint(self, source: str) -> bool:
-        """Would opening `source` replace the checkpoint of this workspace?"""
-        return bool(self.source) and not same_path(source, self.source)
-
     def set_prepared(self, prepared) -> None:
         """The checkpoint as opened (planned with the current fixes), or None when it could not be."""
         if self.prepared is not None and self.prepared is not prepared:
@@ -167,10 +163,6 @@ class Workspace(QObject):
 
     def is_opening(self) -> bool:
         return self.opening.busy() or self.waiting_for_libraries
-
-    def busy(self) -> bool:
-        """Something of this checkpoint runs or waits to run."""
-        return self.waiting_for_libraries or any(slot.busy() for slot in self._checkpoint_slots)
 
     # == the inputs ================================================================================
 
