@@ -304,6 +304,10 @@ class MainWindow(QMainWindow):
 
     def _source_chosen(self, path: str) -> None:
         workspace = self.workspace
+        if self.busy_converting():  # e.g. File ▸ Open recent: the conversion's checkpoint stays open
+            self.inputs.source_field.sync(workspace.source)
+            self.statusBar().showMessage("A conversion is running: open another checkpoint once it is done.", 4000)
+            return
         if workspace.source and same_path(path, workspace.source):
             self.opener.open()  # the same checkpoint again: its fixes and conversion stay
             return

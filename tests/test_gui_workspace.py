@@ -219,6 +219,30 @@ def test_a_slow_open_replaced_by_another_shows_only_the_second(make_window, qtbo
     assert window.log_pane.toPlainText().count("Opened ") == 1
 
 
+def test_no_other_checkpoint_opens_while_a_conversion_runs(make_window, qtbot, tmp_path, monkeypatch):
+    from speechport.core import safetensors_writer
+
+    copy = safetensors_writer._Copier.copy
+
+    def slow_copy(self, *args, **kwargs):  # a slow disk: the conversion takes a while
+        threading.Event().wait(0.03)
+        return copy(self, *args, **kwargs)
+
+    monkeypatch.setattr(safetensors_writer._Copier, "copy", slow_copy)
+    source = checkpoint_path("cs_s64")
+    window = make_window(source=source, output=tmp_path / "out")
+    wait_open(qtbot, window)
+    qtbot.mouseClick(convert_button(window), Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.findChild(QProgressBar, "conversionProgress").value() > 0, timeout=OPEN_TIMEOUT_MS)
+    window.open_source(checkpoint_path("cs_s48"))  # as File ▸ Open recent does, whose items stay enabled
+    drop(window, checkpoint_path("cs_s48"))
+    assert window.prepared.source == source and window.busy_converting()
+    assert window.findChild(QLineEdit, "sourcePath").text() == str(source)
+    qtbot.waitUntil(lambda: not window.busy(), timeout=OPEN_TIMEOUT_MS)
+    assert window.result is not None and window.result.output == tmp_path / "out"
+    assert window.prepared.source == source
+
+
 # -- fixes not saved to a mapping file are never lost without asking ---------------------------------------
 
 
