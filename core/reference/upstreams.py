@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..checkpoint import as_torch, load_checkpoint
 from ..errors import BadInput
 from ..stored_tensor import StoredTensor
 from .wav2vec2_blocks import (
@@ -457,8 +458,8 @@ class DistillerReference(UpstreamReference):
 FORMATS = ("microsoft", "s3prl", "fairseq_cfg", "fairseq_args", "s3prl_distiller")
 
 # fairseq model `_name` / `--arch` -> family
-_FAIRSEQ_FAMILIES = {"wav2vec2": "wav2vec2", "hubert": "hubert", "data2vec_audio": "data2vec"}
-_FAIRSEQ_CLASSES = {"wav2vec2": Wav2Vec2Reference, "hubert": HubertReference, "data2vec": Data2VecAudioReference}
+FAIRSEQ_FAMILIES = {"wav2vec2": "wav2vec2", "hubert": "hubert", "data2vec_audio": "data2vec"}
+FAIRSEQ_CLASSES = {"wav2vec2": Wav2Vec2Reference, "hubert": HubertReference, "data2vec": Data2VecAudioReference}
 
 
 def checkpoint_format(content: object) -> str:
@@ -491,15 +492,13 @@ def reference_from_checkpoint(
     ``family`` overrides the family the file names (fairseq's model ``_name`` / ``--arch``); the
     WavLM classes are chosen by the Microsoft format, and WavLM vs UniSpeech-SAT by their flags.
     """
-    from ..checkpoint import as_torch
-
     kind = checkpoint_format(content)
     if family is not None and family not in FAMILIES:
         raise BadInput(f"unknown upstream family {family!r} (known: {', '.join(FAMILIES)})")
     if kind == "microsoft":
         if family not in (None, "wavlm", "unispeech_sat"):
             raise BadInput(f"a Microsoft (cfg, model) checkpoint holds WavLM or UniSpeech-SAT, not {family}")
-        return WavLMReference(_state(content["model"], as_torch), dict(content["cfg"]))
+        return WavLMReference(float32_state_dict(content["model"]), dict(content["cfg"]))
     if kind == "s3prl_distiller":
         if family not in (None, "distiller"):
             raise BadInput(f"a distiller checkpoint holds DistilHuBERT, not {family}")
@@ -507,7 +506,7 @@ def reference_from_checkpoint(
         section = config.get("distiller") if isinstance(config, Mapping) else None
         if not isinstance(section, Mapping):
             raise BadInput("the distiller checkpoint's Config has no 'distiller' section")
-        return DistillerReference(_state(content["Distiller"], as_torch), section, prediction_heads=prediction_heads)
+        return DistillerReference(float32_state_dict(content["Distiller"]), section, prediction_heads=prediction_heads)
     if kind == "s3prl":
         model_cfg, task_cfg, weights = content["model_cfg"], content["task_cfg"], content["model_weight"]
         name = model_cfg.get("_name") if isinstance(model_cfg, Mapping) else None
@@ -518,18 +517,18 @@ def reference_from_checkpoint(
         model_cfg = task_cfg = vars(content["args"])
         weights = content["model"]
         name = model_cfg.get("arch")
-    resolved = family or _FAIRSEQ_FAMILIES.get(str(name))
-    if resolved not in _FAIRSEQ_CLASSES:
+    resolved = family or FAIRSEQ_FAMILIES.get(str(name))
+    if resolved not in FAIRSEQ_CLASSES:
         raise BadInput(
             f"the checkpoint's model is {name!r}, which is no wav2vec 2.0, HuBERT or data2vec-audio model"
             if family is None
             else f"a {kind} checkpoint cannot hold a {family} upstream",
             hint="name the family if the file does not say it",
         )
-    return _FAIRSEQ_CLASSES[resolved](_state(weights, as_torch), model_cfg, task_cfg)
+    return FAIRSEQ_CLASSES[resolved](float32_state_dict(weights), model_cfg, task_cfg)
 
 
-def _state(weights: object, as_torch) -> dict:
+def float32_state_dict(weights: object) -> dict:
     """The state dict with its tensors in float32. Nested entries (data2vec's ``_ema``) are left
     unread: the reference ignores or refuses them by name."""
     if not isinstance(weights, Mapping):
@@ -546,6 +545,4 @@ def _state(weights: object, as_torch) -> dict:
 
 def load_upstream_reference(path, *, family: str | None = None, prediction_heads: bool = True) -> UpstreamReference:
     """Open an upstream checkpoint safely (``load_checkpoint``) and build its reference."""
-    from ..checkpoint import load_checkpoint
-
     return reference_from_checkpoint(load_checkpoint(path).content, family=family, prediction_heads=prediction_heads)
