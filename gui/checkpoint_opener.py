@@ -48,6 +48,7 @@ class CheckpointOpener(QObject):
             "prepare", workers.prepare_job, source,
             config=workspace.config or None,
             base_model=workspace.base_model or None,
+            labels=workspace.labels or None,
             trust_pickle=self._key(source) in self.trusted_sources,
             fixes=commands.copy_overrides(workspace.fixes),
             with_progress=True,

@@ -3,6 +3,10 @@
 Everything the user changes by hand is an `Overrides` object, the same thing a `--mapping` file
 holds. Each command swaps one `Overrides` for another; applying one asks the core for a new plan
 (`Prepared.replan`, milliseconds even for 800-row plans), so undo and redo are immediate.
+
+Fixes Speechport inferred itself (a training wrapper's prefix stripped from every key) are no
+`Overrides`: a mapping file cannot hold them, the checkpoint implies them. Their command switches
+them on or off, so that Ctrl+Z shows the keys as saved and redo strips them again.
 """
 
 from __future__ import annotations
@@ -11,18 +15,19 @@ from collections.abc import Callable, Iterable, Mapping
 
 from PySide6.QtGui import QUndoCommand
 
-from ..core.mapping_file import Overrides
+from ..core.mapping_file import Overrides, source_rule
 from ..core.rules import compile_user_pattern, user_search, user_sub
 
 DROP_REASON = "dropped by hand in the Speechport window"
 
 
 def copy_overrides(overrides: Overrides) -> Overrides:
-    return Overrides(dict(overrides.rename), dict(overrides.drop), list(overrides.rules))
+    return Overrides(dict(overrides.rename), dict(overrides.drop), list(overrides.rules), list(overrides.source_rules))
 
 
 def same_overrides(a: Overrides, b: Overrides) -> bool:
-    return a.rename == b.rename and a.drop == b.drop and list(a.rules) == list(b.rules)
+    return (a.rename == b.rename and a.drop == b.drop and list(a.rules) == list(b.rules)
+            and list(a.source_rules) == list(b.source_rules))
 
 
 class FixesCommand(QUndoCommand):
@@ -43,6 +48,28 @@ class FixesCommand(QUndoCommand):
 
     def undo(self) -> None:
         self._apply(copy_overrides(self._before))
+
+
+class InferredFixesCommand(QUndoCommand):
+    """Switches Speechport's inferred fixes on (`applied`) or off; undo switches them back.
+
+    The command that records them when a checkpoint opens finds them applied already: its first
+    redo does nothing, so opening costs no second plan."""
+
+    def __init__(self, text: str, applied: bool, apply: Callable[[bool], None], *, already_done: bool = False):
+        super().__init__(text)
+        self._applied = applied
+        self._apply = apply
+        self._skip_redo = already_done
+
+    def redo(self) -> None:
+        if self._skip_redo:
+            self._skip_redo = False
+            return
+        self._apply(self._applied)
+
+    def undo(self) -> None:
+        self._apply(not self._applied)
 
 
 # -- what each edit does to the fixes -----------------------------------------------------------
@@ -74,6 +101,13 @@ def restored(current: Overrides, sources: Iterable[str]) -> Overrides:
     for source in sources:
         fixes.rename.pop(source, None)
         fixes.drop.pop(source, None)
+    return fixes
+
+
+def with_source_rule(current: Overrides, pattern: str, replacement: str) -> Overrides:
+    """The fixes with one more rename of source keys, tried after the user's earlier ones."""
+    fixes = copy_overrides(current)
+    fixes.source_rules.append(source_rule(pattern, replacement))
     return fixes
 
 
@@ -111,6 +145,18 @@ def bulk_rename_command(current: Overrides, targets: Mapping[str, str], pattern:
     if same_overrides(current, after):
         return None
     return FixesCommand(f"Bulk rename of {len(targets)} key(s) with /{pattern}/", current, after, apply)
+
+
+def source_rule_command(current: Overrides, pattern: str, replacement: str, apply) -> FixesCommand:
+    return FixesCommand(f"Rename source keys /{pattern}/ → {replacement or '(nothing)'}", current,
+                        with_source_rule(current, pattern, replacement), apply)
+
+
+def suggestions_command(current: Overrides, targets: Mapping[str, str], apply) -> FixesCommand | None:
+    after = renamed(current, targets)
+    if same_overrides(current, after):
+        return None
+    return FixesCommand(f"Apply {len(targets)} confident suggestion(s)", current, after, apply)
 
 
 def drop_command(current: Overrides, sources: list[str], apply) -> FixesCommand | None:

@@ -1,8 +1,10 @@
 """The conversion bar at the bottom of the window, and the conversion it runs.
 
 Left to right: why Convert is disabled (or what it will write), the progress with tensors and
-bytes, the time left, Cancel and Convert. The conversion runs on a worker; the bar shows its
-progress and, at the end, the window's message bar says what was written.
+bytes, the time left, Cancel and Convert. Above them, before anything is written, a warning when
+rows the recipe refused were dropped on purpose: the converted model then computes something else.
+The conversion runs on a worker; the bar shows its progress and, at the end, the window's message
+bar says what was written.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import html
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QUrl, Signal
-from PySide6.QtGui import QAction, QDesktopServices
+from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -19,13 +21,38 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSizePolicy,
+    QStyle,
+    QVBoxLayout,
     QWidget,
 )
 
 from ..core.errors import Cancelled, OutputNotEmpty, PlanProblems
+from ..core.plan import Plan, Status, collapse_indices
 from . import dialogs, theme, workers
 from .formatting import human_bytes, human_seconds, time_left
 from .workspace import Workspace
+
+ACCEPTED_DIFFERENCE = "accepted difference"  # in the reason of a refused row the user dropped on purpose
+WARNED_KEYS = 4  # collapsed keys named in the warning; the rest are counted
+FIRST_PROBLEM_CHARS = 110  # of the first problem beside Convert; every problem is listed above the table
+
+
+def accepted_differences(plan: Plan) -> list:
+    """Rows the recipe refused (transformers cannot compute them) that the user dropped anyway."""
+    return [row for row in plan.rows if row.status is Status.DROPPED and ACCEPTED_DIFFERENCE in row.reason]
+
+
+def difference_warning(plan: Plan) -> tuple[str, str]:
+    """The warning before Convert, and its tooltip (why each is refused), or ("", "")."""
+    rows = accepted_differences(plan)
+    if not rows:
+        return "", ""
+    keys = collapse_indices(row.source_key for row in rows)
+    named = ", ".join(keys[:WARNED_KEYS]) + (f" and {len(keys) - WARNED_KEYS} more" if len(keys) > WARNED_KEYS else "")
+    reasons = dict.fromkeys(row.reason.split(f"({ACCEPTED_DIFFERENCE}: ", 1)[-1].removesuffix(")") for row in rows)
+    return (f"Dropping these rows changes what the model computes: {named}. The converted model will not match the "
+            "original on audio.",
+            "What transformers cannot compute, and is left out:\n" + "\n".join(f"• {reason}" for reason in reasons))
 
 
 class ConversionBar(QFrame):
@@ -41,9 +68,26 @@ class ConversionBar(QFrame):
         self.cancel_action = cancel_action
         self.last_stage = ""
 
-        row = QHBoxLayout(self)
-        row.setContentsMargins(0, 2, 0, 0)
+        column = QVBoxLayout(self)
+        column.setContentsMargins(0, 2, 0, 0)
+        column.setSpacing(4)
+        self.warning = QFrame(self)
+        self.warning.setObjectName("differenceWarning")
+        self.warning_icon = QLabel(self.warning)
+        self.warning_text = QLabel(self.warning)
+        self.warning_text.setObjectName("differenceWarningText")
+        self.warning_text.setWordWrap(True)
+        self.warning_text.setTextFormat(Qt.TextFormat.PlainText)
+        self.warning_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        warning_row = QHBoxLayout(self.warning)
+        warning_row.setContentsMargins(8, 4, 8, 4)
+        warning_row.addWidget(self.warning_icon, 0, Qt.AlignmentFlag.AlignTop)
+        warning_row.addWidget(self.warning_text, 1)
+        self.warning.hide()
+        column.addWidget(self.warning)
+        row = QHBoxLayout()
         row.setSpacing(8)
+        column.addLayout(row)
         self.reason = QLabel(self)
         self.reason.setObjectName("convertReason")
         self.reason.setWordWrap(True)
@@ -116,8 +160,13 @@ class ConversionBar(QFrame):
 
     def open_output_folder(self) -> None:
         result = self.workspace.result
-        folder = result.output if result is not None else Path(self.workspace.output).expanduser()
-        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+        folder = str(result.output if result is not None else Path(self.workspace.output).expanduser())
+        if QDesktopServices.openUrl(QUrl.fromLocalFile(folder)):
+            return
+        # No file manager took it (none installed, a remote session): say where it is, to copy.
+        self.workspace.messages.show(
+            "info", f"No file manager opened the folder. It is here:\n{folder}",
+            [("Copy path", lambda: QGuiApplication.clipboard().setText(folder), "copyPathButton")])
 
     def _forget_progress(self) -> None:
         """Another checkpoint: what the bar said about the last one's conversion is gone."""
@@ -206,6 +255,8 @@ class ConversionBar(QFrame):
         if not plan.ok:
             lines = plan.problem_lines()
             first = lines[0] if lines else "config conflicts"
+            if len(first) > FIRST_PROBLEM_CHARS:
+                first = first[: FIRST_PROBLEM_CHARS - 1] + "…"
             more = f" (+{len(lines) - 1} more)" if len(lines) > 1 else ""
             count = len(plan.problems()) + len(plan.config_conflicts)
             return "error", (f"Convert is disabled: {count} problem(s) — {html.escape(first)}{more} · "
@@ -239,3 +290,18 @@ class ConversionBar(QFrame):
             self.convert_button.setToolTip(tip)
         task = self.slot.task
         self.cancel_button.setEnabled((task is not None and not task.cancelled) or workspace.is_opening())
+        self._show_warning()
+
+    def _show_warning(self) -> None:
+        prepared = self.workspace.prepared
+        text, tip = difference_warning(prepared.plan) if prepared is not None else ("", "")
+        self.warning_text.setText(text)
+        self.warning.setToolTip(tip)
+        self.warning.setVisible(bool(text))
+        if text:
+            colour = theme.message_colour("warning", self.palette())
+            tint = f"rgba({colour.red()}, {colour.green()}, {colour.blue()}, {40 if theme.is_dark(self.palette()) else 24})"
+            sheet = f"QFrame#differenceWarning {{ background: {tint}; border: 1px solid {colour.name()}; border-radius: 4px; }}"
+            if sheet != self.warning.styleSheet():
+                self.warning.setStyleSheet(sheet)
+            self.warning_icon.setPixmap(self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning).pixmap(16, 16))

@@ -1,10 +1,12 @@
-"""The user's fixes to the mapping: undoable renames and drops, bulk renames, mapping files — and
-never losing them: leaving fixes that are not saved (opening another checkpoint, closing the
-window) asks first.
+"""The user's fixes to the mapping: undoable renames and drops, bulk renames, confident suggestions,
+mapping files — and never losing them: leaving fixes that are not saved (opening another
+checkpoint, closing the window) asks first.
 
 The fixes are an `Overrides` object, exactly what a `--mapping` file holds, kept by the workspace
 with their undo history; every change is a command on that undo stack, and applying one asks the
 core for a new plan. The stack's clean state means "saved to (or loaded from) a mapping file".
+The fixes Speechport inferred when it opened the checkpoint (a wrapper prefix stripped) are the
+first step of that history, so Ctrl+Z shows the keys as saved.
 """
 
 from __future__ import annotations
@@ -17,22 +19,29 @@ from PySide6.QtGui import QUndoStack
 
 from ..core.mapping_file import Overrides
 from ..core.plan import Status
+from ..core.wrapper_prefix import wrapper_prefix
 from . import commands, dialogs, workers
+from .bulk_rename_dialog import BulkRenameDialog
 from .mapping_page import MappingPage
+from .plan_suggestions import PlanSuggestions
+from .rename_preview import SOURCE_KEYS, TARGET_KEYS, RenamePreview
 from .workspace import Workspace
 
 MAPPING_FILTER = "Mapping files (*.toml *.json);;TOML (*.toml);;JSON (*.json)"
 
 
 class FixesEditor(QObject):
-    def __init__(self, workspace: Workspace, page: MappingPage):
+    def __init__(self, workspace: Workspace, page: MappingPage, suggestions: PlanSuggestions):
         super().__init__(page)
         self.workspace = workspace
         self.page = page
+        self.suggestions = suggestions
         self.messages = workspace.messages
         self.loading = workspace.task_slot("Loading the mapping file", doing="loading the mapping file")
         self.saving = workspace.task_slot("Saving the mapping file", doing="saving the mapping file")
-        self.bulk_dialog: dialogs.BulkRenameDialog | None = None
+        self.previewing = workspace.task_slot("Previewing the rename", doing="previewing the rename")
+        self.bulk_dialog: BulkRenameDialog | None = None
+        workspace.planChanged.connect(self._record_inferred_fixes)
 
     @property
     def fixes(self) -> Overrides:
@@ -86,23 +95,65 @@ class FixesEditor(QObject):
         else:
             self.messages.status("Nothing to restore: the selected rows have no fixes of yours.", 4000)
 
-    def bulk_rename(self) -> None:
+    def bulk_rename(self, mode: str | None = None) -> None:
+        """Open the bulk rename: on source keys when the plan has unmapped keys (unless `mode` says)."""
         prepared = self.workspace.prepared
         if prepared is None:
             return
+        if mode is None:
+            unmapped = any(row.status is Status.UNMAPPED and row.source_shape is not None for row in prepared.plan.rows)
+            mode = SOURCE_KEYS if unmapped else TARGET_KEYS
         selected = [r.source_key for r in self.page.selected_rows() if r.source_key is not None and r.source_shape is not None]
         filtered = [key for key in self.page.visible_source_keys() if key is not None and prepared.tensors.get(key) is not None]
-        dialog = dialogs.BulkRenameDialog(
-            self.page, selected=selected, filtered=filtered, known_targets=set(prepared.targets),
-            on_apply=self._apply_bulk_rename,
+        dialog = BulkRenameDialog(
+            self.page, prepared=prepared, fixes=commands.copy_overrides(self.fixes), slot=self.previewing,
+            selected=selected, filtered=filtered, mode=mode, on_apply=self._apply_bulk_rename,
         )
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.bulk_dialog = dialog
         dialog.open()
 
-    def _apply_bulk_rename(self, renames: dict[str, str], pattern: str) -> None:
-        if self._editable():
-            self._push(commands.bulk_rename_command(self.fixes, renames, pattern, self.set_fixes))
+    def _apply_bulk_rename(self, preview: RenamePreview) -> None:
+        if not self._editable():
+            return
+        if preview.mode == SOURCE_KEYS:
+            self._push(commands.source_rule_command(self.fixes, preview.pattern, preview.replacement, self.set_fixes))
+        else:
+            self._push(commands.bulk_rename_command(self.fixes, preview.renames, preview.pattern, self.set_fixes))
+
+    def apply_suggestions(self) -> None:
+        """Fix every row whose best suggestion is confident, as one step."""
+        confident = self.suggestions.confident()
+        if not confident or not self._editable():
+            return
+        self._push(commands.suggestions_command(self.fixes, confident, self.set_fixes))
+
+    # -- the fixes Speechport inferred ---------------------------------------------------------------
+
+    def set_inferred_fixes(self, applied: bool) -> None:
+        """Strip the wrapper prefix again (`applied`), or read the keys as saved: one undoable step."""
+        workspace = self.workspace
+        if not self._editable() or not workspace.inferred_found or workspace.inferred_applied == applied:
+            return
+        self._push(commands.InferredFixesCommand(self._inferred_text(applied), applied, workspace.set_inferred_fixes))
+
+    def _record_inferred_fixes(self) -> None:
+        """A checkpoint opened with inferred fixes: they become the first step of its history, done
+        already. Recorded once per checkpoint (reopening it keeps the history as it is)."""
+        workspace = self.workspace
+        if workspace.prepared is None or not workspace.inferred_found or workspace.inferred_recorded:
+            return
+        workspace.inferred_recorded = True
+        was_clean = self.undo_stack.isClean()
+        self.undo_stack.push(commands.InferredFixesCommand(
+            self._inferred_text(True), True, workspace.set_inferred_fixes, already_done=True))
+        if was_clean:
+            self.undo_stack.setClean()  # nothing of the user's to save yet
+
+    def _inferred_text(self, applied: bool) -> str:
+        found = wrapper_prefix(self.workspace.prepared.tensors)
+        prefix = found[0] if found is not None else "the wrapper prefix"
+        return f"Strip {prefix!r} from every key" if applied else f"Read the keys as saved, with {prefix!r}"
 
     # -- mapping files -----------------------------------------------------------------------------
 
@@ -127,7 +178,8 @@ class FixesEditor(QObject):
         self.undo_stack.push(command)
         self.undo_stack.setClean()
         self.messages.log(f"Loaded the mapping file {task.path}: {len(loaded.rename)} rename(s), "
-                          f"{len(loaded.drop)} drop(s), {len(loaded.rules)} rule(s)")
+                          f"{len(loaded.drop)} drop(s), {len(loaded.rules)} rule(s), "
+                          f"{len(loaded.source_rules)} source rule(s)")
         prepared = self.workspace.prepared
         if prepared is not None:
             for note in prepared.plan.notes:

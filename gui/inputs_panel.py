@@ -1,6 +1,7 @@
-"""The inputs at the top of the window: checkpoint, config, base model and output folder, with the
-detected recipe, a one-line summary of the config and whose choice the output folder is beside
-them. It shows the workspace's inputs; what the user types or picks is announced by each field's
+"""The inputs at the top of the window: checkpoint, config, base model, labels and output folder,
+with the detected recipe, a one-line summary of the config and whose choice the output folder is
+beside them. The base model and labels rows show only for the checkpoints that use them (a
+downstream head; a head that gives classes). It shows the workspace's inputs; what the user types or picks is announced by each field's
 `pathChosen`, and the window decides what it means."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from .workspace import Workspace
 
 CHECKPOINT_FILTER = "Checkpoints (*.pt *.pth *.ckpt *.bin *.safetensors);;All files (*)"
 CONFIG_FILTER = "Transformers config (*.json);;All files (*)"
+LABELS_FILTER = "Labels, one per line (*.txt);;All files (*)"
 # Inferred config values worth a glance next to the config field (short names for the line).
 SUMMARY_FIELDS = {"hidden_size": "hidden", "num_hidden_layers": "layers", "intermediate_size": "FFN",
                   "num_attention_heads": "heads"}
@@ -46,6 +48,12 @@ class InputsPanel(QGroupBox):
             dialog_title="Choose the base model folder", placeholder="the upstream model folder this head was trained on",
             tooltip="A head-only checkpoint (e.g. S3PRL downstream) needs the upstream model folder it was trained on.",
             parent=self)
+        self.labels_field = PathField(
+            "labelsPath", settings=settings, recent_key="labels", file_filter=LABELS_FILTER,
+            dialog_title="Choose the labels file", placeholder="optional: class names, one per line, in class order",
+            tooltip="A text file naming the head's classes, one per line in class-index order; without it they are "
+                    "LABEL_0, LABEL_1, …",
+            parent=self)
         self.output_field = PathField(
             "outputPath", settings=settings, recent_key="output", folder=True,
             dialog_title="Choose the output folder", placeholder="where the transformers folder is written",
@@ -56,6 +64,8 @@ class InputsPanel(QGroupBox):
         self.config_info.setTextFormat(Qt.TextFormat.PlainText)
         self.base_model_info = QLabel("needed: this checkpoint holds only a head", self)
         self.base_model_info.setObjectName("baseModelInfo")
+        self.labels_info = QLabel(self)
+        self.labels_info.setObjectName("labelsInfo")
         self.output_info = QLabel(self)
         self.output_info.setObjectName("outputInfo")
         self.recipe_label = QLabel(self)
@@ -68,6 +78,7 @@ class InputsPanel(QGroupBox):
             ("source", "&Checkpoint:", self.source_field, None),
             ("config", "Con&fig:", self.config_field, self.config_info),
             ("base_model", "&Base model:", self.base_model_field, self.base_model_info),
+            ("labels", "La&bels:", self.labels_field, self.labels_info),
             ("output", "&Output folder:", self.output_field, self.output_info),
         )
         for number, (key, text, field, info) in enumerate(rows):
@@ -85,23 +96,34 @@ class InputsPanel(QGroupBox):
         workspace.changed.connect(self.refresh)
 
     def fields(self) -> tuple[PathField, ...]:
-        return (self.source_field, self.config_field, self.base_model_field, self.output_field)
+        return (self.source_field, self.config_field, self.base_model_field, self.labels_field, self.output_field)
 
     def set_base_model_visible(self, visible: bool) -> None:
         for widget in (self.labels["base_model"], self.base_model_field, self.base_model_info):
             widget.setVisible(visible)
         self.base_model_info.setText("needed: this checkpoint holds only a downstream head" if visible else "")
 
+    def set_labels_visible(self, visible: bool) -> None:
+        for widget in (self.labels["labels"], self.labels_field, self.labels_info):
+            widget.setVisible(visible)
+
     def refresh(self) -> None:
         """Show the workspace's inputs and what is known of its checkpoint."""
         workspace = self.workspace
         for field, path in ((self.source_field, workspace.source), (self.config_field, workspace.config),
-                            (self.base_model_field, workspace.base_model), (self.output_field, workspace.output)):
+                            (self.base_model_field, workspace.base_model), (self.labels_field, workspace.labels),
+                            (self.output_field, workspace.output)):
             field.sync(path)
         self.set_base_model_visible(workspace.base_model_wanted)
+        self.set_labels_visible(workspace.labels_wanted())
+        self.labels_info.setText(labels_info(workspace))
         if workspace.output_chosen:
             self.output_info.setText("chosen by you")
             self.output_info.setToolTip("You chose this folder: it stays when you open another checkpoint.")
+        elif workspace.output_note:
+            self.output_info.setText(f"suggested {workspace.output_note.split(':', 1)[0]}")
+            self.output_info.setToolTip(f"Suggested {workspace.output_note}. It follows the checkpoint you open until "
+                                        "you choose a folder.")
         else:
             self.output_info.setText("suggested" if workspace.output else "")
             self.output_info.setToolTip("Beside the checkpoint, named after it; it follows the checkpoint you open "
@@ -143,3 +165,14 @@ class InputsPanel(QGroupBox):
             more = len(choice.inferred) - len(shown)
             self.config_info.setText("inferred: " + " · ".join(shown) + (f" · +{more} more (Config tab)" if more > 0 else ""))
             self.config_info.setToolTip("\n".join(f"{name} = {value}" for name, value in choice.inferred.items()))
+
+
+def labels_info(workspace: Workspace) -> str:
+    """Beside the labels field: how many classes the head has, and whether they have names yet."""
+    prepared = workspace.prepared
+    classes = getattr(prepared.config.config, "num_labels", None) if prepared is not None else None
+    if classes is None:
+        return ""
+    if prepared.labels:
+        return f"names the {classes} classes"
+    return f"{classes} classes, named LABEL_0… without it"

@@ -42,6 +42,9 @@ from .log_pane import LogPane
 from .mapping_page import MappingPage
 from .messages import Messages
 from .pages import ConfigPage, ReportPage
+from .plan_notices import PlanNotices
+from .plan_suggestions import PlanSuggestions
+from .rename_preview import SOURCE_KEYS
 from .task_runner import TaskRunner
 from .widgets import MessageBar, local_paths
 from .workspace import Workspace, same_path
@@ -191,8 +194,12 @@ class MainWindow(QMainWindow):
         # -- work area: tabs (mapping first) beside room for more, log below ----------------------
         self.mapping_page = MappingPage(
             prepared=lambda: self.workspace.prepared, drop_action=self.act_drop, restore_action=self.act_restore,
-            bulk_action=self.act_bulk, problems_action=self.act_problems, parent=self)
-        self.fixes_editor = FixesEditor(self.workspace, self.mapping_page)
+            bulk_action=self.act_bulk, problems_action=self.act_problems, suggestions_action=self.act_suggestions,
+            parent=self)
+        self.suggestions = PlanSuggestions(self.workspace)
+        self.fixes_editor = FixesEditor(self.workspace, self.mapping_page, self.suggestions)
+        self.notices = PlanNotices(self.workspace, self.suggestions, self.act_suggestions, self.mapping_page)
+        self.mapping_page.set_notices(self.notices)
         self.opener = CheckpointOpener(self.workspace, self.loader, self)
         self.config_page = ConfigPage(self)
         self.report_view = ReportPage(self)
@@ -252,6 +259,7 @@ class MainWindow(QMainWindow):
         inputs.source_field.pathChosen.connect(self._source_chosen)
         inputs.config_field.pathChosen.connect(self._config_chosen)
         inputs.base_model_field.pathChosen.connect(self._base_model_chosen)
+        inputs.labels_field.pathChosen.connect(self._labels_chosen)
         inputs.output_field.pathChosen.connect(lambda path: workspace.set_output(path, chosen=True))
         inputs.output_field.edit.textEdited.connect(lambda text: workspace.set_output(text.strip(), chosen=True))
         self.opener.baseModelRequested.connect(self.choose_base_model)
@@ -262,6 +270,11 @@ class MainWindow(QMainWindow):
         page.statusMessage.connect(self.statusBar().showMessage)
         page.openRequested.connect(self.browse_source)
         page.demoRequested.connect(self.open_demo)
+        page.guideRequested.connect(self.act_getting_started.trigger)
+        self.suggestions.changed.connect(lambda: page.model.set_suggestions(self.suggestions.ranked()))
+        self.suggestions.changed.connect(self._update_actions)
+        self.notices.inferredFixesRequested.connect(self.fixes_editor.set_inferred_fixes)
+        self.notices.sourceRenameRequested.connect(lambda: self.fixes_editor.bulk_rename(SOURCE_KEYS))
         self.conversion_bar.reason.linkActivated.connect(self._reason_link)
         self.conversion_bar.reportRequested.connect(lambda: self.tabs.setCurrentWidget(self.report_view))
         self.tabs.currentChanged.connect(self._tab_changed)
@@ -296,6 +309,7 @@ class MainWindow(QMainWindow):
             return
         for field, choose in ((inputs.config_field, workspace.set_config),
                               (inputs.base_model_field, workspace.set_base_model),
+                              (inputs.labels_field, workspace.set_labels),
                               (inputs.output_field, workspace.set_output)):
             typed = field.take_typed()
             if typed is not None:
@@ -333,10 +347,15 @@ class MainWindow(QMainWindow):
         self.workspace.set_base_model(path)
         self.opener.open()
 
+    def _labels_chosen(self, path: str) -> None:
+        self.workspace.set_labels(path)
+        self.opener.open()
+
     def route_dropped_paths(self, paths: list[str]) -> None:
-        """Put each dropped path where it belongs: checkpoint, config, mapping, base model, output or
-        (an audio file) the clip to audition. A checkpoint comes first, so the config, base model
-        or mapping dropped with it are its own, not the previous checkpoint's."""
+        """Put each dropped path where it belongs: checkpoint, config, mapping, base model, labels (a
+        .txt file, for a head that gives classes), output or (an audio file) the clip to audition. A
+        checkpoint comes first, so the config, base model or mapping dropped with it are its own,
+        not the previous checkpoint's."""
         clips = [raw for raw in paths if is_audio(raw) and not Path(raw).is_dir()]
         if clips:
             self.show_audition().choose_clip(clips[0])
@@ -351,7 +370,8 @@ class MainWindow(QMainWindow):
         folders = [raw for raw in paths if Path(raw).is_dir()]
         configs = [raw for raw in paths if raw not in folders and Path(raw).name == "config.json"]
         mappings = [raw for raw in paths if raw not in folders + configs and Path(raw).suffix.lower() in (".toml", ".json")]
-        sources = [raw for raw in paths if raw not in folders + configs + mappings]
+        labels = [raw for raw in paths if raw not in folders and Path(raw).suffix.lower() == ".txt"]
+        sources = [raw for raw in paths if raw not in folders + configs + mappings + labels]
         reopen = False
         if sources and not same_path(sources[0], workspace.source):
             if not self._may_leave_checkpoint(then=lambda: self.route_dropped_paths(paths)):
@@ -373,6 +393,13 @@ class MainWindow(QMainWindow):
             reopen = True
         for mapping in mappings:
             self.load_mapping(mapping)
+        if labels and (workspace.labels_wanted() or sources):  # dropped with its checkpoint, or for the open head
+            inputs.labels_field.recent.add(labels[0])
+            workspace.set_labels(labels[0])
+            reopen = True
+        elif labels:
+            self.statusBar().showMessage("A labels file names the classes of a classification head: open one first.",
+                                         6000)
         if reopen or sources:
             self.opener.open()
 
@@ -465,6 +492,7 @@ class MainWindow(QMainWindow):
         self.act_restore.setEnabled(editable and has_selection)
         self.act_edit.setEnabled(editable)
         self.act_bulk.setEnabled(editable)
+        self.act_suggestions.setEnabled(editable and bool(self.suggestions.confident()))
         self.act_next_problem.setEnabled(workspace.prepared is not None)
         stack = self.undo_stack
         self.act_undo.setEnabled(editable and stack.canUndo())
@@ -579,6 +607,7 @@ class MainWindow(QMainWindow):
             return  # a palette event during construction
         self._set_glyph_icons()
         self.mapping_page.refresh_colours()
+        self.notices.refresh()
         if self._audition is not None:
             self._audition.restyle()
         self._update_actions()

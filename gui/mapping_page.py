@@ -1,5 +1,6 @@
 """The Mapping tab: the plan table with its text and status filters, the row actions beside them,
-a summary of the statuses under it, and what to do while no plan is open.
+notices about the plan as a whole above it (`PlanNotices`), a summary of the statuses under it,
+and what to do while no plan is open.
 
 The page shows a `core.plan.Plan` and reports what the user asks for (a rename typed in a cell,
 the rows selected); the user's fixes themselves live in `FixesEditor`.
@@ -27,8 +28,9 @@ from PySide6.QtWidgets import (
 
 from ..core.plan import Plan, PlanRow, Status
 from . import theme
+from .key_completion import KeyCandidate, KeyEditorDelegate, source_candidates, target_candidates
 from .plan_model import ALL_ROWS, PROBLEM_ROWS, Column, PlanFilterProxy, PlanTableModel
-from .widgets import ActionButton, KeyEditorDelegate
+from .widgets import ActionButton
 
 EDIT_TRIGGERS = QAbstractItemView.EditTrigger.DoubleClicked | QAbstractItemView.EditTrigger.EditKeyPressed
 
@@ -37,6 +39,7 @@ class MappingPage(QWidget):
     statusMessage = Signal(str, int)  # text, milliseconds: for the window's status bar
     openRequested = Signal()
     demoRequested = Signal()
+    guideRequested = Signal()
 
     def __init__(
         self,
@@ -46,6 +49,7 @@ class MappingPage(QWidget):
         restore_action: QAction,
         bulk_action: QAction,
         problems_action: QAction,
+        suggestions_action: QAction,
         parent: QWidget | None = None,
     ):
         super().__init__(parent)
@@ -76,9 +80,11 @@ class MappingPage(QWidget):
         self.drop_button = ActionButton(drop_action, "dropButton", self)
         self.restore_button = ActionButton(restore_action, "restoreButton", self)
         self.bulk_button = ActionButton(bulk_action, "bulkRenameButton", self)
-        for button in (self.drop_button, self.restore_button, self.bulk_button):
+        self.suggestions_button = ActionButton(suggestions_action, "applySuggestionsButton", self)
+        for button in (self.suggestions_button, self.drop_button, self.restore_button, self.bulk_button):
             tools.addWidget(button)
         layout.addLayout(tools)
+        self._notices_at = layout.count()  # where `set_notices` puts them: between the tools and the table
 
         self.model = PlanTableModel(self)
         self.proxy = PlanFilterProxy(self)
@@ -158,8 +164,12 @@ class MappingPage(QWidget):
         demo_button = QPushButton("Open the demo", page)
         demo_button.setObjectName("emptyDemoButton")
         demo_button.clicked.connect(self.demoRequested)
+        guide_button = QPushButton("Getting started", page)
+        guide_button.setObjectName("emptyGuideButton")
+        guide_button.clicked.connect(self.guideRequested)
         buttons.addWidget(open_button)
         buttons.addWidget(demo_button)
+        buttons.addWidget(guide_button)
         buttons.addStretch(1)
         layout.addWidget(self.empty_title)
         layout.addWidget(self.empty_hint)
@@ -169,6 +179,10 @@ class MappingPage(QWidget):
         return page
 
     # -- what is shown ------------------------------------------------------------------------------
+
+    def set_notices(self, notices: QWidget) -> None:
+        """What is said about the plan as a whole, above the table."""
+        self.layout().insertWidget(self._notices_at, notices)
 
     def show_plan(self, plan: Plan | None) -> None:
         self.model.set_plan(plan)
@@ -298,12 +312,12 @@ class MappingPage(QWidget):
         self.table.setCurrentIndex(target)
         self.table.edit(target)
 
-    def _completion_candidates(self, index) -> list[str]:
+    def _completion_candidates(self, index) -> list[KeyCandidate]:
         prepared = self._prepared()
         if prepared is None:
             return []
         row = self.model.row_at(self.proxy.mapToSource(index).row())
         if row.source_key is None:  # a missing target: which checkpoint tensor fills it?
-            return [r.source_key for r in self.model.rows()
-                    if r.source_key is not None and r.source_shape is not None and r.status is not Status.MAPPED]
-        return prepared.unclaimed_targets()
+            return source_candidates(row, self.model.rows())
+        open_targets = {key: prepared.targets[key].shape for key in prepared.unclaimed_targets()}
+        return target_candidates(row, open_targets, self.model.suggestions_for(row))

@@ -2,7 +2,8 @@
 
 The model only shows a `core.plan.Plan`; it never changes one. An edit of a key is turned into a
 request (`renameRequested`) that the window records as an undoable change of the user's fixes,
-after which the core computes a new plan and the model shows it.
+after which the core computes a new plan and the model shows it. An unmapped row whose best
+suggestion is confident (`core.suggestions`) says which parameter it probably is.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ..core.plan import STATUS_HELP, Plan, PlanRow, Status
 from . import theme
 
 MISSING_SOURCE_TEXT = "— nothing —"
+SUGGESTION_TEXT = "did you mean {}?"
 DROPPED_TARGET_TEXT = "— dropped —"
 NO_TARGET_TEXT = "— none —"
 
@@ -62,8 +64,9 @@ def format_shape(shape) -> str:
     return "[" + ", ".join(str(n) for n in shape) + "]"
 
 
-def row_tooltip(row: PlanRow) -> str:
-    """What the status means for this row and the likely fix, in a sentence or two."""
+def row_tooltip(row: PlanRow, suggestions=()) -> str:
+    """What the status means for this row and the likely fix, in a sentence or two; with the row's
+    ranked `core.suggestions.Suggestion`s, which parameters it probably is."""
     lines = [f"<b>{row.status.value}</b>"]
     help_text = STATUS_HELP[row.status]
     if row.reason and row.reason != help_text:
@@ -74,6 +77,12 @@ def row_tooltip(row: PlanRow) -> str:
         lines.append(f"<i>rule:</i> {_escape(row.rule)}")
     if row.via:
         lines.append(f"<i>via:</i> {_escape(' → '.join(row.via))}")
+    fitting = [s for s in suggestions if s.shape_matches]
+    if fitting and fitting[0].confident:
+        lines.append(f"<i>did you mean:</i> {_escape(fitting[0].target)} — same shape, same layer, alike names. "
+                     "Apply confident suggestions fixes it, with every other such row.")
+    elif fitting:
+        lines.append("<i>parameters of its shape, most alike first:</i> " + _escape(", ".join(s.target for s in fitting[:3])))
     return "<p style='white-space:pre-wrap'>" + "<br>".join(lines) + "</p>"
 
 
@@ -95,8 +104,11 @@ class PlanTableModel(QAbstractTableModel):
         self._rows: list[PlanRow] = []
         self._plan: Plan | None = None
         self._editable = True
+        self._suggestions: dict[str, list] = {}  # source key -> core.suggestions.Suggestion, best first
         self._mono = QFont("monospace")
         self._mono.setStyleHint(QFont.StyleHint.TypeWriter)
+        self._hint = QFont()
+        self._hint.setItalic(True)
 
     # -- content ------------------------------------------------------------------------------
     @property
@@ -151,6 +163,24 @@ class PlanTableModel(QAbstractTableModel):
             self._rows = new_rows
             self.endInsertRows()
 
+    def set_suggestions(self, ranked: dict[str, list]) -> None:
+        """The ranked suggestions for the plan shown (`PlanSuggestions.ranked`)."""
+        if ranked == self._suggestions:
+            return
+        self._suggestions = ranked
+        if self._rows:
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self._rows) - 1, len(Column) - 1))
+
+    def suggestions_for(self, row: PlanRow) -> list:
+        return self._suggestions.get(row.source_key, []) if row.source_key is not None else []
+
+    def confident_suggestion(self, row: PlanRow) -> str | None:
+        """The parameter an unmapped row surely is, or None."""
+        found = self.suggestions_for(row)
+        if found and found[0].confident and row.status is Status.UNMAPPED and not row.target_key:
+            return found[0].target
+        return None
+
     def set_editable(self, editable: bool) -> None:
         """While a conversion runs the plan must not change under it."""
         self._editable = editable
@@ -198,6 +228,14 @@ class PlanTableModel(QAbstractTableModel):
             return None
         row = self._rows[index.row()]
         column = Column(index.column())
+        suggested = self.confident_suggestion(row) if column == Column.TARGET else None
+        if suggested is not None and role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ForegroundRole,
+                                              Qt.ItemDataRole.FontRole):
+            if role == Qt.ItemDataRole.DisplayRole:
+                return SUGGESTION_TEXT.format(suggested)
+            if role == Qt.ItemDataRole.ForegroundRole:
+                return QBrush(theme.message_colour("info"))
+            return self._hint
         if role == Qt.ItemDataRole.DisplayRole:
             return self._display(row, column)
         if role == Qt.ItemDataRole.EditRole:
@@ -207,7 +245,7 @@ class PlanTableModel(QAbstractTableModel):
                 return row.source_key or ""
             return self._display(row, column)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return row_tooltip(row)
+            return row_tooltip(row, self.suggestions_for(row))
         if role == Qt.ItemDataRole.DecorationRole and column == Column.STATUS:
             return theme.status_icon(row.status)
         if role == Qt.ItemDataRole.ForegroundRole:

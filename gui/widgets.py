@@ -1,5 +1,5 @@
 """Small widgets of the window: path fields with browse, drop and recent files; an inline message bar;
-buttons that mirror actions; the key editor with completion used inside the mapping table."""
+buttons that mirror actions."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QSettings, QStringListModel, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QGuiApplication
 from PySide6.QtWidgets import (
-    QCompleter,
     QFileDialog,
     QFrame,
     QHBoxLayout,
@@ -19,13 +18,14 @@ from PySide6.QtWidgets import (
     QMenu,
     QPushButton,
     QStyle,
-    QStyledItemDelegate,
     QToolButton,
+    QVBoxLayout,
     QWidget,
 )
 
 from ..core.plan import Status
 from . import theme
+from .line_clamp import LineClamp
 
 RECENT_LIMIT = 8
 
@@ -219,7 +219,8 @@ class MessageBar(QFrame):
     """A message inside the window (error, warning, success, info) with optional buttons.
 
     Errors are shown here rather than in modal dialogs: they stay visible next to what caused
-    them, their text can be selected and copied, and nothing blocks the window.
+    them, their text can be selected and copied, and nothing blocks the window. A long message
+    shows its first two lines and "Show all".
     """
 
     closed = Signal()
@@ -235,6 +236,11 @@ class MessageBar(QFrame):
         self.text.setWordWrap(True)
         self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.text.setTextFormat(Qt.TextFormat.PlainText)
+        self.show_all = QToolButton(self)
+        self.show_all.setObjectName("messageShowAll")
+        self.show_all.setAutoRaise(True)
+        self.show_all.setToolTip("Show the whole message, or only its first lines")
+        self.clamp = LineClamp(self.text, self.show_all, lines=2)
         self.buttons = QHBoxLayout()
         self.buttons.setSpacing(6)
         self.close_button = QToolButton(self)
@@ -247,7 +253,11 @@ class MessageBar(QFrame):
         layout.setContentsMargins(10, 6, 6, 6)
         layout.setSpacing(8)
         layout.addWidget(self.icon, 0, Qt.AlignmentFlag.AlignTop)
-        layout.addWidget(self.text, 1)
+        text_column = QVBoxLayout()
+        text_column.setSpacing(0)
+        text_column.addWidget(self.text)
+        text_column.addWidget(self.show_all, 0, Qt.AlignmentFlag.AlignLeft)
+        layout.addLayout(text_column, 1)
         layout.addLayout(self.buttons)
         layout.addWidget(self.close_button, 0, Qt.AlignmentFlag.AlignTop)
         self.hide()
@@ -256,6 +266,7 @@ class MessageBar(QFrame):
         """`actions`: (button text, callback, object name) for the buttons beside the text."""
         self.kind = kind
         self.text.setText(text)
+        self.clamp.collapse()
         while self.buttons.count():
             widget = self.buttons.takeAt(0).widget()
             if widget is not None:
@@ -311,61 +322,3 @@ class ActionButton(QPushButton):
 
     def sync(self) -> None:
         self.setEnabled(self.action.isEnabled())
-
-
-class KeyEditorDelegate(QStyledItemDelegate):
-    """Edits a key inline, completing from the keys that would fix something.
-
-    For a target key the candidates are the model's parameters nothing claims yet; for the source
-    cell of a missing target, the checkpoint's tensors that are not mapped. Picking a completion
-    commits at once; the list opens with every candidate shown, narrowing as you type.
-    """
-
-    def __init__(self, candidates: Callable[[object], list[str]], parent=None):
-        super().__init__(parent)
-        self._candidates = candidates
-
-    def createEditor(self, parent, option, index):
-        editor = QLineEdit(parent)
-        editor.setObjectName("keyEditor")
-        completer = QCompleter(QStringListModel(self._candidates(index), editor), editor)
-        completer.setObjectName("keyCompleter")
-        completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
-        completer.setFilterMode(Qt.MatchFlag.MatchContains)
-        completer.setCompletionMode(QCompleter.CompletionMode.PopupCompletion)
-        completer.setMaxVisibleItems(12)
-        editor.setCompleter(completer)
-        completer.activated[str].connect(self._completion_chosen)
-        QTimer.singleShot(0, self._open_completions)
-        self._editor = editor
-        return editor
-
-    def _open_completions(self) -> None:
-        editor = getattr(self, "_editor", None)
-        try:
-            if editor is None or not editor.isVisible():
-                return
-        except RuntimeError:  # the editor closed before the list could open
-            return
-        completer = editor.completer()
-        if completer.model().rowCount():
-            completer.setCompletionPrefix("" if editor.hasSelectedText() else editor.text())
-            completer.complete()
-
-    def _completion_chosen(self, text: str) -> None:
-        completer = self.sender()
-        editor = completer.widget() if completer is not None else None
-        if isinstance(editor, QLineEdit):
-            editor.setText(text)
-            self.commitData.emit(editor)
-            self.closeEditor.emit(editor, QStyledItemDelegate.EndEditHint.NoHint)
-
-    def setEditorData(self, editor, index) -> None:
-        editor.setText(index.data(Qt.ItemDataRole.EditRole) or "")
-        editor.selectAll()
-
-    def setModelData(self, editor, model, index) -> None:
-        model.setData(index, editor.text(), Qt.ItemDataRole.EditRole)
-
-    def updateEditorGeometry(self, editor, option, index) -> None:
-        editor.setGeometry(option.rect)

@@ -69,7 +69,12 @@ def build_actions(window) -> None:
                               "Undo your drop or rename of the selected rows; for a key the recipe drops, type its target",
                               _icon("edit-clear", style, sp.SP_DialogResetButton), "actionRestore")
     window.act_bulk = action("&Bulk rename…", fixes("bulk_rename"), K("Ctrl+H"),
-                           "Rename the selected or filtered rows with one regular expression", name="actionBulkRename")
+                           "Rename source keys, or set the target keys of many rows, with one regular expression",
+                           name="actionBulkRename")
+    window.act_suggestions = action("Apply confident &suggestions", fixes("apply_suggestions"), K("Ctrl+Shift+G"),
+                                  "Give every unmapped key whose suggestion is confident that parameter, in one step",
+                                  name="actionApplySuggestions")
+    window.act_suggestions.setIconText("Apply suggestions")
     window.act_find = action("&Filter keys", window.focus_filter, K(K.StandardKey.Find),
                            "Type words that the source or target key must contain", name="actionFind")
     window.act_problems = action("Show &problems only", lambda checked: window.mapping_page.toggle_problems(checked),
@@ -92,6 +97,9 @@ def build_actions(window) -> None:
                                 "List the keyboard shortcuts", name="actionShortcuts")
     window.act_about = action("&About Speechport", lambda: dialogs.show_about(window), None, "About Speechport",
                             name="actionAbout")
+    window.act_getting_started = action("&Getting started", lambda: show_getting_started(window), None,
+                                      "Open, fix, convert, audition: the four steps in plain words",
+                                      name="actionGettingStarted")
 
     window.appearance_group = QActionGroup(window)
     window.appearance_actions: dict[str, QAction] = {}
@@ -113,7 +121,8 @@ def build_toolbar(window) -> None:
     toolbar.setIconSize(QSize(18, 18))
     toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
     for act in (window.act_open, window.act_demo, None, window.act_load_mapping, window.act_save_mapping, None,
-                window.act_undo, window.act_redo, None, window.act_convert, window.act_open_folder):
+                window.act_undo, window.act_redo, window.act_suggestions, None, window.act_convert,
+                window.act_open_folder):
         if act is None:
             toolbar.addSeparator()
         else:
@@ -140,7 +149,7 @@ def build_menus(window) -> None:
 
     edit_menu = menus.addMenu("&Edit")
     for act in (window.act_undo, window.act_redo, None, window.act_edit, window.act_drop, window.act_restore, window.act_bulk,
-                None, window.act_find, window.act_problems, window.act_next_problem):
+                window.act_suggestions, None, window.act_find, window.act_problems, window.act_next_problem):
         edit_menu.addSeparator() if act is None else edit_menu.addAction(act)
 
     convert_menu = menus.addMenu("&Convert")
@@ -155,6 +164,7 @@ def build_menus(window) -> None:
         appearance.addAction(act)
 
     help_menu = menus.addMenu("&Help")
+    help_menu.addAction(window.act_getting_started)
     help_menu.addAction(window.act_shortcuts)
     help_menu.addAction(window.act_about)
 
@@ -170,15 +180,24 @@ def _fill_recent_menu(window) -> None:
         window.recent_menu.addAction("No recent checkpoints").setEnabled(False)
 
 
-def show_shortcuts(window) -> None:
-    dialogs.show_shortcuts(
+# Shortcuts of a page rather than of a window action: (what, key).
+PAGE_SHORTCUTS = (("Play / Pause the clip (Audition)", "Ctrl+Space"),)
+
+
+def show_shortcuts(window):
+    return dialogs.show_shortcuts(
         window,
         (window.act_open, window.act_demo, window.act_reload, window.act_load_mapping, window.act_save_mapping,
          window.act_undo, window.act_redo, window.act_edit, window.act_drop, window.act_restore, window.act_bulk,
-         window.act_find, window.act_problems, window.act_next_problem, window.act_convert, window.act_cancel,
-         window.act_open_folder, window.act_audition, window.act_show_log),
+         window.act_suggestions, window.act_find, window.act_problems, window.act_next_problem, window.act_convert,
+         window.act_cancel, window.act_open_folder, window.act_audition, window.act_show_log),
         first_word_only=(window.act_undo, window.act_redo),
+        others=PAGE_SHORTCUTS,
     )
+
+
+def show_getting_started(window):
+    return dialogs.show_getting_started(window, window.open_demo)
 
 
 def _icon(theme_name: str, style: QStyle, fallback: QStyle.StandardPixmap) -> QIcon:

@@ -161,12 +161,13 @@ def _map_torch_libraries() -> None:
         pass  # only a speed-up: torch's own import does the real work
 
 
-def prepare_job(source: str, *, config: str | None, base_model: str | None, trust_pickle: bool, fixes, progress: Progress):
-    """Open, detect, configure and plan with the user's fixes."""
+def prepare_job(source: str, *, config: str | None, base_model: str | None, trust_pickle: bool, fixes, progress: Progress,
+                labels: str | None = None):
+    """Open, detect, configure and plan with the user's fixes (and a classification head's labels file)."""
     from ..core.conversion import prepare
 
-    return prepare(source, config=config or None, base_model=base_model or None, mapping=fixes,
-                   trust_pickle=trust_pickle, progress=progress)
+    return prepare(source, config=config or None, base_model=base_model or None, labels=labels or None,
+                   mapping=fixes, trust_pickle=trust_pickle, progress=progress)
 
 
 def convert_job(prepared, out: str, *, force: bool, progress: Progress):

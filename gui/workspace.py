@@ -1,8 +1,8 @@
 """The open checkpoint and everything that belongs to it, in one object that says when it changes.
 
-The inputs it was opened with (checkpoint, config, base model, output folder — and whether that
-folder was suggested or chosen by the user), the opened `core.conversion.Prepared`, the user's
-fixes with their undo history, the last conversion, and the audition's side of it (the converted
+The inputs it was opened with (checkpoint, config, base model, labels, output folder — and whether
+that folder was suggested or chosen by the user), the opened `core.conversion.Prepared`, the user's
+fixes with their undo history (and whether the fixes Speechport inferred itself are applied), the last conversion, and the audition's side of it (the converted
 folder to compare against, the models loaded for it, the last comparison). Panels read it and
 change it through its methods; each change emits its signal, then `changed`.
 
@@ -12,6 +12,7 @@ previous one — so no panel can keep, say, the last checkpoint's converted fold
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
@@ -34,14 +35,26 @@ def same_path(a: str | Path | None, b: str | Path | None) -> bool:
     return Path(a).expanduser().absolute() == Path(b).expanduser().absolute()
 
 
-def suggested_output(source: str) -> str:
-    """Where a checkpoint's conversion goes unless the user says otherwise: beside it, `<stem>-hf`."""
+def suggested_output(source: str) -> tuple[str, str]:
+    """Where a checkpoint's conversion goes unless the user says otherwise, and why there when it is
+    not the usual place: beside it, `<stem>-hf`; in the home folder when its own folder cannot be
+    written to (a read-only share, another user's folder)."""
     if not source:
-        return ""
+        return "", ""
     source_path = Path(source).expanduser().absolute()
     if source_path.resolve() == DEMO_CHECKPOINT.resolve():
-        return str(DEMO_OUTPUT)
-    return str(source_path.with_name(f"{source_path.stem}-hf"))
+        return str(DEMO_OUTPUT), ""
+    name = f"{source_path.stem}-hf"
+    if not os.access(source_path.parent, os.W_OK):
+        return (str(Path.home() / "speechport-output" / name),
+                "in your home folder: the checkpoint's own folder cannot be written to")
+    return str(source_path.with_name(name)), ""
+
+
+def classifies(prepared) -> bool:
+    """Whether the opened checkpoint is a head that gives classes (whose names a labels file gives)."""
+    return prepared is not None and prepared.plan.target_class.endswith(
+        ("ForSequenceClassification", "ForAudioFrameClassification", "ForXVector"))
 
 
 class Workspace(QObject):
@@ -69,14 +82,19 @@ class Workspace(QObject):
         self.base_model = ""
         self.base_model_wanted = False
         self.base_model_needed_by = ""  # the recipe of a head-only checkpoint that could not open without one
+        self.labels = ""  # a labels file: the class names of a classification head
         self.output = ""
         self.output_chosen = False  # by the user; otherwise suggested from the checkpoint's name
+        self.output_note = ""  # why a suggested folder is not beside the checkpoint
         self.waiting_for_libraries = False  # opening as soon as torch and transformers are loaded
 
         # The checkpoint, the fixes and what was made of them.
         self.prepared = None  # core.conversion.Prepared
         self.fixes = Overrides()
         self.undo_stack = QUndoStack(self)
+        self.inferred_found = []  # core.rules.Rule: the fixes Speechport inferred when it opened the checkpoint
+        self.inferred_applied = True  # False once the user undid them: the keys are read as saved
+        self.inferred_recorded = False  # they are a step of the undo history
         self.mapping_file = ""  # where the fixes were last saved
         self.result = None  # core.conversion.ConversionResult of the last conversion
 
@@ -108,7 +126,7 @@ class Workspace(QObject):
         self.source, self.config, self.base_model = source, config, base_model
         self.base_model_wanted = bool(base_model)
         self.output_chosen = bool(output)
-        self.output = output or suggested_output(source)
+        self.output, self.output_note = (output, "") if output else suggested_output(source)
         self._emit(self.inputsChanged)
 
     def reset(self, source: str) -> None:
@@ -126,13 +144,17 @@ class Workspace(QObject):
         if had_checkpoint:
             self.config = ""
             self.base_model = ""
+            self.labels = ""
             self.fixes = Overrides()
             self.undo_stack.clear()
             self.mapping_file = ""
+        self.inferred_found = []
+        self.inferred_applied = True
+        self.inferred_recorded = False
         self.base_model_wanted = bool(self.base_model)
         self.base_model_needed_by = ""
         if not self.output_chosen:
-            self.output = suggested_output(source)
+            self.output, self.output_note = suggested_output(source)
         self.waiting_for_libraries = False
         self.prepared = None
         self.result = None
@@ -151,6 +173,9 @@ class Workspace(QObject):
             self.prepared.hasher.cancel()
         self.prepared = prepared
         if prepared is not None:
+            self.inferred_found = list(prepared.inferred)
+            if prepared.inferred and not self.inferred_applied:  # the user undid them before this reopening
+                prepared.replan(commands.copy_overrides(self.fixes), inferred=[])
             self.base_model_needed_by = ""
             if prepared.recipe.needs_base_model or prepared.base_model is not None:
                 self.base_model_wanted = True
@@ -170,6 +195,14 @@ class Workspace(QObject):
         self.config = path
         self._emit(self.inputsChanged)
 
+    def set_labels(self, path: str) -> None:
+        self.labels = path
+        self._emit(self.inputsChanged)
+
+    def labels_wanted(self) -> bool:
+        """Show the labels input: a classification head is open, or the user gave a labels file."""
+        return bool(self.labels) or classifies(self.prepared)
+
     def set_base_model(self, path: str) -> None:
         self.base_model = path
         self.base_model_wanted = bool(path) or self.base_model_wanted
@@ -185,6 +218,7 @@ class Workspace(QObject):
         """The output folder; an empty one is suggested again for the next checkpoint."""
         self.output = path
         self.output_chosen = chosen and bool(path)
+        self.output_note = ""
         self._emit(self.inputsChanged)
 
     # == fixes, conversion, audition ===============================================================
@@ -194,6 +228,13 @@ class Workspace(QObject):
         self.fixes = commands.copy_overrides(fixes)
         if self.prepared is not None:
             self.prepared.replan(commands.copy_overrides(fixes))
+        self._emit(self.fixesChanged, self.planChanged)
+
+    def set_inferred_fixes(self, applied: bool) -> None:
+        """Apply the fixes Speechport inferred (strip a wrapper prefix), or read the keys as saved."""
+        self.inferred_applied = applied
+        if self.prepared is not None:
+            self.prepared.replan(commands.copy_overrides(self.fixes), inferred=self.inferred_found if applied else [])
         self._emit(self.fixesChanged, self.planChanged)
 
     def set_result(self, result) -> None:

@@ -33,7 +33,7 @@ from speechport.core.errors import NeedsBaseModel  # noqa: E402
 from speechport.core.mapping_file import Overrides  # noqa: E402
 from speechport.core.plan import Status  # noqa: E402
 from speechport.gui import theme, workers  # noqa: E402
-from speechport.gui.dialogs import BulkRenameDialog  # noqa: E402
+from speechport.gui.bulk_rename_dialog import BulkRenameDialog  # noqa: E402
 from speechport.gui.plan_model import Column  # noqa: E402
 from speechport.gui.widgets import RecentPaths  # noqa: E402
 
@@ -107,7 +107,7 @@ def test_break_fix_with_completion_undo_redo_convert_and_load(make_window, qtbot
     # Fix it with the completion list, which offers exactly the target nothing claims.
     editor = open_editor(qtbot, window, proxy_index(window, BROKEN_KEY, Column.TARGET))
     completer = editor.completer()
-    assert completer.model().stringList() == [ITS_TARGET]
+    assert completer.model().keys() == [ITS_TARGET]
     qtbot.keyClicks(editor, "intermediate_dense.w")
     popup = completer.popup()
     qtbot.waitUntil(popup.isVisible)
@@ -275,10 +275,10 @@ def test_bulk_rename_is_one_undoable_step(make_window, qtbot, tmp_path):
     assert table(window).model().rowCount() == 4  # two layers, weight and bias
     window.act_bulk.trigger()
     dialog = window.findChild(BulkRenameDialog)
-    assert dialog is not None and dialog.scope_filtered.isChecked()
+    assert dialog is not None and dialog.scope_filtered.isChecked() and dialog.mode_target.isChecked()
     qtbot.keyClicks(dialog.pattern, "q_proj")
     qtbot.keyClicks(dialog.replacement, "query")
-    assert dialog.preview.rowCount() == 4
+    qtbot.waitUntil(lambda: dialog.preview.rowCount() == 4)
     assert "not parameters of the model" in dialog.status.text()
     dialog.accept()
     renamed = [row_of(window, f"encoder.layers.{n}.self_attn.q_proj.{p}") for n in (0, 1) for p in ("weight", "bias")]
@@ -288,12 +288,14 @@ def test_bulk_rename_is_one_undoable_step(make_window, qtbot, tmp_path):
     assert window.fixes.is_empty() and window.prepared.plan.ok
 
     window.act_bulk.trigger()
-    dialog = window.findChild(BulkRenameDialog)
+    dialog = window.fixes_editor.bulk_dialog  # the first one is closed, and deleted soon
     dialog.pattern.setText(r"^encoder\.layers\.(\d+)\.self_attn\.q_proj\.(\w+)$")
     dialog.replacement.setText(r"encoder.layers.\1.self_attn.linear_q.\2")
-    assert "4 of 4 rows renamed" in dialog.status.text() and "not parameters" not in dialog.status.text()
+    qtbot.waitUntil(lambda: "4 of 4 rows renamed" in dialog.status.text())
+    assert "not parameters" not in dialog.status.text()
     dialog.pattern.setText("(")  # a bad pattern is reported, not raised
-    assert "Not a valid pattern" in dialog.status.text()
+    qtbot.waitUntil(lambda: "Not a valid pattern" in dialog.status.text())
+    assert not dialog.ok_button.isEnabled()
     dialog.reject()
 
 
@@ -397,7 +399,7 @@ def test_needs_base_model_flow(make_window, answers, qtbot, tmp_path, monkeypatc
     real = workers.prepare_job
     seen = []
 
-    def head_only(source, *, config, base_model, trust_pickle, fixes, progress):
+    def head_only(source, *, config, base_model, trust_pickle, fixes, progress, labels=None):
         seen.append(base_model)
         if not base_model:
             raise NeedsBaseModel(str(source), "s3prl")
