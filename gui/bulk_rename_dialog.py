@@ -36,7 +36,7 @@ from ..core.errors import BadInput
 from ..core.mapping_file import Overrides
 from ..core.plan import Status
 from . import theme, workers
-from .rename_preview import SOURCE_KEYS, TARGET_KEYS, RenamePreview, preview
+from .rename_preview import ORIGIN, SOURCE_KEYS, TARGET_KEYS, RenamePreview, preview
 from .task_slot import TaskSlot
 
 PREVIEW_ROWS = 200
@@ -119,6 +119,7 @@ class BulkRenameDialog(QDialog):
         self.preview = QTableWidget(0, 3, self)
         self.preview.setObjectName("bulkPreview")
         self.preview.verticalHeader().hide()
+        self.preview.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)
         self.preview.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.preview.setWordWrap(False)
         self.preview.setTextElideMode(Qt.TextElideMode.ElideMiddle)
@@ -226,7 +227,7 @@ class BulkRenameDialog(QDialog):
             return False  # said the way every failure is
         if task.request == self._request():
             self._show_rows(None)
-            self._say(f"Not a valid pattern or replacement: {error}", "error")
+            self._say(f"Not a valid pattern or replacement: {str(error).removeprefix(f'{ORIGIN}: ')}", "error")
         return True
 
     def _show_rows(self, result: RenamePreview | None) -> None:

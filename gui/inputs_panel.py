@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt
-from PySide6.QtWidgets import QGridLayout, QGroupBox, QLabel, QWidget
+from PySide6.QtCore import QEvent, QSettings, Qt
+from PySide6.QtWidgets import QGridLayout, QGroupBox, QLabel, QSizePolicy, QWidget
 
 from .widgets import PathField
 from .workspace import Workspace
@@ -62,6 +62,10 @@ class InputsPanel(QGroupBox):
         self.config_info = QLabel(self)
         self.config_info.setObjectName("configInfo")
         self.config_info.setTextFormat(Qt.TextFormat.PlainText)
+        # Its summary can be long (a head's config): it ends in "…" rather than squeeze the path fields.
+        self.config_info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self._config_summary = ""
+        self.config_info.installEventFilter(self)
         self.base_model_info = QLabel("needed: this checkpoint holds only a head", self)
         self.base_model_info.setObjectName("baseModelInfo")
         self.labels_info = QLabel(self)
@@ -134,11 +138,11 @@ class InputsPanel(QGroupBox):
         if workspace.is_opening():
             self.recipe_label.setText("detecting…")
             self.recipe_label.setToolTip("")
-            self.config_info.setText("")
+            self._show_config_summary("")
         elif workspace.prepared is not None:
             self.show_prepared(workspace.prepared)
         else:
-            self.config_info.setText("")
+            self._show_config_summary("")
             self.recipe_label.setToolTip("")
             if workspace.base_model_needed_by:
                 self.recipe_label.setText(f"{workspace.base_model_needed_by} (a downstream head: it needs its base model)")
@@ -146,6 +150,17 @@ class InputsPanel(QGroupBox):
                 self.recipe_label.setText("— (not opened: see the message above)")
             else:
                 self.recipe_label.setText("— (open a checkpoint to detect it)")
+
+    def _show_config_summary(self, text: str) -> None:
+        self._config_summary = text
+        label = self.config_info
+        label.setText(label.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight, max(label.width(), 0))
+                      if label.width() > 0 else text)
+
+    def eventFilter(self, watched, event) -> bool:
+        if watched is self.config_info and event.type() == QEvent.Type.Resize:
+            self._show_config_summary(self._config_summary)
+        return False
 
     def show_prepared(self, prepared) -> None:
         """The recipe detected and the config settled for an opened checkpoint (`core.conversion.Prepared`)."""
@@ -155,7 +170,7 @@ class InputsPanel(QGroupBox):
         self.recipe_label.setToolTip(f"{prepared.recipe.title}\nWhy: {detection.evidence}")
         choice = prepared.config
         if choice.origin == "file":
-            self.config_info.setText(f"from {Path(choice.path).name}" if choice.path else "from file")
+            self._show_config_summary(f"from {Path(choice.path).name}" if choice.path else "from file")
             self.config_info.setToolTip(str(choice.path or ""))
         else:
             shown = [f"{short} {choice.inferred[name].split(':', 1)[0]}" for name, short in SUMMARY_FIELDS.items()
@@ -163,7 +178,7 @@ class InputsPanel(QGroupBox):
             if not shown:  # another family: its first few values
                 shown = [f"{name} {value.split(':', 1)[0]}" for name, value in list(choice.inferred.items())[:3]]
             more = len(choice.inferred) - len(shown)
-            self.config_info.setText("inferred: " + " · ".join(shown) + (f" · +{more} more (Config tab)" if more > 0 else ""))
+            self._show_config_summary("inferred: " + " · ".join(shown) + (f" · +{more} more (Config tab)" if more > 0 else ""))
             self.config_info.setToolTip("\n".join(f"{name} = {value}" for name, value in choice.inferred.items()))
 
 
@@ -175,4 +190,4 @@ def labels_info(workspace: Workspace) -> str:
         return ""
     if prepared.labels:
         return f"names the {classes} classes"
-    return f"{classes} classes, named LABEL_0… without it"
+    return f"{classes} classes; without a file, LABEL_0 to LABEL_{classes - 1}"

@@ -18,7 +18,7 @@ from PySide6.QtGui import QBrush, QGuiApplication, QPalette
 from PySide6.QtWidgets import QCompleter, QLineEdit, QStyledItemDelegate
 
 from ..core.plan import PlanRow, Status
-from .plan_model import format_shape
+from .plan_model import SUGGESTION_ROLE, format_shape
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ def target_candidates(row: PlanRow, open_targets: Mapping[str, Sequence[int]], r
     candidates = []
     for suggestion in ranked:
         if suggestion.target in open_targets and suggestion.shape_matches:
-            candidates.append(KeyCandidate(suggestion.target, True, "best match" if suggestion.confident else "suggested"))
+            candidates.append(KeyCandidate(suggestion.target, True, "best match" if suggestion.confident else ""))
     offered = {candidate.key for candidate in candidates}
     rest = [key for key in open_targets if key not in offered]
     candidates += [KeyCandidate(key, True) for key in rest if tuple(open_targets[key]) == shape]
@@ -85,8 +85,9 @@ class CandidateListModel(QAbstractListModel):
         if role == Qt.ItemDataRole.ToolTipRole:
             if not candidate.fits:
                 return f"Its shape {candidate.note}: choosing it gives a shape mismatch."
-            return {"best match": "Speechport is confident this is the parameter: same shape, same layer, alike names.",
-                    "suggested": "Same shape; the names are alike."}.get(candidate.note)
+            if candidate.note:
+                return "Speechport is confident this is the parameter: same shape, same layer, alike names."
+            return None
         if role == Qt.ItemDataRole.ForegroundRole and not candidate.fits:
             palette = QGuiApplication.palette()
             return QBrush(palette.color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text))
@@ -128,6 +129,11 @@ class KeyEditorDelegate(QStyledItemDelegate):
             return
         completer = editor.completer()
         if completer.model().rowCount():
+            popup = completer.popup()
+            # Wide enough for the notes after the keys, within the table: the cell alone cuts them off.
+            room = editor.parentWidget().width() - editor.x() if editor.parentWidget() is not None else editor.width()
+            wanted = popup.sizeHintForColumn(0) + popup.verticalScrollBar().sizeHint().width() + 2 * popup.frameWidth()
+            popup.setMinimumWidth(max(editor.width(), min(wanted, room)))
             completer.setCompletionPrefix("" if editor.hasSelectedText() else editor.text())
             completer.complete()
 
@@ -138,6 +144,12 @@ class KeyEditorDelegate(QStyledItemDelegate):
             editor.setText(text)
             self.commitData.emit(editor)
             self.closeEditor.emit(editor, QStyledItemDelegate.EndEditHint.NoHint)
+
+    def initStyleOption(self, option, index) -> None:
+        super().initStyleOption(option, index)
+        suggested = index.data(SUGGESTION_ROLE)
+        if suggested and option.fontMetrics.horizontalAdvance(option.text) > option.rect.width() - 8:
+            option.text = f"{suggested}?"  # a narrow column: the key matters more than "did you mean"
 
     def setEditorData(self, editor, index) -> None:
         editor.setText(index.data(Qt.ItemDataRole.EditRole) or "")

@@ -5,7 +5,7 @@ selecting and copying; only the height it may take is limited."""
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QObject, Qt
-from PySide6.QtWidgets import QAbstractButton, QLabel, QWidget
+from PySide6.QtWidgets import QAbstractButton, QAbstractScrollArea, QLabel, QWidget
 
 UNLIMITED = (1 << 24) - 1  # QWIDGETSIZE_MAX
 
@@ -52,6 +52,9 @@ class LineClamp(QObject):
             self.view.setMaximumHeight(self._height_of(self.expanded_lines))
         else:
             self.view.setMaximumHeight(UNLIMITED)
+        if isinstance(self.view, QAbstractScrollArea):  # collapsed, the button says there is more: no scroll bar
+            self.view.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded if self.expanded
+                                                 else Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
 
     def _full_height(self) -> int:
         label = self.label

@@ -56,6 +56,7 @@ HEADER_TIPS = {
 # Roles beyond Qt's own, for the proxy, the delegates and the tests.
 ROW_ROLE = Qt.ItemDataRole.UserRole + 1  # the PlanRow
 STATUS_ROLE = Qt.ItemDataRole.UserRole + 2  # the Status value (a str)
+SUGGESTION_ROLE = Qt.ItemDataRole.UserRole + 3  # the target key an unmapped row surely is, or None
 
 
 def format_shape(shape) -> str:
@@ -262,6 +263,8 @@ class PlanTableModel(QAbstractTableModel):
             return self._mono
         if role == Qt.ItemDataRole.TextAlignmentRole and column in (Column.SHAPE, Column.TARGET_SHAPE):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == SUGGESTION_ROLE:
+            return suggested
         if role == ROW_ROLE:
             return row
         if role == STATUS_ROLE:

@@ -96,8 +96,10 @@ class PlanNotices(QWidget):
         prepared = self.workspace.prepared
         self._show(self.inferred_frame, self.inferred, self._inferred_text(prepared), "info")
         self._show(self.suggestions_frame, self.suggestions_text, self._suggestions_text(prepared), "info")
-        problems = prepared.plan.problem_lines() if prepared is not None else []
-        text = (f"{len(problems)} problem line(s) stop the conversion:\n" + "\n".join(problems)) if problems else ""
+        plan = prepared.plan if prepared is not None else None
+        lines = plan.problem_lines() if plan is not None else []
+        count = len(plan.problems()) + len(plan.config_conflicts) if plan is not None else 0
+        text = f"{count} problem(s) stop the conversion:\n" + "\n".join(lines) if lines else ""
         if text != self.problems.text():
             self.problems.setText(text)
             self.problems_clamp.refresh()

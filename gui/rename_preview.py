@@ -20,6 +20,7 @@ from ..core.plan import Plan, Status
 from ..core.rules import Stage, compile_user_pattern, user_search, user_sub
 from .commands import regex_renames, renamed, with_source_rule
 
+ORIGIN = "the pattern"  # what the core's messages about the pattern start with
 SOURCE_KEYS = "source"  # a rule renaming the checkpoint's keys
 TARGET_KEYS = "target"  # target keys given to the rows in scope
 
@@ -58,7 +59,7 @@ def preview(prepared, fixes: Overrides, mode: str, pattern: str, replacement: st
     """The rename applied to a copy of `prepared` (a `core.conversion.Prepared`) with the user's
     `fixes`; `scope` are the source keys a target-key rename is tried on. Raises `BadInput` for a
     pattern or replacement the core refuses (invalid, nested repetition, too slow)."""
-    compile_user_pattern(pattern, "the pattern")
+    compile_user_pattern(pattern, ORIGIN)
     before = prepared.plan
     if mode == SOURCE_KEYS:
         after_fixes = with_source_rule(fixes, pattern, replacement)
@@ -93,8 +94,8 @@ def _renamed_sources(prepared, fixes: Overrides, pattern: str, replacement: str)
             name = stripped.sub(name)
         if fixes.source_rules and earlier.first_match(name) is not None:
             continue
-        if user_search(pattern, name, "the pattern"):
-            names[key] = user_sub(pattern, replacement, name, "the pattern")
+        if user_search(pattern, name, ORIGIN):
+            names[key] = user_sub(pattern, replacement, name, ORIGIN)
     return names
 
 

@@ -121,8 +121,7 @@ def build_toolbar(window) -> None:
     toolbar.setIconSize(QSize(18, 18))
     toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
     for act in (window.act_open, window.act_demo, None, window.act_load_mapping, window.act_save_mapping, None,
-                window.act_undo, window.act_redo, window.act_suggestions, None, window.act_convert,
-                window.act_open_folder):
+                window.act_undo, window.act_redo, None, window.act_convert, window.act_open_folder):
         if act is None:
             toolbar.addSeparator()
         else:

@@ -38,6 +38,7 @@ def test_dozens_of_problems_show_two_lines_until_show_all(make_window, qtbot, tm
     view = window.findChild(QScrollArea, "problemsView")
     toggle = window.findChild(QToolButton, "problemsShowAll")
     assert text.isVisible() and text.text().splitlines()[1:] == plan.problem_lines()  # all of it, to select and copy
+    assert text.text().startswith(f"{len(plan.problems()) + len(plan.config_conflicts)} problem(s) stop the conversion:")
     qtbot.waitUntil(toggle.isVisible)
     assert toggle.text() == "Show all" and view.height() < 3 * line_height(text)
     table_height = window.table.height()

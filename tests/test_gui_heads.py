@@ -34,7 +34,7 @@ def test_a_classification_head_takes_its_labels_file_and_forgets_it_with_the_che
     wait_open(qtbot, window)
     info = window.findChild(QLabel, "labelsInfo")
     classes = window.prepared.config.config.num_labels
-    assert labels_row_shown(window) and info.text() == f"{classes} classes, named LABEL_0… without it"
+    assert labels_row_shown(window) and info.text() == f"{classes} classes; without a file, LABEL_0 to LABEL_{classes - 1}"
     assert window.prepared.config.config.id2label[0] == "LABEL_0"
 
     names = [f"speaker_{n:02d}" for n in range(classes)]

@@ -181,7 +181,7 @@ def test_a_pattern_too_slow_for_a_key_is_stopped_by_the_time_limit(make_window, 
     dialog = window.fixes_editor.bulk_dialog
     dialog.pattern.setText("^(a|aa)+$")
     qtbot.waitUntil(lambda: "takes more than 0.25 s to match" in dialog.status.text(), timeout=30_000)
-    assert "the pattern: the regular expression '^(a|aa)+$'" in dialog.status.text()
+    assert dialog.status.text().startswith("Not a valid pattern or replacement: the regular expression '^(a|aa)+$'")
     assert not dialog.ok_button.isEnabled() and answers.criticals == []
     dialog.reject()
 
