@@ -125,9 +125,9 @@ class InputsPanel(QGroupBox):
             self.output_info.setText("chosen by you")
             self.output_info.setToolTip("You chose this folder: it stays when you open another checkpoint.")
         elif workspace.output_note:
-            self.output_info.setText(f"suggested {workspace.output_note.split(':', 1)[0]}")
-            self.output_info.setToolTip(f"Suggested {workspace.output_note}. It follows the checkpoint you open until "
-                                        "you choose a folder.")
+            self.output_info.setText(f"suggested: {workspace.output_note}")
+            self.output_info.setToolTip(f"Suggested in your home folder, since {workspace.output_note} (for you at "
+                                        "least). It follows the checkpoint you open until you choose a folder.")
         else:
             self.output_info.setText("suggested" if workspace.output else "")
             self.output_info.setToolTip("Beside the checkpoint, named after it; it follows the checkpoint you open "

@@ -45,9 +45,8 @@ def suggested_output(source: str) -> tuple[str, str]:
     if source_path.resolve() == DEMO_CHECKPOINT.resolve():
         return str(DEMO_OUTPUT), ""
     name = f"{source_path.stem}-hf"
-    if not os.access(source_path.parent, os.W_OK):
-        return (str(Path.home() / "speechport-output" / name),
-                "in your home folder: the checkpoint's own folder cannot be written to")
+    if source_path.parent.is_dir() and not os.access(source_path.parent, os.W_OK):
+        return str(Path.home() / "speechport-output" / name), "the checkpoint's folder is read-only"
     return str(source_path.with_name(name)), ""
 
 

@@ -100,8 +100,8 @@ def test_the_suggested_folder_is_in_the_home_folder_when_the_checkpoints_cannot_
     wait_open(qtbot, window)
     assert window.findChild(QLineEdit, "outputPath").text() == str(home / "speechport-output" / "model-hf")
     info = window.findChild(QLabel, "outputInfo")
-    assert info.text() == "suggested in your home folder"
-    assert "cannot be written to" in info.toolTip()
+    assert info.text() == "suggested: the checkpoint's folder is read-only"
+    assert "in your home folder" in info.toolTip()
     assert convert_button(window).isEnabled()
 
     window.open_source(checkpoint_path("cs_s48"))  # a folder that can be written to: beside it, as always
