@@ -178,3 +178,29 @@ def test_commands_edit_overrides_only():
     assert start.rename == {"a": "x"} and start.drop == {"b": "why"}  # never mutated
     renames = commands.regex_renames(["enc.layers.0.q.weight", "enc.layers.1.q.bias", "other"], r"\.q\.", ".linear_q.")
     assert renames == {"enc.layers.0.q.weight": "enc.layers.0.linear_q.weight", "enc.layers.1.q.bias": "enc.layers.1.linear_q.bias"}
+
+
+def test_a_confident_suggestion_is_shown_in_the_target_cell_of_its_row(qtmodeltester, qtbot, prepared):
+    from speechport.core.mapping_file import source_rule
+    from speechport.core.suggestions import Suggestion
+
+    # A source rule renames the key to a name no rule knows: unmapped, with no target key.
+    plan = prepared.replan(Overrides(source_rules=[source_rule(r"layers\.0\.ffn1\.inner_proj", "layers.0.ffn1.odd")]))
+    model = PlanTableModel()
+    model.set_plan(plan)
+    qtmodeltester.check(model)
+    row = model.row_of_source(BROKEN_KEY)
+    assert model.row_at(row).status is Status.UNMAPPED and not model.row_at(row).target_key
+    cell = model.index(row, Column.TARGET)
+    sure = Suggestion(ITS_TARGET, shape_matches=True, similarity=0.9, same_layer=True, confident=True)
+    unsure = Suggestion(ITS_TARGET, shape_matches=True, similarity=0.4, same_layer=True, confident=False)
+    with qtbot.waitSignal(model.dataChanged, timeout=1000):
+        model.set_suggestions({BROKEN_KEY: [sure]})
+    assert cell.data() == f"did you mean {ITS_TARGET}?"
+    assert "did you mean:" in cell.data(Qt.ItemDataRole.ToolTipRole)
+    assert cell.data(Qt.ItemDataRole.EditRole) == ""  # editing starts from what the row holds
+    model.set_suggestions({BROKEN_KEY: [unsure]})  # not sure: only the tooltip names the candidates
+    assert cell.data() == "— none —"
+    assert ITS_TARGET in cell.data(Qt.ItemDataRole.ToolTipRole)
+    qtmodeltester.check(model)
+    prepared.replan(Overrides())
