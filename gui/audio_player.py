@@ -92,10 +92,18 @@ class ClipPlayer(QObject):
 
     # -- the clip -----------------------------------------------------------------------------------
 
-    def set_clip(self, waveform: np.ndarray | None) -> None:
+    def set_clip(self, clip: np.ndarray | bytes | None) -> None:
+        """The clip to play: its 16 kHz samples, or those samples already as `to_pcm16` gives them
+        (a long clip's are made on a worker); None: nothing."""
         self.stop()
-        self._pcm = QByteArray(to_pcm16(waveform)) if waveform is not None else QByteArray()
-        self.duration = len(waveform) / MODEL_RATE if waveform is not None else 0.0
+        if clip is None:
+            pcm = b""
+        elif isinstance(clip, (bytes, bytearray)):
+            pcm = bytes(clip)
+        else:
+            pcm = to_pcm16(clip)
+        self._pcm = QByteArray(pcm)
+        self.duration = len(pcm) / 2 / MODEL_RATE
         self.played_usecs = 0
 
     def has_clip(self) -> bool:

@@ -1,10 +1,12 @@
 """The Audition tab: hear a clip, run the original and the converted model on it, and see side by
 side whether the converted model does what the original did.
 
-It is a face of `speechport compare`: the clip is read by `core.audio.load_clip` (and played as
-exactly that 16 kHz signal), the comparison runs in the `CompareBar`, and the page shows the
+It is a face of `speechport compare`: the clip is read as `compare` reads it (and played as exactly
+that 16 kHz signal) whatever its length; a comparison covers the part of it shaded on the waveform —
+all of it when it fits the comparison's limit, else the first `DEFAULT_MAX_SECONDS`, and the user
+may drag that part or its edges. The comparison runs in the `CompareBar`, and the page shows the
 `Comparison` it returns — the verdict and numbers on the right (`ComparisonView`), the plots along
-the clip's time axis on the left (`TimelineView`) — and exports it.
+the clip's time axis or the clip's one answer on the left (`TimelineView`) — and exports it.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..core.audio import DEFAULT_MAX_SECONDS
 from . import dialogs, workers
 from .clip_chooser import ClipChooser
 from .compare_bar import CompareBar, Compared
 from .comparison_export import export_record, suggested_name, write_json
 from .comparison_view import ComparisonView
+from .plain_words import seconds_span
 from .timeline_view import TimelineView
 from .transport_bar import TransportBar
 from .waveform_plot import MODEL_RATE
@@ -47,7 +51,7 @@ class AuditionPage(QWidget):
         self.setAcceptDrops(True)
         self.workspace = workspace
         self.messages = workspace.messages
-        self.clip = None  # core.audio.Clip being auditioned
+        self.recording = None  # workers.Recording: the clip being auditioned, drawn and played
         # The clip is the user's, not the checkpoint's: it stays when another checkpoint is opened.
         self.clip_slot = workspace.task_slot("Reading the clip", doing="reading the clip", keep_on_reset=True)
 
@@ -57,16 +61,25 @@ class AuditionPage(QWidget):
         self.transport = TransportBar(left)
         self.player = self.transport.player
         self.timeline = TimelineView(left)
+        # Every plot keeps a height it can be read at; a window too short for all of them scrolls
+        # this column (never squeezes the plots, nor grows taller than the screen).
+        timeline_scroll = QScrollArea(left)
+        timeline_scroll.setObjectName("timelineScroll")
+        timeline_scroll.setWidgetResizable(True)
+        timeline_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        timeline_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        timeline_scroll.setWidget(self.timeline)
+        self.timeline_scroll = timeline_scroll
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 4, 0)
         left_layout.setSpacing(4)
         left_layout.addWidget(self.chooser)
         left_layout.addWidget(self.transport)
-        left_layout.addWidget(self.timeline, 1)
+        left_layout.addWidget(timeline_scroll, 1)
 
         # Right: what to compare against and Compare, then what the comparison found.
         right = QWidget(self)
-        self.compare_bar = CompareBar(workspace, settings, lambda: self.clip, self.clip_slot.busy, right)
+        self.compare_bar = CompareBar(workspace, settings, lambda: self.clip, self.clip_slot.busy, self.segment, right)
         self.view = ComparisonView(right)
         scroll = QScrollArea(right)
         scroll.setObjectName("comparisonScroll")
@@ -76,7 +89,8 @@ class AuditionPage(QWidget):
         scroll.setWidget(self.view)
         self.export_json_button = QPushButton("Export JSON…", right)
         self.export_json_button.setObjectName("exportJsonButton")
-        self.export_json_button.setToolTip("Save the comparison as `speechport compare --json` writes it, with the clip's path")
+        self.export_json_button.setToolTip("Save the comparison as a JSON file, in the form the command line's compare "
+                                           "writes, with the clip's path")
         self.export_png_button = QPushButton("Export PNG…", right)
         self.export_png_button.setObjectName("exportPngButton")
         self.export_png_button.setToolTip("Save a picture of this view: the plots and what the comparison found")
@@ -106,6 +120,7 @@ class AuditionPage(QWidget):
         self.chooser.clipChosen.connect(lambda _path: self._load_clip())
         self.chooser.channelsChanged.connect(lambda _policy: self._load_clip())
         self.transport.playheadMoved.connect(self.timeline.waveform.set_playhead)
+        self.timeline.waveform.segmentChanged.connect(lambda _start, _end: self.compare_bar.update_state())
         self.transport.failed.connect(lambda text: self.messages.error(text, kind="warning"))
         self.compare_bar.started.connect(self._comparison_started)
         self.compare_bar.finished.connect(self._comparison_finished)
@@ -133,6 +148,11 @@ class AuditionPage(QWidget):
         return self.clip_slot.task
 
     @property
+    def clip(self):
+        """The core.audio.Clip auditioned (the whole clip at 16 kHz mono), or None."""
+        return self.recording.clip if self.recording is not None else None
+
+    @property
     def comparison(self):
         """The core.comparison.Comparison shown, or None."""
         return self.workspace.comparison
@@ -141,9 +161,24 @@ class AuditionPage(QWidget):
     def compared(self) -> Compared | None:
         return self.workspace.compared
 
+    def segment(self) -> tuple[float, float] | None:
+        """The part of the clip Compare compares, (start, end) in seconds; None when that is the whole
+        clip as it was read (and checked)."""
+        if self.recording is None:
+            return None
+        start, end = self.timeline.waveform.segment()
+        half_sample = 0.5 / MODEL_RATE
+        if self.recording.comparable and start <= half_sample and end >= self.clip.seconds - half_sample:
+            return None
+        return start, end
+
+    def choose_segment(self, start: float, end: float) -> None:
+        """Choose the part of the clip to compare, as dragging the shaded region does."""
+        self.timeline.waveform.set_segment(start, end)
+
     def _load_clip(self) -> None:
         path = self.chooser.path()
-        self.clip = None
+        self.recording = None
         self.transport.set_clip(None)
         self._forget_comparison()
         if not path:
@@ -151,21 +186,26 @@ class AuditionPage(QWidget):
             self.timeline.clear_clip()
             self.update_state()
             return
-        task = workers.Task("load clip", workers.load_clip_job, path, channels=self.chooser.channel_policy())
+        task = workers.Task("read clip", workers.load_recording_job, path, channels=self.chooser.channel_policy(),
+                            max_seconds=DEFAULT_MAX_SECONDS)
         self.transport.clip_info.setText("reading…")
         self.clip_slot.start(task, self._clip_loaded, failed=self._clip_failed)  # a clip still being read is replaced
         self.update_state()
 
-    def _clip_loaded(self, task, clip) -> None:
-        self.clip = clip
-        self.timeline.show_clip(clip.waveform, MODEL_RATE)
+    def _clip_loaded(self, task, recording) -> None:
+        self.recording = recording
+        clip = recording.clip
+        self.timeline.show_clip(recording.peaks)
         resampled = "" if clip.source_rate == MODEL_RATE else f", resampled from {clip.source_rate / 1000:g} kHz"
         channels = "" if clip.source_channels == 1 else (
             f", {'first' if clip.channel_policy == 'first' else 'mix'} of {clip.source_channels} channels")
-        self.transport.set_clip(clip.waveform, clip.seconds, f"{clip.seconds:.2f} s · 16 kHz mono{resampled}{channels}")
-        self.transport.clip_info.setToolTip(str(clip.path))
+        self.transport.set_clip(recording.pcm, clip.seconds, f"{clip.seconds:.2f} s · 16 kHz mono{resampled}{channels}")
+        self.transport.clip_info.set_extra_tooltip(str(clip.path))
         self.messages.log(f"Clip {clip.path.name}: {clip.seconds:.2f} s at 16 kHz mono (from {clip.source_rate} Hz, "
                           f"{clip.source_channels} channel(s))")
+        if clip.seconds > DEFAULT_MAX_SECONDS:
+            self.messages.log(f"A comparison covers at most {DEFAULT_MAX_SECONDS:g} s: the first {DEFAULT_MAX_SECONDS:g} s "
+                              "are chosen; drag the shaded part of the waveform, or its edges, to compare another part.")
         self.update_state()
 
     def _clip_failed(self, task, error) -> bool:
@@ -192,18 +232,22 @@ class AuditionPage(QWidget):
 
     def _comparison_finished(self, comparison, compared: Compared, sides) -> None:
         clip = compared.clip
-        subject = (f"{clip.path.name} ({clip.seconds:.2f} s) — original: {compared.source.name} "
+        what = (f"{clip.path.name} ({clip.seconds:.2f} s)" if compared.segment is None else
+                f"{clip.path.name} ({seconds_span(*compared.segment)} of {compared.clip_seconds:.2f} s)")
+        subject = (f"{what} — original: {compared.source.name} "
                    f"({sides.detection.recipe.name}, {sides.original_name} implementation) · "
                    f"converted: {compared.converted.name} (transformers)")
-        self.view.show_result(comparison.clips[0], comparison.tolerance, subject)
+        self.view.show_result(comparison.clips[0], comparison.tolerance, subject, comparison.fixes_used)
         # The verdict first; the plots in the next turn of the event loop, so neither holds up the window long.
         QTimer.singleShot(0, lambda: self._show_timeline(comparison))
 
     def _show_timeline(self, comparison) -> None:
         if comparison is not self.comparison:
             return  # another clip or comparison came first
-        self.timeline.show_comparison(comparison.clips[0], comparison.tolerance, self.compared.clip.seconds)
-        self.view.select_stage(self.timeline.stage)
+        segment = self.compared.segment
+        self.timeline.show_comparison(comparison.clips[0], comparison.tolerance, segment[0] if segment else 0.0)
+        if not self.timeline.one_answer_per_clip():
+            self.view.select_stage(self.timeline.stage)
 
     def _forget_comparison(self) -> None:
         """A new clip or another checkpoint: the verdict and the plots of the last comparison go."""

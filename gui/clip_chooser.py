@@ -57,7 +57,7 @@ class ClipChooser(QWidget):
         self.channels = QComboBox(self)
         self.channels.setObjectName("channelsCombo")
         self.channels.setToolTip("A clip with several channels: keep the first one (as fairseq2 does) or mix them "
-                                 "(as S3PRL does) — the CLI's --channels")
+                                 "(as S3PRL does)")
         for policy, text in CHANNEL_POLICIES.items():
             self.channels.addItem(text, policy)
         label = QLabel("C&lip:", self)

@@ -1,16 +1,19 @@
 """The compare bar of the Audition tab, and the comparison it runs.
 
 Top to bottom: the converted folder (the open checkpoint's last conversion unless the user picks
-another after opening it — never a folder of a checkpoint opened before), the tolerance, Compare with its progress and Cancel, and why Compare is disabled (or what it will
-do). The comparison is `speechport compare` on one clip, on a worker: `open_sides` (skipped while
-the models opened last time still match the checkpoint, base model and folder) then `compare_clips`.
+another after opening it — never a folder of a checkpoint opened before), the tolerance, Compare
+with its progress (how far, and about how long is left) and Cancel, and why Compare is disabled (or
+what it will do). The comparison is `speechport compare` on one clip, on a worker: the part of the
+clip chosen on its waveform read (when it is not the whole clip as already read), `open_sides`
+(skipped while the models opened last time still match the checkpoint, base model and folder),
+then `compare_clips`, which reports layer by layer and stops between layers when cancelled.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Signal
@@ -21,14 +24,15 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
-    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
 
 from ..core.errors import Cancelled
 from . import theme, workers
-from .formatting import human_seconds, short_number
+from .elided_label import ElidedLabel
+from .formatting import human_seconds, short_number, time_left
+from .plain_words import seconds_span
 from .sides_cache import SidesCache, SidesKey
 from .widgets import PathField
 from .workspace import Workspace
@@ -40,11 +44,17 @@ DEFAULT_TOLERANCE = "5e-3"  # core.comparison.DEFAULT_TOLERANCE (importing that 
 class Compared:
     """What a comparison was made of, for what is shown and exported with it."""
 
-    clip: object  # core.audio.Clip
+    clip: object  # core.audio.Clip compared: the whole clip, or the segment of it (`clip.segment`)
     source: Path
     base_model: Path | None
     converted: Path
     recipe: str
+    clip_seconds: float = 0.0  # the whole clip's length
+
+    @property
+    def segment(self) -> tuple[float, float] | None:
+        """(start, end) seconds of the clip that were compared, or None for the whole clip."""
+        return self.clip.segment
 
 
 class CompareBar(QWidget):
@@ -53,13 +63,17 @@ class CompareBar(QWidget):
     stopped = Signal(str)  # not compared, and what the verdict area says instead
 
     def __init__(self, workspace: Workspace, settings: QSettings, clip: Callable[[], object],
-                 reading_clip: Callable[[], bool], parent: QWidget | None = None):
+                 reading_clip: Callable[[], bool], segment: Callable[[], tuple[float, float] | None] = lambda: None,
+                 parent: QWidget | None = None):
+        """`clip`: the page's core.audio.Clip (the whole clip as read), or None; `segment`: the part of it
+        to compare, (start, end) in seconds, or None for the clip as read."""
         super().__init__(parent)
         self.setObjectName("compareBar")
         self.workspace = workspace
         self.slot = workspace.comparing
-        self._clip = clip  # the page's core.audio.Clip, or None
+        self._clip = clip
         self._reading_clip = reading_clip
+        self._segment = segment
 
         self.converted_field = PathField(
             "convertedPath", settings=settings, recent_key="converted", folder=True,
@@ -94,10 +108,9 @@ class CompareBar(QWidget):
         self.cancel_button = QPushButton("Cancel", self)
         self.cancel_button.setObjectName("compareCancelButton")
         self.cancel_button.setToolTip("Stop the comparison (Esc)")
-        self.reason = QLabel(self)
+        # One line whatever it says, so a new reason never moves what is below it; all of it in its tooltip.
+        self.reason = ElidedLabel(parent=self)
         self.reason.setObjectName("compareReason")
-        # One line whatever it says, so a new reason never moves what is below it.
-        self.reason.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
 
         converted_row = QHBoxLayout()
         converted_row.addWidget(converted_label)
@@ -187,33 +200,37 @@ class CompareBar(QWidget):
     # -- running ----------------------------------------------------------------------------------
 
     def compare(self) -> None:
-        """Run both models on the clip (opening them first unless they are still open) and compare."""
+        """Run both models on the clip, or the part of it chosen (opening them first unless they are
+        still open), and compare."""
         if self.blocker()[0]:
             return
         workspace = self.workspace
         prepared = workspace.prepared
         clip = self._clip()
+        segment = self._segment()
         converted = Path(workspace.converted).expanduser().absolute()
         key = self._key()
         sides = workspace.sides.get(key)
         task = workers.Task(
-            "compare", workers.compare_job, clip, sides=sides, checkpoint=prepared.checkpoint,
+            "compare", workers.compare_job, clip, segment=segment, sides=sides, checkpoint=prepared.checkpoint,
             detection=prepared.detection, base_model=prepared.base_model, converted=str(converted),
             tolerance=self.tolerance(), with_progress=True)
         task.key = key
         task.checkpoint = prepared.checkpoint
-        task.compared = Compared(clip, prepared.source, prepared.base_model, converted, prepared.recipe.name)
+        task.compared = Compared(clip, prepared.source, prepared.base_model, converted, prepared.recipe.name,
+                                 clip.seconds)
         self.progress_bar.setRange(0, 1000)
         self.progress_bar.setValue(0)
         self.progress_bar.setFormat("Starting…")
-        workspace.messages.log(f"Comparing on {clip.path.name}: {prepared.source.name} against {converted}"
+        part = f"{seconds_span(*segment)} of " if segment is not None else ""
+        workspace.messages.log(f"Comparing on {part}{clip.path.name}: {prepared.source.name} against {converted}"
                                + (" (both models still loaded)" if sides is not None else ""))
         self.slot.start(task, self._succeeded, failed=self._failed, progressed=self._progress)
         workspace.set_comparison(None)
         self.started.emit()
 
     def cancel(self) -> bool:
-        """Ask a running comparison to stop (it stops between models); False when none runs."""
+        """Ask a running comparison to stop (it stops before the next layer); False when none runs."""
         if not self.slot.cancel():
             return False
         self.progress_bar.setFormat("Cancelling…")
@@ -227,12 +244,17 @@ class CompareBar(QWidget):
     def _progress(self, task, event) -> None:
         if task.cancelled:
             return
-        if event.items_total:
+        if event.items_total or event.bytes_total:
+            # Only the models' run reports how far it is: layer by layer, in both models.
             self.progress_bar.setRange(0, 1000)
             self.progress_bar.setValue(int(event.fraction * 1000))
+            parts = [f"Comparing {task.compared.clip.path.name}", f"{int(event.fraction * 100)} %"]
+            if event.eta is not None and event.fraction < 1.0:
+                parts.append(time_left(event.eta))
+            self.progress_bar.setFormat(" — ".join(parts))
         else:
-            self.progress_bar.setRange(0, 0)  # loading a model: no measure of how far it is
-        self.progress_bar.setFormat(event.stage[:1].upper() + event.stage[1:] + "…")
+            self.progress_bar.setRange(0, 0)  # reading the clip, loading a model: no measure of how far it is
+            self.progress_bar.setFormat(event.stage[:1].upper() + event.stage[1:] + "…")
 
     def _succeeded(self, task, audition) -> None:
         workspace = self.workspace
@@ -240,14 +262,16 @@ class CompareBar(QWidget):
             workspace.sides.put(task.key, audition.sides, task.checkpoint)
         comparison = audition.comparison
         result = comparison.clips[0]
+        compared = replace(task.compared, clip=audition.clip)
         self.progress_bar.setRange(0, 1000)
         self.progress_bar.setValue(1000)
         self.progress_bar.setFormat(f"{result.verdict} · {human_seconds(task.seconds)}")
-        workspace.set_comparison(comparison, task.compared)
-        self.finished.emit(comparison, task.compared, audition.sides)
+        workspace.set_comparison(comparison, compared)
+        self.finished.emit(comparison, compared, audition.sides)
         where = f", first divergent layer {result.first_divergent_layer}" if result.first_divergent_layer else ""
+        part = f"{seconds_span(*compared.segment)} of " if compared.segment is not None else ""
         log = workspace.messages.log
-        log(f"Compared on {task.compared.clip.path.name}: {result.verdict} (max |diff| "
+        log(f"Compared on {part}{compared.clip.path.name}: {result.verdict} (max |diff| "
             f"{short_number(result.max_abs_diff)}, tolerance {short_number(comparison.tolerance)}{where}) "
             f"in {task.seconds:.2f} s")
         for note in result.notes:
@@ -278,9 +302,14 @@ class CompareBar(QWidget):
             self.compare_button.setToolTip(reason)
         else:
             loaded = " (both models are loaded)" if self.workspace.sides.get(self._key()) is not None else ""
-            reason = f"Ready: {self._clip().path.name} through both models{loaded}."
+            segment = self._segment()
+            part = f"{seconds_span(*segment)} of " if segment is not None else ""
+            reason = f"Ready: {part}{self._clip().path.name} through both models{loaded}."
             self.reason.setStyleSheet("")
-            self.compare_button.setToolTip("Run both models on the clip and compare their outputs")
+            self.compare_button.setToolTip(
+                "Run both models on the clip and compare their outputs" if segment is None else
+                f"Run both models on {seconds_span(*segment)} of the clip (the shaded part of the waveform) and "
+                "compare their outputs")
         self.reason.setText(reason)
         for widget in (self.converted_field, self.tolerance_edit):
             widget.setEnabled(task is None)

@@ -15,7 +15,8 @@ from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QGuiApplication, QPalette
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from . import theme
+from . import plain_words, theme
+from .formatting import short_number
 from .plots import SIDE_WIDTH, TimePlot, line_colour
 
 # (light palette, dark palette): values around zero, and differences from zero up.
@@ -53,8 +54,9 @@ class CosinePlot(TimePlot):
     """Cosine similarity of the two models' outputs, frame by frame (1 = the same direction)."""
 
     def __init__(self, parent: QWidget | None = None):
-        super().__init__("cosinePlot", "cosine", parent, minimum_height=36)
+        super().__init__("cosinePlot", "cosine", parent, minimum_height=38)  # room for its name, written upwards
         self.setAccessibleName("Per-frame cosine similarity")
+        self.setToolTip(plain_words.COSINE)
         item = self.getPlotItem()
         self.reference = pg.InfiniteLine(pos=1.0, angle=0, movable=False)
         item.addItem(self.reference)
@@ -62,13 +64,10 @@ class CosinePlot(TimePlot):
         item.addItem(self.curve)
         self.restyle()
 
-    def set_values(self, cosines: list[float], frame_seconds: float, clip_seconds: float) -> None:
+    def set_values(self, cosines: list[float], frame_seconds: float, start: float = 0.0) -> None:
+        """One value per output frame, `frame_seconds` apart from `start` seconds into the clip."""
         values = np.asarray(cosines, dtype=np.float64)
-        if len(values) == 1:
-            # One output for the whole clip (a label, an embedding): its cosine spans the clip.
-            self.curve.setData([0.0, clip_seconds], [values[0], values[0]])
-        else:
-            self.curve.setData((np.arange(len(values)) + 0.5) * frame_seconds, values)
+        self.curve.setData(start + (np.arange(len(values)) + 0.5) * frame_seconds, values)
         # Agreement to a millionth stays a flat line at 1; any larger dip fills the plot, so its
         # shape in time shows (the axis's values tell how deep it is).
         deviation = 1.0 - float(values.min()) if len(values) else 0.0
@@ -96,7 +95,7 @@ class HeatmapPlot(TimePlot):
     """
 
     def __init__(self, object_name: str, label: str, parent: QWidget | None = None):
-        super().__init__(object_name, "", parent)
+        super().__init__(object_name, "", parent, minimum_height=22)
         self.label = label
         item = self.getPlotItem()
         item.getAxis("left").setLabel(None)
@@ -112,18 +111,18 @@ class HeatmapPlot(TimePlot):
     def _name_at(self, height: float) -> None:
         self.getPlotItem().getAxis("left").setTicks([[(height / 2, self.label)], []])
 
-    def set_image(self, array: np.ndarray, frame_seconds: float, clip_seconds: float, note: str = "") -> None:
-        """`note`: a few words written over the image (e.g. that every value is within the tolerance)."""
+    def set_image(self, array: np.ndarray, frame_seconds: float, start: float = 0.0, note: str = "") -> None:
+        """Frames `frame_seconds` apart from `start` seconds into the clip; `note`: a few words written
+        over the image (e.g. that every value is within the tolerance)."""
         frames, features = array.shape
         self.features = features
-        # One frame for the whole clip (a label, an embedding) spans the clip; frames sit frame_seconds apart.
-        width = clip_seconds if frames == 1 else frames * frame_seconds
+        width = frames * frame_seconds
         self.image.setImage(array, autoLevels=False)
-        self.image.setRect(QRectF(0.0, 0.0, width, features))
+        self.image.setRect(QRectF(start, 0.0, width, features))
         self.getPlotItem().setYRange(0, features, padding=0)
         self._name_at(features)
         self.overlay.setText(note)
-        self.overlay.setPos(width / 2, features / 2)
+        self.overlay.setPos(start + width / 2, features / 2)
 
     def clear_image(self) -> None:
         self.image.clear()
@@ -137,7 +136,12 @@ class HeatmapPlot(TimePlot):
 
 
 class ColourBar(pg.GraphicsLayoutWidget):
-    """The colour scale of one or more heatmaps, beside them: one scale, so they compare at a glance."""
+    """The colour scale of one or more heatmaps, beside them: one scale, so they compare at a glance.
+
+    Its ticks are chosen here, not by pyqtgraph: both ends, zero between them when the scale is
+    signed, and marked values (the tolerance) — each only where it has room, so the numbers of a
+    short bar never run into each other.
+    """
 
     def __init__(self, object_name: str, parent: QWidget | None = None):
         super().__init__(parent)
@@ -146,10 +150,14 @@ class ColourBar(pg.GraphicsLayoutWidget):
         # As tall as the heatmaps beside it, however short they are.
         self.setMinimumHeight(0)
         self.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Ignored)
-        self.ci.layout.setContentsMargins(0, 4, 0, 4)
+        self.margin = self.fontMetrics().height() // 2 + 1  # half a line above and below: the end values fit
+        self.ci.layout.setContentsMargins(0, self.margin, 0, self.margin)
         self.bar = pg.ColorBarItem(values=(0.0, 1.0), width=10, interactive=False, colorMapMenu=False)
+        self.bar.axis.setStyle(hideOverlappingLabels=False)
         self.addItem(self.bar)
         self.levels = (0.0, 1.0)
+        self.marks: list[tuple[float, str]] = []
+        self._ticks: list[tuple[float, str]] = []
 
     def attach(self, images: list[pg.ImageItem], colourmap: str) -> None:
         self.bar.setColorMap(pg.colormap.get(colourmap))
@@ -158,9 +166,40 @@ class ColourBar(pg.GraphicsLayoutWidget):
     def set_colourmap(self, colourmap: str) -> None:
         self.bar.setColorMap(pg.colormap.get(colourmap))
 
-    def set_levels(self, low: float, high: float) -> None:
+    def set_levels(self, low: float, high: float, marks: list[tuple[float, str]] | None = None) -> None:
+        """The values the colours span; `marks`: (value, text) ticks to show where there is room."""
         self.levels = (low, high)
+        if marks is not None:
+            self.marks = list(marks)
         self.bar.setLevels((low, high))
+        self._set_ticks()
+
+    def ticks(self) -> list[tuple[float, str]]:
+        """The (value, text) ticks shown."""
+        return list(self._ticks)
+
+    def _set_ticks(self) -> None:
+        low, high = self.levels
+        span = high - low
+        room = self.height() - 2 * self.margin
+        line = self.fontMetrics().height()
+        ticks = [(high, short_number(high)), (low, short_number(low))]
+        wanted = [(0.0, "0")] if low < 0 < high else []
+        for value, text in [*wanted, *self.marks]:
+            if not span or not low <= value <= high:
+                continue
+            position = room * (value - low) / span
+            if all(abs(position - room * (other - low) / span) >= 1.2 * line for other, _ in ticks):
+                ticks.append((value, text))
+        if room < 2.2 * line:  # not even two values fit: the larger end only
+            ticks = ticks[:1]
+        self._ticks = ticks
+        self.bar.axis.setTicks([ticks, []])
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if hasattr(self, "bar"):  # pyqtgraph resizes the view while it is being built
+            self._set_ticks()
 
     def restyle(self, palette: QPalette | None = None) -> None:
         palette = palette or QGuiApplication.palette()
@@ -181,14 +220,16 @@ class ActivityPlot(TimePlot):
         self.setAccessibleName("Speaker activity of both models")
         self.activity_curves: list[pg.PlotCurveItem] = []
 
-    def set_activity(self, original_logits: np.ndarray, converted_logits: np.ndarray, frame_seconds: float) -> None:
+    def set_activity(self, original_logits: np.ndarray, converted_logits: np.ndarray, frame_seconds: float,
+                     start: float = 0.0) -> None:
+        """Frames `frame_seconds` apart from `start` seconds into the clip."""
         item = self.getPlotItem()
         for curve in self.activity_curves:
             item.removeItem(curve)
         self.activity_curves = []
         frames = min(len(original_logits), len(converted_logits))
         speakers = original_logits.shape[1] if original_logits.ndim == 2 else 0
-        edges = np.arange(frames + 1) * frame_seconds
+        edges = start + np.arange(frames + 1) * frame_seconds
         ticks = []
         for speaker in range(speakers):
             for logits, offset, side in ((original_logits, 0.5, "original"), (converted_logits, 0.05, "converted")):
@@ -202,6 +243,8 @@ class ActivityPlot(TimePlot):
             ticks.append((speaker + 0.5, f"S{speaker + 1}"))
         item.getAxis("left").setTicks([ticks, []])
         item.setYRange(0, max(speakers, 1), padding=0.02)
+        # Each lane (a speaker in one model) at least most of a text line tall, so it reads at a glance.
+        self.set_plot_height(max(44, round(speakers * 2 * 0.9 * self.fontMetrics().height())))
         self.restyle()
 
     def restyle(self, palette: QPalette | None = None) -> None:

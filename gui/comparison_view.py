@@ -1,13 +1,17 @@
 """What one comparison found, for people: the verdict in large letters (and where the models start to
-disagree when they do), the metrics, the task's own view — top-5 labels of both models, speaker
-activity, or the speaker embeddings' similarity — every stage's largest difference, and the notes.
+disagree when they do) with one sentence in plain words beside it, how many rows only the user's
+fixes prove, the metrics (each explained in its tooltip), the task's own view — top-5 labels of
+both models, speaker activity, or the speaker embeddings' similarity — every stage's largest
+difference, and the notes.
 
-Everything shown is what the core's `ClipComparison` says; the stages can be clicked to show
-their heatmaps in the timeline.
+Everything shown is what the core's `Comparison` says; the tables are as tall as their rows (the
+page scrolls, never a table inside it), and the stages can be clicked to show their heatmaps in
+the timeline when the output has a course in time.
 """
 
 from __future__ import annotations
 
+import html
 import math
 
 import numpy as np
@@ -20,28 +24,30 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QSizePolicy,
-    QStackedWidget,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
-from . import theme
+from ..core.original_weights import fixes_sentence
+from . import plain_words, theme
 from .comparison_plots import as_frames
+from .elided_label import ElidedLabel
 from .formatting import human_seconds, short_number
 from .timeline_view import OUTPUT
 
 METRICS = (  # object name suffix, label, tooltip; shown two to a row
-    ("MaxAbsDiff", "max |diff|", "The largest absolute difference between the two outputs: the verdict compares it with the tolerance"),
-    ("MeanAbsDiff", "mean |diff|", "The mean absolute difference over every compared value"),
-    ("Nmse", "NMSE", "Normalised mean squared error: the difference's energy relative to the original's, in dB"),
-    ("Tolerance", "tolerance", "The largest |difference| the verdict accepts"),
-    ("CosineMin", "cosine min", "The lowest cosine similarity of the outputs over the frames (1 = same direction)"),
-    ("CosineMean", "cosine mean", "The mean cosine similarity of the outputs over the frames"),
-    ("Frames", "frames", "How many output frames were compared, and the time between them"),
-    ("Seconds", "time", "How long the original and the converted model took on this clip"),
+    ("MaxAbsDiff", "max |diff|", plain_words.MAX_DIFF),
+    ("MeanAbsDiff", "mean |diff|", plain_words.MEAN_DIFF),
+    ("Nmse", "NMSE", plain_words.NMSE),
+    ("Tolerance", "tolerance", plain_words.TOLERANCE),
+    ("CosineMin", "cosine min", "The lowest over the frames. " + plain_words.COSINE),
+    ("CosineMean", "cosine mean", "The mean over the frames. " + plain_words.COSINE),
+    ("Frames", "frames", plain_words.FRAMES),
+    ("Seconds", "time", plain_words.TIME),
 )
+FIXES_LINK = "rows"  # the link in the fixes line that shows or hides which rows
 
 
 def _table(object_name: str, headers: list[str], parent: QWidget) -> QTableWidget:
@@ -55,6 +61,10 @@ def _table(object_name: str, headers: list[str], parent: QWidget) -> QTableWidge
     table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
     table.setAlternatingRowColors(True)
     table.setWordWrap(False)
+    table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+    # As tall as its rows (`_fit_rows`): the page scrolls, the table never does.
+    table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
     header = table.horizontalHeader()
     header.setHighlightSections(False)
     header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
@@ -62,11 +72,12 @@ def _table(object_name: str, headers: list[str], parent: QWidget) -> QTableWidge
     return table
 
 
-def _fit_rows(table: QTableWidget, most: int) -> None:
-    """Tall enough for its rows (up to `most`), so short tables take no more room than they need."""
-    rows = min(table.rowCount(), most)
-    height = table.horizontalHeader().height() + rows * table.verticalHeader().defaultSectionSize() + 2 * table.frameWidth()
-    table.setFixedHeight(height + 2)
+def _fit_rows(table: QTableWidget) -> None:
+    """Exactly as tall as its header and rows: nothing to scroll inside it."""
+    header = table.horizontalHeader()
+    header_height = header.height() if header.height() > 0 and table.isVisible() else header.sizeHint().height()
+    rows = sum(table.rowHeight(row) for row in range(table.rowCount()))
+    table.setFixedHeight(header_height + rows + 2 * table.frameWidth())
 
 
 class ComparisonView(QWidget):
@@ -85,13 +96,31 @@ class ComparisonView(QWidget):
         self.verdict.setTextFormat(Qt.TextFormat.PlainText)
         self.verdict.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         font = self.verdict.font()
-        font.setPointSizeF(font.pointSizeF() * 1.6)
+        font.setPointSizeF(font.pointSizeF() * 1.35)
         font.setWeight(QFont.Weight.Bold)
         self.verdict.setFont(font)
-        self.subject = QLabel(self)
+        self.verdict.setToolTip(plain_words.MAX_DIFF)
+        # The verdict in plain words: how close, next to the tolerance, and where the models part.
+        self.sentence = QLabel(self)
+        self.sentence.setObjectName("compareSentence")
+        self.sentence.setWordWrap(True)
+        self.sentence.setTextFormat(Qt.TextFormat.PlainText)
+        self.sentence.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # Rows the original model could only read through the user's fixes: proven by their word alone.
+        self.fixes = QLabel(self)
+        self.fixes.setObjectName("compareFixes")
+        self.fixes.setWordWrap(True)
+        self.fixes.setTextFormat(Qt.TextFormat.RichText)
+        self.fixes.linkActivated.connect(lambda _link: self.show_fixed_rows(not self.fixes_rows.isVisible()))
+        self.fixes_rows = QLabel(self)
+        self.fixes_rows.setObjectName("compareFixesRows")
+        self.fixes_rows.setWordWrap(True)
+        self.fixes_rows.setTextFormat(Qt.TextFormat.PlainText)
+        self.fixes_rows.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.fixes_used: list[dict[str, str]] = []
+        # The clip and the two models, on one line; all of it in the tooltip.
+        self.subject = ElidedLabel(parent=self)
         self.subject.setObjectName("compareSubject")
-        self.subject.setWordWrap(True)
-        self.subject.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         self.metrics = QWidget(self)
         self.metrics.setObjectName("compareMetrics")
@@ -116,17 +145,19 @@ class ComparisonView(QWidget):
 
         self.task_box = QGroupBox(self)
         self.task_box.setObjectName("taskView")
-        self.task_pages = QStackedWidget(self.task_box)
+        # The task's own view: one of its pages shown, the others hidden (and taking no room).
+        self.task_pages = QWidget(self.task_box)
         box_layout = QVBoxLayout(self.task_box)
         box_layout.setContentsMargins(6, 4, 6, 6)
         box_layout.addWidget(self.task_pages)
         self._build_task_pages()
 
-        self.stages_title = QLabel("Stages — the largest |difference| after each (click one to see its heatmaps):", self)
+        self.stages_title = QLabel(self)
         self.stages_title.setWordWrap(True)
         self.stage_table = _table("stageTable", ["Stage", "max |diff|", ""], self)
         self.stage_table.setToolTip("Each stage the two models share, in order; the first beyond the tolerance is "
                                     "where a bad mapping shows first.")
+        self.stage_table.horizontalHeaderItem(1).setToolTip(plain_words.MAX_DIFF)
         self.stage_table.itemSelectionChanged.connect(self._stage_selected)
 
         self.notes = QLabel(self)
@@ -139,6 +170,9 @@ class ComparisonView(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(6)
         layout.addWidget(self.verdict)
+        layout.addWidget(self.sentence)
+        layout.addWidget(self.fixes)
+        layout.addWidget(self.fixes_rows)
         layout.addWidget(self.subject)
         layout.addWidget(self.metrics)
         layout.addWidget(self.task_box)
@@ -147,8 +181,8 @@ class ComparisonView(QWidget):
         layout.addWidget(self.notes)
         layout.addStretch(1)
         # Each part as tall as its content; the room left over stays below them.
-        for part in (self.verdict, self.subject, self.metrics, self.task_box, self.stages_title, self.notes,
-                     self.top5_agreement, self.embedding_label):
+        for part in (self.verdict, self.sentence, self.fixes, self.fixes_rows, self.subject, self.metrics,
+                     self.task_box, self.stages_title, self.notes, self.top5_agreement, self.embedding_label):
             part.setSizePolicy(part.sizePolicy().horizontalPolicy(), QSizePolicy.Policy.Maximum)
         self.clear()
 
@@ -159,6 +193,7 @@ class ComparisonView(QWidget):
         self.top5_table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.top5_agreement = QLabel(self.labels_page)
         self.top5_agreement.setObjectName("top5Agreement")
+        self.top5_agreement.setWordWrap(True)
         labels_layout = QVBoxLayout(self.labels_page)
         labels_layout.setContentsMargins(0, 0, 0, 0)
         labels_layout.addWidget(self.top5_agreement)
@@ -168,7 +203,8 @@ class ComparisonView(QWidget):
         self.speaker_table = _table("speakerTable", ["Speaker", "Active (original)", "Active (converted)"], self.speakers_page)
         self.speaker_table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         speakers_hint = QLabel("Share of the clip where sigmoid(frame logit) > 0.5", self.speakers_page)
-        speakers_hint.setToolTip("The speaker timeline beside the heatmaps shows when each speaker is active")
+        speakers_hint.setWordWrap(True)
+        speakers_hint.setToolTip("The speaker lanes under the waveform show when each speaker is active")
         speakers_layout = QVBoxLayout(self.speakers_page)
         speakers_layout.setContentsMargins(0, 0, 0, 0)
         speakers_layout.addWidget(speakers_hint)
@@ -176,17 +212,15 @@ class ComparisonView(QWidget):
         # Speaker verification: how alike the two models' embeddings are.
         self.embedding_label = QLabel(self.task_pages)
         self.embedding_label.setObjectName("embeddingCosine")
+        self.embedding_label.setWordWrap(True)
+        pages_layout = QVBoxLayout(self.task_pages)
+        pages_layout.setContentsMargins(0, 0, 0, 0)
         for page in (self.labels_page, self.speakers_page, self.embedding_label):
-            self.task_pages.addWidget(page)
+            pages_layout.addWidget(page)
 
     def _show_task_page(self, page: QWidget) -> None:
-        """Only the page shown takes room (a stack is otherwise as tall as its tallest page)."""
         for other in (self.labels_page, self.speakers_page, self.embedding_label):
-            policy = QSizePolicy.Policy.Preferred if other is page else QSizePolicy.Policy.Ignored
-            other.setSizePolicy(policy, policy)
-        self.task_pages.setCurrentWidget(page)
-        page.adjustSize()
-        self.task_pages.adjustSize()
+            other.setVisible(other is page)
 
     # -- showing ------------------------------------------------------------------------------------
 
@@ -194,8 +228,11 @@ class ComparisonView(QWidget):
         self.result = None
         self.verdict.setText(text)
         self._style_verdict("")
-        self.subject.setText("Choose a clip and the converted folder, then Compare: both models run on the "
-                             "clip and their outputs are compared at the tolerance.")
+        self.sentence.setText("Choose a clip and the converted folder, then Compare: both models run on the "
+                              "clip and their outputs are compared at the tolerance.")
+        self.show_fixes([])
+        self.subject.setText("")
+        self.subject.setVisible(False)
         for value in self.metric_values.values():
             value.setText("—")
         self.metrics.setVisible(False)
@@ -205,13 +242,17 @@ class ComparisonView(QWidget):
         self.stage_table.setVisible(False)
         self.notes.setText("")
 
-    def show_result(self, result, tolerance: float, subject: str) -> None:
-        """Show a `core.comparison.ClipComparison` made at `tolerance`."""
+    def show_result(self, result, tolerance: float, subject: str, fixes_used: list[dict[str, str]] = ()) -> None:
+        """Show a `core.comparison.ClipComparison` made at `tolerance`; `fixes_used`: the rows the
+        original model read only through the user's fixes (`Comparison.fixes_used`)."""
         self.result = result
         self.tolerance = tolerance
         self.verdict.setText(self.verdict_text(result, tolerance))
         self._style_verdict(result.verdict)
+        self.sentence.setText(plain_words.verdict_sentence(result, tolerance, result.segment))
+        self.show_fixes(list(fixes_used))
         self.subject.setText(subject)
+        self.subject.setVisible(True)
         self._show_metrics(result)
         self._show_task(result)
         self._show_stages(result, tolerance)
@@ -229,6 +270,30 @@ class ComparisonView(QWidget):
         if result.verdict != "pass" and result.first_divergent_layer:
             headline += f"\nfirst divergent layer: {result.first_divergent_layer}"
         return headline
+
+    def show_fixes(self, fixes_used: list[dict[str, str]]) -> None:
+        """How many rows only the user's fixes prove, with a link that lists them (and a tooltip that does)."""
+        self.fixes_used = fixes_used
+        rows = "\n".join(f"{row['source']} → {row['target']}" for row in fixes_used)
+        self.fixes_rows.setText(rows)
+        self.fixes_rows.setVisible(False)
+        if not fixes_used:
+            self.fixes.setText("")
+            self.fixes.setVisible(False)
+            return
+        self.fixes.setText(f"{html.escape(fixes_sentence(len(fixes_used)))} "
+                           f"<a href='{FIXES_LINK}'>Which rows?</a>")
+        self.fixes.setToolTip(rows)
+        self.fixes.setVisible(True)
+        self._style_fixes()
+
+    def show_fixed_rows(self, shown: bool) -> None:
+        """Show (or hide) the fixed rows under the fixes line: checkpoint key → converted key."""
+        if not self.fixes_used:
+            return
+        self.fixes_rows.setVisible(shown)
+        self.fixes.setText(self.fixes.text().rsplit("<a ", 1)[0] +
+                           f"<a href='{FIXES_LINK}'>{'Hide the rows' if shown else 'Which rows?'}</a>")
 
     def _show_metrics(self, result) -> None:
         values = self.metric_values
@@ -251,8 +316,8 @@ class ComparisonView(QWidget):
             cosine = details["verification_embedding_cosine"]
             self.task_box.setTitle("Speaker embedding")
             self.embedding_label.setText(f"Cosine similarity of the two models' embeddings: {cosine:.6f}")
-            self.embedding_label.setToolTip("S3PRL's verification embedding (l2norm(ReLU(linear1))) against the same "
-                                            "transform of transformers' embeddings")
+            self.embedding_label.setToolTip(f"{plain_words.SIMILARITY} Compared: S3PRL's verification embedding "
+                                            "(l2norm(ReLU(linear1))) and the same transform of transformers' embeddings.")
             self._show_task_page(self.embedding_label)
         elif kind == "sd":
             self._show_speakers(result)
@@ -272,10 +337,11 @@ class ComparisonView(QWidget):
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                     item.setToolTip(f"{entry['original' if column == 1 else 'converted']:.6f}")
                 self.top5_table.setItem(row, column, item)
-        _fit_rows(self.top5_table, 5)
+        _fit_rows(self.top5_table)
         agrees = bool(details.get("top1_agrees"))
         overlap = details.get("top5_overlap")
-        text = f"Top-1 label {'agrees' if agrees else 'differs'}" + (
+        best = f": both pick '{top5[0]['label']}'" if agrees else ""
+        text = f"Top-1 label {'agrees' if agrees else 'differs'}{best}" + (
             f" · {overlap} of the top {len(top5)} in common" if overlap is not None else "")
         self.top5_agreement.setText(text)
         colour = theme.message_colour("success" if agrees else "error", QGuiApplication.palette())
@@ -292,7 +358,7 @@ class ComparisonView(QWidget):
             cells = (f"S{speaker + 1}", f"{np.mean(original[:, speaker]):.0%}", f"{np.mean(converted[:, speaker]):.0%}")
             for column, text in enumerate(cells):
                 self.speaker_table.setItem(speaker, column, QTableWidgetItem(text))
-        _fit_rows(self.speaker_table, 6)
+        _fit_rows(self.speaker_table)
         self._show_task_page(self.speakers_page)
 
     def _show_stages(self, result, tolerance: float) -> None:
@@ -301,6 +367,12 @@ class ComparisonView(QWidget):
             rows.append((OUTPUT, result.max_abs_diff))
         palette = QGuiApplication.palette()
         table = self.stage_table
+        # Heatmaps exist for outputs with a course in time; one answer per clip has none to click to.
+        over_time = result.original is not None and result.original.primary.dim() > 1
+        self.stages_title.setText("Stages — the largest |difference| after each"
+                                  + (" (click one to see its heatmaps):" if over_time else ":"))
+        table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection if over_time
+                               else QAbstractItemView.SelectionMode.NoSelection)
         table.blockSignals(True)
         table.setRowCount(len(rows))
         for row, (name, diff) in enumerate(rows):
@@ -312,23 +384,22 @@ class ComparisonView(QWidget):
                 item.setData(Qt.ItemDataRole.UserRole, name)
                 if column == 1:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                why = ""
                 if not within:
                     item.setForeground(theme.message_colour("error", palette))
-                    item.setToolTip("the first stage beyond the tolerance: where the models start to disagree"
-                                    if first else "beyond the tolerance")
+                    why = ("the first stage beyond the tolerance: where the models start to disagree"
+                           if first else "beyond the tolerance")
+                item.setToolTip("\n".join(part for part in (text if column == 0 else "", why,
+                                                               plain_words.MAX_DIFF if column == 1 else "") if part))
                 if first:
                     font = item.font()
                     font.setBold(True)
                     item.setFont(font)
                 table.setItem(row, column, item)
         table.blockSignals(False)
-        _fit_rows(table, 8)
+        _fit_rows(table)
         self.stages_title.setVisible(bool(rows))
         table.setVisible(bool(rows))
-        if result.first_divergent_layer:
-            divergent = [r for r, (name, _) in enumerate(rows) if name == result.first_divergent_layer]
-            if divergent:
-                table.scrollToItem(table.item(divergent[0], 0))
 
     def select_stage(self, name: str) -> None:
         """Mark the stage whose heatmaps the timeline shows."""
@@ -358,8 +429,13 @@ class ComparisonView(QWidget):
             sheet = "QLabel#compareVerdict { padding: 6px 0px; }"
         self.verdict.setStyleSheet(sheet)
 
+    def _style_fixes(self) -> None:
+        colour = theme.message_colour("warning", QGuiApplication.palette()).name()
+        self.fixes.setStyleSheet(f"QLabel#compareFixes {{ color: {colour}; }}")
+
     def restyle(self) -> None:
         self._style_verdict(self.verdict_kind)
+        self._style_fixes()
         if self.result is not None:
             self._show_task(self.result)
             self._show_stages(self.result, self.tolerance)

@@ -24,6 +24,7 @@ LINE_COLOURS = {
     "original": ("#0a5cc2", "#58a6ff"),
     "converted": ("#bc4c00", "#f0883e"),
     "reference": ("#8c959f", "#6e7681"),
+    "segment": ("#8250df", "#a371f7"),  # the part of the clip to compare
 }
 
 
@@ -32,13 +33,22 @@ def line_colour(name: str, palette: QPalette | None = None) -> QColor:
     return QColor(dark if theme.is_dark(palette) else light)
 
 
+class TimeAxis(pg.AxisItem):
+    """Seconds along the bottom, each value with its unit ("1.5 s"): the axis needs no title line."""
+
+    def tickStrings(self, values, scale, spacing):
+        return [f"{text} s" for text in super().tickStrings(values, scale, spacing)]
+
+
 class TimePlot(pg.PlotWidget):
     """A plot over the clip's time axis (seconds): fixed left axis, no right axis, zoom on x only."""
 
     def __init__(self, object_name: str, label: str, parent: QWidget | None = None, *, minimum_height: int = 30):
-        super().__init__(parent)
+        """`minimum_height`: pixels the plot itself gets at least, whatever its time axis takes below it."""
+        super().__init__(parent, axisItems={"bottom": TimeAxis("bottom")})
         self.setObjectName(object_name)
-        self.setMinimumHeight(minimum_height)
+        self.plot_height = minimum_height
+        self.axis_height = 4
         item = self.getPlotItem()
         item.hideButtons()
         item.setMenuEnabled(False)
@@ -53,12 +63,18 @@ class TimePlot(pg.PlotWidget):
         self.restyle()
 
     def show_time_values(self, shown: bool) -> None:
-        """Tick values on the bottom axis: only the lowest plot of a column needs them."""
-        item = self.getPlotItem()
-        bottom = item.getAxis("bottom")
+        """Tick values ("1.5 s") on the bottom axis, or its ticks alone: a column of plots linked in
+        time reads them off one plot (like the ruler of an audio editor)."""
+        bottom = self.getPlotItem().getAxis("bottom")
         bottom.setStyle(showValues=shown)
-        bottom.setLabel("time (s)" if shown else None)
-        bottom.setHeight(None if shown else 4)
+        self.axis_height = self.fontMetrics().height() + 8 if shown else 4
+        bottom.setHeight(self.axis_height)
+        self.set_plot_height(self.plot_height)
+
+    def set_plot_height(self, pixels: int) -> None:
+        """The least height of the plot itself; the widget adds its time axis's."""
+        self.plot_height = pixels
+        self.setMinimumHeight(pixels + self.axis_height + 2)
 
     def restyle(self, palette: QPalette | None = None) -> None:
         palette = palette or QGuiApplication.palette()

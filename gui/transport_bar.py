@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
 
 from . import theme
 from .audio_player import PAUSED, PLAYING, STOPPED, ClipPlayer
+from .elided_label import ElidedLabel
 
 
 class TransportBar(QWidget):
@@ -30,17 +31,18 @@ class TransportBar(QWidget):
         self.time_label = QLabel(self)
         self.time_label.setObjectName("playbackTime")
         self.time_label.setMinimumWidth(self.fontMetrics().horizontalAdvance("00.00 / 00.00 s") + 8)
-        self.clip_info = QLabel(self)
+        self.clip_info = ElidedLabel(parent=self)
         self.clip_info.setObjectName("clipInfo")
-        self.status = QLabel(self)
+        self.status = ElidedLabel(parent=self)
         self.status.setObjectName("playbackStatus")
-        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(6)
-        for widget in (self.play_button, self.pause_button, self.stop_button, self.time_label, self.clip_info):
+        for widget in (self.play_button, self.pause_button, self.stop_button, self.time_label):
             layout.addWidget(widget)
-        layout.addWidget(self.status, 1)
+        # What the clip is comes first; whether it can be played takes what room is left.
+        layout.addWidget(self.clip_info, 3)
+        layout.addWidget(self.status, 2)
 
         self.play_button.clicked.connect(self.player.play)
         self.pause_button.clicked.connect(self.player.pause)
@@ -51,9 +53,11 @@ class TransportBar(QWidget):
         self.player.failed.connect(self.failed)
         self._availability(self.player.available, self.player.reason)
 
-    def set_clip(self, waveform: np.ndarray | None, seconds: float = 0.0, description: str = "") -> None:
-        self.player.set_clip(waveform)
+    def set_clip(self, clip: np.ndarray | bytes | None, seconds: float = 0.0, description: str = "") -> None:
+        """The clip to play (its samples, or its 16-bit PCM), its length and a few words about it."""
+        self.player.set_clip(clip)
         self.seconds = seconds
+        self.time_label.setMinimumWidth(self.fontMetrics().horizontalAdvance(self._times(seconds, seconds)) + 8)
         self.clip_info.setText(description)
         self._position(0.0)
         self._update_buttons()
@@ -71,8 +75,14 @@ class TransportBar(QWidget):
             self.playheadMoved.emit(None)
         self._update_buttons()
 
+    def _times(self, seconds: float, total: float) -> str:
+        """"1.50 / 4.16 s"; past a minute, as a clock: "1:02.5 / 10:00.0"."""
+        if total < 60:
+            return f"{seconds:.2f} / {total:.2f} s"
+        return f"{clock(seconds)} / {clock(total)}"
+
     def _position(self, seconds: float) -> None:
-        self.time_label.setText(f"{seconds:.2f} / {self.seconds:.2f} s")
+        self.time_label.setText(self._times(seconds, self.seconds))
         if self.player.state != STOPPED:
             self.playheadMoved.emit(seconds)
 
@@ -80,7 +90,7 @@ class TransportBar(QWidget):
         self.status.setText(reason)
         explanation = reason if available else (f"{reason} QtMultimedia finds no audio output it can use, so Play "
                                                 "is disabled; the comparison does not need one.")
-        self.status.setToolTip(explanation)
+        self.status.set_extra_tooltip(explanation if explanation != reason else "")
         colour = theme.message_colour("warning", QGuiApplication.palette()).name() if not available else ""
         self.status.setStyleSheet(f"color: {colour}" if colour else "")
         self.play_button.setToolTip("Play the clip as the models hear it: 16 kHz mono (Ctrl+Space)" if available
@@ -99,3 +109,11 @@ class TransportBar(QWidget):
         for button, glyph in ((self.play_button, "play"), (self.pause_button, "pause"), (self.stop_button, "stop")):
             button.setIcon(theme.glyph_icon(glyph, palette))
         self._availability(self.player.available, self.player.reason)
+
+
+def clock(seconds: float) -> str:
+    """Minutes and seconds to a tenth: 62.5 → "1:02.5"."""
+    minutes, rest = divmod(max(0.0, seconds), 60.0)
+    if round(rest, 1) >= 60.0:
+        minutes, rest = minutes + 1, 0.0
+    return f"{int(minutes)}:{rest:04.1f}"

@@ -192,11 +192,31 @@ def save_mapping_job(path: str, fixes) -> str:
     return path
 
 
-def load_clip_job(path: str, *, channels: str):
-    """A clip as the models receive it: 16 kHz mono float32 (`core.audio.Clip`)."""
-    from ..core.audio import load_clip
+@dataclass(frozen=True)
+class Recording:
+    """A clip read to audition: drawn, played, and compared whole or in part."""
 
-    return load_clip(path, channels=channels)
+    clip: Any  # core.audio.Clip: the whole file as the models receive it, 16 kHz mono float32
+    comparable: bool  # checked as a comparison checks a clip: it can be compared whole as it is
+    peaks: Any  # waveform_peaks.Peaks: to draw it at any zoom
+    pcm: bytes  # its 16-bit samples: to play it
+
+
+def load_recording_job(path: str, *, channels: str, max_seconds: float) -> Recording:
+    """Read a clip whatever its length. One that a comparison may cover whole is read and checked as
+    `compare` reads it (bad audio is refused now); a longer one is read whole to draw and play, and
+    the part of it chosen to compare is checked when it is compared."""
+    from ..core.audio import MODEL_RATE, load_clip, load_recording
+    from .audio_player import to_pcm16
+    from .waveform_peaks import Peaks
+
+    try:
+        clip, comparable = load_clip(path, channels=channels, max_seconds=max_seconds), True
+    except BadInput:
+        clip, comparable = load_recording(path, channels=channels), False
+        if clip.seconds <= max_seconds:
+            raise  # not refused for its length: that refusal stands
+    return Recording(clip, comparable, Peaks.of(clip.waveform, MODEL_RATE), to_pcm16(clip.waveform))
 
 
 @dataclass(frozen=True)
@@ -204,22 +224,29 @@ class Audition:
     sides: Any  # core.verification.Sides: kept to compare the next clip without loading again
     comparison: Any  # core.comparison.Comparison of the one clip
     opened_sides: bool  # the models were loaded for this comparison
+    clip: Any  # core.audio.Clip compared: the whole clip, or the segment of it that was read
 
 
 ORIGINAL_BACKEND = "reference"  # Speechport's own implementation of the original model, as `compare` runs by default
 
 
-def compare_job(clip, *, sides=None, checkpoint=None, detection=None, base_model=None, converted=None,
-                tolerance: float, progress: Progress) -> Audition:
-    """What `speechport compare` does for one clip: open both models (unless `sides` are given), run them."""
+def compare_job(clip, *, segment: tuple[float, float] | None = None, sides=None, checkpoint=None, detection=None,
+                base_model=None, converted=None, tolerance: float, progress: Progress) -> Audition:
+    """What `speechport compare` does for one clip: open both models (unless `sides` are given), run
+    them. With `segment` (start, end in seconds) that part of the clip is read, checked and compared."""
     from transformers.utils import logging
 
+    from ..core.audio import load_clip
     from ..core.verification import compare_clips, open_sides
 
+    if segment is not None:
+        progress.stage("reading the part of the clip to compare")
+        start, end = segment
+        clip = load_clip(clip.path, channels=clip.channel_policy, start=start, duration=end - start)
     logging.disable_progress_bar()  # the window shows its own progress; these bars would only clutter a terminal
     opened = sides is None
     if opened:
         sides = open_sides(checkpoint, converted, base_model=base_model, backend=ORIGINAL_BACKEND,
                            detection=detection, progress=progress)
     comparison = compare_clips(sides, [clip], tolerance=tolerance, channels=clip.channel_policy, progress=progress)
-    return Audition(sides, comparison, opened)
+    return Audition(sides, comparison, opened, clip)

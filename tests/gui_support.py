@@ -96,3 +96,40 @@ def compare(qtbot, page, timeout: int = OPEN_TIMEOUT_MS) -> str:
     if page.comparison is not None:  # the plots follow the verdict in the next turn of the event loop
         qtbot.waitUntil(lambda: page.timeline.comparison is page.comparison.clips[0], timeout=5_000)
     return page.findChild(QLabel, "compareVerdict").text()
+
+
+def drag_on_plot(plot, start_seconds: float, end_seconds: float, steps: int = 12) -> None:
+    """Press the left button on a time plot at `start_seconds`, move to `end_seconds` and release,
+    halfway up the plot, as a mouse does (what pyqtgraph sees as a drag: it drops mouse moves that
+    come faster than its rate limit, so they come at a hand's pace)."""
+    import pyqtgraph as pg
+    from PySide6.QtCore import QEvent, QPoint
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtTest import QTest
+
+    rate = pg.getConfigOption("mouseRateLimit")  # moves a second; 0 or less: no limit
+    pause_ms = int(1000 / rate) + 5 if rate > 0 else 0
+
+    view = plot.getPlotItem().getViewBox()
+    low, high = view.viewRange()[1]
+
+    def at(seconds: float) -> QPoint:
+        return plot.mapFromScene(view.mapViewToScene(QPointF(seconds, (low + high) / 2)))
+
+    viewport = plot.viewport()
+    start, end = at(start_seconds), at(end_seconds)
+    left, none = Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton
+
+    def send(kind, point: QPoint, button, buttons) -> None:
+        local = QPointF(point)
+        event = QMouseEvent(kind, local, QPointF(viewport.mapToGlobal(point)), button, buttons,
+                            Qt.KeyboardModifier.NoModifier)
+        QApplication.sendEvent(viewport, event)
+        QTest.qWait(pause_ms)
+
+    send(QEvent.Type.MouseMove, start, none, none)  # hover first: the item under the mouse knows it
+    send(QEvent.Type.MouseButtonPress, start, left, left)
+    for step in range(1, steps + 1):
+        point = start + (end - start) * (step / steps)
+        send(QEvent.Type.MouseMove, point, none, left)
+    send(QEvent.Type.MouseButtonRelease, end, left, none)

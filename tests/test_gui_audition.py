@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from PySide6.QtWidgets import (  # noqa: E402
     QWidget,
 )
 
+from speechport.gui import plain_words  # noqa: E402
 from speechport.gui.heartbeat import Heartbeat  # noqa: E402
 
 from conftest import CONFORMER_SHAW, S3PRL  # noqa: E402
@@ -118,6 +120,21 @@ def test_good_conversion_passes_with_plots_aligned_in_time_and_exports(make_wind
     assert page.findChild(QLabel, "metricMaxAbsDiff").text() != "—"
     assert "first divergent" not in verdict
 
+    # Beside the verdict, one sentence in plain words and plain numbers.
+    sentence = page.findChild(QLabel, "compareSentence").text()
+    said = re.fullmatch(r"The converted model's outputs match the original's to within (0\.0\d*) — far below the "
+                        r"0\.005 tolerance\.", sentence)
+    assert said, sentence
+    assert float(said.group(1)) == pytest.approx(result.max_abs_diff, rel=0.05)
+    assert not page.findChild(QLabel, "compareFixes").isVisible()  # every row proven by the original's own names
+    # Every metric says what it means, wherever it is shown.
+    assert page.findChild(QLabel, "metricNmse").toolTip() == plain_words.NMSE
+    assert page.findChild(QLabel, "metricMaxAbsDiff").toolTip() == plain_words.MAX_DIFF
+    assert plain_words.COSINE in page.findChild(QLabel, "metricCosineMin").toolTip()
+    assert page.timeline.cosine.toolTip() == plain_words.COSINE
+    assert page.view.stage_table.horizontalHeaderItem(1).toolTip() == plain_words.MAX_DIFF
+    assert page.timeline.difference.toolTip() == plain_words.DIFF_HEATMAP
+
     # The per-frame cosine sits on the waveform's time axis, one point per output frame.
     cosine = page.timeline.cosine
     times, values = cosine.curve.getOriginalDataset()
@@ -180,6 +197,11 @@ def test_damaged_conversion_fails_and_names_the_first_divergent_layer(make_windo
     assert verdict.startswith("✕ fail") and "> 5e-3" in verdict, verdict
     assert "first divergent layer: encoder.layers.1" in verdict
     result = page.comparison.clips[0]
+    sentence = page.findChild(QLabel, "compareSentence").text()
+    assert sentence == (f"The converted model's outputs differ from the original's by up to "
+                        f"{plain_words.plain_number(result.max_abs_diff)} (the tolerance is 0.005), starting at "
+                        "encoder.layers.1: the conversion is wrong there."), sentence
+    assert re.search(r"by up to 0\.0\d+ \(", sentence)  # written out, no exponent
     assert result.verdict == "fail" and result.first_divergent_layer == "encoder.layers.1"
     assert page.view.verdict_kind == "fail"
 
@@ -246,18 +268,146 @@ def test_comparing_can_be_cancelled_and_bad_clips_are_messages(make_window, qtbo
     assert page.findChild(QLabel, "compareVerdict").text() == "Not compared: see the message above."
 
 
+class SlowLayers:
+    """A side whose every layer takes a while: a comparison long enough to watch its progress."""
+
+    def __init__(self, side, ticks: list, seconds: float):
+        from speechport.core.verification import side_steps
+
+        self.side, self.ticks, self.seconds = side, ticks, seconds
+        self.steps = side_steps(side)
+
+    def __call__(self, clip, tick):
+        def slow_tick():
+            time.sleep(self.seconds)
+            self.ticks.append(time.perf_counter())
+            tick()  # reports the layer, and stops here when cancelled
+
+        return self.side(clip, tick=slow_tick)
+
+
+def test_the_compare_bar_says_how_far_and_how_long_and_cancel_stops_between_layers(make_window, qtbot, converted,
+                                                                                    tmp_path, monkeypatch):
+    from speechport.core import verification
+
+    ticks: list[float] = []
+    real_run_side = verification.run_side
+    monkeypatch.setattr(verification, "run_side",
+                        lambda side, clip, progress: real_run_side(SlowLayers(side, ticks, 0.12), clip, progress))
+    window = make_window(source=checkpoint_path("cs_s64"), output=tmp_path / "out")
+    page = open_audition(qtbot, window, converted["cs_s64"])
+    choose_clip(qtbot, page, SPEECH)
+    bar = page.compare_bar.progress_bar
+    shown: list[str] = []
+    pattern = re.compile(r"Comparing s_speech_16k_mono\.wav — (\d+) % — about (\d+) s left")
+
+    def watch() -> bool:
+        shown.append(bar.format())
+        return bool(pattern.fullmatch(bar.format()))
+
+    qtbot.mouseClick(page.findChild(QPushButton, "compareButton"), Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(watch, timeout=30_000)
+    percent, seconds_left = (int(group) for group in pattern.fullmatch(bar.format()).groups())
+    assert 0 < percent < 100 and bar.value() == pytest.approx(percent * 10, abs=10)
+    assert 0 < seconds_left <= 5
+    qtbot.waitUntil(lambda: page.compare_bar.task is None, timeout=30_000)
+    assert page.comparison is not None and bar.format().startswith("pass · ")
+    layers = 2 * 3  # cs_s64: the frontend and two layers, in each model
+    assert len(ticks) == layers
+
+    # Cancel while the models run: the comparison stops before the next layer.
+    ticks.clear()
+    qtbot.mouseClick(page.findChild(QPushButton, "compareButton"), Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: pattern.fullmatch(bar.format()) is not None, timeout=30_000)
+    qtbot.mouseClick(page.findChild(QPushButton, "compareCancelButton"), Qt.MouseButton.LeftButton)
+    at_cancel = len(ticks)
+    assert bar.format() == "Cancelling…"
+    qtbot.waitUntil(lambda: page.compare_bar.task is None, timeout=30_000)
+    assert len(ticks) - at_cancel <= 1 and len(ticks) < layers  # at most the layer under way finished
+    assert page.findChild(QLabel, "compareVerdict").text() == "Not compared: cancelled."
+    assert bar.format() == "Cancelled" and "Comparison cancelled." in window.log_pane.toPlainText()
+
+
+QUERY = "encoder.layers.1.self_attn.query"
+LINEAR_Q = "encoder.layers.1.self_attn.linear_q"
+
+
+def test_rows_proven_only_through_the_users_fixes_are_said_beside_the_verdict(make_window, qtbot, tmp_path):
+    import torch
+
+    from support import load_fs2
+
+    state = load_fs2("cs_s64")
+    for part in ("weight", "bias"):  # a name no rule knows
+        state[f"{QUERY}.{part}"] = state.pop(f"encoder.layers.1.self_attn.q_proj.{part}")
+    source = tmp_path / "renamed.pt"
+    torch.save({"model": state}, source)
+    window = make_window(source=source, output=tmp_path / "out")
+    qtbot.waitUntil(lambda: not window.busy(), timeout=60_000)
+    for part in ("weight", "bias"):
+        window.rename_target(f"{QUERY}.{part}", f"{LINEAR_Q}.{part}")
+    window.convert()
+    qtbot.waitUntil(lambda: not window.busy() and window.result is not None, timeout=60_000)
+    page = open_audition(qtbot, window)  # compares against the conversion just made
+    choose_clip(qtbot, page, SPEECH)
+    assert compare(qtbot, page).startswith("✓ pass")
+    assert len(page.comparison.fixes_used) == 2
+
+    fixes = page.findChild(QLabel, "compareFixes")
+    rows = page.findChild(QLabel, "compareFixesRows")
+    assert fixes.isVisible() and "2 rows proven only through your fixes" in fixes.text()
+    assert f"{QUERY}.weight → {LINEAR_Q}.weight" in fixes.toolTip() and f"{QUERY}.bias" in fixes.toolTip()
+    assert not rows.isVisible()
+    fixes.linkActivated.emit("rows")  # "Which rows?"
+    assert rows.isVisible() and rows.text().splitlines() == [f"{QUERY}.weight → {LINEAR_Q}.weight",
+                                                             f"{QUERY}.bias → {LINEAR_Q}.bias"]
+    assert "Hide the rows" in fixes.text()
+    fixes.linkActivated.emit("rows")
+    assert not rows.isVisible()
+
+
+@pytest.fixture(scope="module")
+def s3prl_converted(tmp_path_factory):
+    """The SID, SD and ASV heads of the S3PRL fixtures, converted with their base model."""
+    from speechport.core.conversion import convert, prepare
+
+    root = tmp_path_factory.mktemp("s3prl")
+    speakers = json.loads((S3PRL / "sid" / "hf_converted" / "config.json").read_text())["id2label"]
+    labels = root / "speakers.txt"  # the speakers' names, as `--labels` takes them
+    labels.write_text("".join(f"{speakers[str(index)]}\n" for index in range(len(speakers))))
+    return {task: convert(prepare(S3PRL / task / checkpoint, base_model=BASE_MODEL,
+                                  labels=labels if task == "sid" else None), root / task).output
+            for task, checkpoint in S3PRL_HEADS.items()}
+
+
+def time_plots_shown(timeline) -> list[str]:
+    plots = (timeline.cosine, timeline.original, timeline.converted, timeline.difference, timeline.activity)
+    return [plot.objectName() for plot in plots if plot.isVisible()]
+
+
 @pytest.mark.parametrize("task", ["sid", "sd", "asv"])
-def test_s3prl_heads_show_their_own_view(make_window, qtbot, task):
+def test_s3prl_heads_show_what_they_compute(make_window, qtbot, s3prl_converted, task):
     window = make_window(source=S3PRL / task / S3PRL_HEADS[task], base_model=BASE_MODEL)
-    page = open_audition(qtbot, window, S3PRL / task / "hf_converted")
+    page = open_audition(qtbot, window, s3prl_converted[task])
     drop(window, S3PRL / "audio" / "fox_16k.wav")  # dropping a clip anywhere on the window auditions it
     qtbot.waitUntil(lambda: page.clip is not None, timeout=10_000)
     assert compare(qtbot, page).startswith("✓ pass")
     result = page.comparison.clips[0]
-    view = page.view
+    view, timeline = page.view, page.timeline
+    sentence = view.findChild(QLabel, "compareSentence").text()
     assert view.task_box.isVisible()
     if task == "sid":
+        # One answer for the whole clip: label bars, not plots over time.
         top5 = result.details["top5"]
+        best = top5[0]
+        assert timeline.answer.isVisible() and time_plots_shown(timeline) == []
+        bars = timeline.findChild(QWidget, "labelBars")
+        assert bars.isVisible() and bars.entries == top5 and len(top5) == 5
+        qtbot.waitUntil(lambda: bars.height() >= bars.minimumSizeHint().height())  # every label's two bars fit
+        assert best["label"].startswith("id1")  # a speaker's name, from the labels file
+        assert re.fullmatch(rf"Both models pick '{best['label']}' \({round(best['original'] * 100)} % vs "
+                            rf"{round(best['converted'] * 100)} %\); their scores match "
+                            r"(exactly|to within [0-9.]+ — far below the 0\.005 tolerance)\.", sentence), sentence
         table = view.findChild(QWidget, "top5Table")
         assert view.task_box.title() == "Top-5 labels of both models" and table.rowCount() == 5
         for row, entry in enumerate(top5):
@@ -265,20 +415,36 @@ def test_s3prl_heads_show_their_own_view(make_window, qtbot, task):
             assert table.item(row, 1).text() == f"{entry['original']:.1%}"
             assert table.item(row, 2).text() == f"{entry['converted']:.1%}"
         assert [table.horizontalHeaderItem(c).text() for c in range(3)] == ["Label", "Original", "Converted"]
-        assert view.findChild(QLabel, "top5Agreement").text().startswith("Top-1 label agrees")
-        assert page.timeline.stage == "featurizer (weighted hidden states)"  # hidden states, not one logit vector
+        assert view.findChild(QLabel, "top5Agreement").text().startswith(f"Top-1 label agrees: both pick '{best['label']}'")
+        # As tall as its rows: nothing to scroll inside it.
+        assert table.verticalScrollBar().maximum() == 0
+        assert table.height() >= table.horizontalHeader().height() + 5 * table.rowHeight(0)
+        # The stages have no heatmaps to show: nothing to click.
+        assert "click" not in view.stages_title.text()
+        assert view.stage_table.selectionMode() == view.stage_table.SelectionMode.NoSelection
     elif task == "sd":
-        activity = page.timeline.activity
-        assert activity.isVisible()
+        # Frames over time: the plots stay, with each speaker's activity.
+        assert not timeline.answer.isVisible()
+        assert time_plots_shown(timeline) == ["cosinePlot", "originalHeatmap", "convertedHeatmap", "differenceHeatmap",
+                                              "activityPlot"]
+        activity = timeline.activity
         speakers = result.original.primary.shape[1]
         assert len(activity.activity_curves) == 2 * speakers
         for curve in activity.activity_curves:  # one lane per speaker and model, frame by frame
             assert len(curve.active) == result.frames
+        assert activity.getPlotItem().getViewBox().height() >= 2 * speakers * 0.8 * activity.fontMetrics().height()
         assert view.speaker_table.rowCount() == speakers
-        assert window.minimumSizeHint().height() <= 800  # the extra timeline still fits
+        assert window.minimumSizeHint().height() <= 700  # the extra timeline never makes the window taller
+        assert sentence.startswith("The converted model's outputs match the original's "), sentence
     else:
+        # One embedding per clip: how alike the two models' embeddings are, as one figure.
         cosine = result.details["verification_embedding_cosine"]
+        assert timeline.answer.isVisible() and time_plots_shown(timeline) == []
+        assert timeline.findChild(QLabel, "similarityFigure").text() == f"{cosine:.6f}"
+        assert "1 means" in timeline.findChild(QLabel, "similarityWords").text()
         assert view.embedding_label.text().endswith(f"{cosine:.6f}")
+        assert sentence.startswith(f"The two models describe the speaker the same way (similarity {cosine:.6f}, "
+                                   "where 1 means identical); the embeddings' values match "), sentence
     assert view.notes.text().startswith("•")
 
 
