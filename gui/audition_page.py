@@ -244,8 +244,7 @@ class AuditionPage(QWidget):
     def _show_timeline(self, comparison) -> None:
         if comparison is not self.comparison:
             return  # another clip or comparison came first
-        segment = self.compared.segment
-        self.timeline.show_comparison(comparison.clips[0], comparison.tolerance, segment[0] if segment else 0.0)
+        self.timeline.show_comparison(comparison.clips[0], comparison.tolerance, self.compared.segment)
         if not self.timeline.one_answer_per_clip():
             self.view.select_stage(self.timeline.stage)
 

@@ -1,12 +1,19 @@
-"""Render the window with the demo loaded to PNGs for the README (`docs/`).
+"""Render the window to PNGs for the README (`docs/`), at any size, to look at what people will see.
 
-    python -m speechport.gui.screenshots [--out docs] [--size 1280x800] [--icon]
+    python -m speechport.gui.screenshots [--out docs] [--size 1280x800] [--only SCENE ...] [--icon]
 
-Five states at 1280x800: the demo's mapping (light palette), the same plan with a mistyped target
-key (the problem, and why Convert is disabled), and, once it is fixed, the finished conversion
-(dark palette); then the Audition tab comparing the demo speech clip on that conversion (a pass,
-light; paused part-way through playback where an audio output exists) and on a copy of it with one
-layer norm scaled by 1.03 (a fail that names the layer, dark).
+The scenes, in order (a later one builds on the earlier ones it needs):
+  mapping            the demo's mapping (light palette)
+  problem            the same plan with a mistyped target key: the problem, and why Convert is disabled
+  converted          once it is fixed, the finished conversion (dark palette)
+  audition-pass      the Audition tab comparing the demo speech clip on that conversion (light; paused
+                     part-way through playback where an audio output exists)
+  audition-fail      the same on a copy with one layer norm scaled by 1.03: a fail that names the layer (dark)
+  audition-long      a 150 s clip (the demo speech over and over, in noise): drawn whole, 10 s of it compared
+  audition-labels    an S3PRL keyword-spotting head: one answer per clip, as label bars (light)
+  audition-speakers  an S3PRL diarization head: each speaker's activity in both models (dark)
+The S3PRL scenes use the test fixtures of a source checkout (tests/fixtures/s3prl) and are left out
+without them. At the default size the files are `window-<scene>.png`; at another, `window-<scene>-WxH.png`.
 Runs offscreen when there is no display; under Xvfb (`xvfb-run python -m ...`) it renders through X.
 `--icon` also re-renders `resources/icons/speechport.png` from the SVG.
 """
@@ -14,6 +21,7 @@ Runs offscreen when there is no display; under Xvfb (`xvfb-run python -m ...`) i
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -21,9 +29,18 @@ import tempfile
 from pathlib import Path
 
 SIZE = (1280, 800)
+SCENES = ("mapping", "problem", "converted", "audition-pass", "audition-fail", "audition-long", "audition-labels",
+          "audition-speakers")
 MISTYPED_KEY = "encoder.layers.0.ffn1.inner_proj.weight"  # given its own (fairseq2) name as the target
 FIXED_TARGET = "encoder.layers.0.ffn1.intermediate_dense.weight"
 DAMAGED_KEY = "encoder.layers.1.ffn2_layer_norm.weight"  # scaled by 1.03: the audition then fails at encoder.layers.1
+S3PRL_FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "s3prl"
+S3PRL_SCENES = {  # scene: (task folder, checkpoint)
+    "audition-labels": ("ks", "dev-best.ckpt"),
+    "audition-speakers": ("sd", "best-states-dev.ckpt"),
+}
+LONG_CLIP_SECONDS = 150.0
+LONG_CLIP_SEGMENT = (60.0, 70.0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,90 +48,177 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs"), help="folder for the PNGs (default: docs)")
     parser.add_argument("--size", type=_size, default=SIZE, metavar="WxH",
                         help="the window's size (default: 1280x800, what the README shows)")
+    parser.add_argument("--only", nargs="+", choices=SCENES, metavar="SCENE",
+                        help=f"render only these scenes ({', '.join(SCENES)})")
     parser.add_argument("--icon", action="store_true", help="also render resources/icons/speechport.png")
     args = parser.parse_args(argv)
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-    from PySide6.QtCore import QSettings, Qt
-
-    from ..core.demo import DEMO_CHECKPOINT, DEMO_CLIPS
     from . import theme
     from .app import create_application
-    from .heartbeat import run_until
-    from .main_window import MainWindow
-    from .plan_model import Column
 
     app = create_application()
     if args.icon:
         theme.render_svg(theme.APP_ICON_SVG, theme.APP_ICON_PNG, 256)
     args.out.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="speechport-screenshots-"))
-    written = []
+    wanted = set(args.only or SCENES)
+    suffix = "" if args.size == SIZE else f"-{args.size[0]}x{args.size[1]}"
+    shots = Shots(app, args.out, suffix, args.size, scratch)
     try:
-        theme.apply_appearance(app, "light")
-        window = MainWindow(settings=QSettings(str(scratch / "settings.ini"), QSettings.Format.IniFormat),
-                            output=scratch / "w2v-bert-demo-hf")
-        window.resize(*args.size)
+        if wanted - set(S3PRL_SCENES) and not demo_scenes(shots, wanted):
+            return 1
+        s3prl = sorted(wanted & set(S3PRL_SCENES), key=SCENES.index)
+        if s3prl and not S3PRL_FIXTURES.is_dir():
+            print(f"left out {', '.join(s3prl)}: no S3PRL fixtures at {S3PRL_FIXTURES}", file=sys.stderr)
+        elif s3prl and not all(s3prl_scene(shots, scene) for scene in s3prl):
+            return 1
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    for path in shots.written:
+        print(path)
+    return 0
+
+
+class Shots:
+    """Where the pictures go, and the window they are taken of."""
+
+    def __init__(self, app, out: Path, suffix: str, size: tuple[int, int], scratch: Path):
+        self.app, self.out, self.suffix, self.size, self.scratch = app, out, suffix, size, scratch
+        self.written: list[Path] = []
+
+    def window(self, **inputs):
+        """A window of the given size, on settings of its own, with `MainWindow`'s inputs."""
+        from PySide6.QtCore import QSettings
+
+        from .main_window import MainWindow
+
+        window = MainWindow(settings=QSettings(str(self.scratch / "settings.ini"), QSettings.Format.IniFormat), **inputs)
+        window.resize(*self.size)
         window.show()
-        window.open_source(DEMO_CHECKPOINT)
-        if not run_until(lambda: window.prepared is not None and not window.busy(), 120):
-            print(f"the demo did not open: {window.message_bar.text.text()}", file=sys.stderr)
-            return 1
+        return window
 
-        def save(name: str) -> None:
-            run_until(lambda: False, 0.3)  # let layouts and repaints settle
-            path = args.out / name
-            window.grab().save(str(path))
-            written.append(path)
+    def save(self, window, scene: str) -> None:
+        from .heartbeat import run_until
 
-        window.select_source_key("encoder.layers.0.self_attn.q_proj.weight")
-        save("window-mapping.png")
+        run_until(lambda: False, 0.3)  # let layouts and repaints settle
+        path = self.out / f"window-{scene}{self.suffix}.png"
+        window.grab().save(str(path))
+        self.written.append(path)
 
-        window.rename_target(MISTYPED_KEY, MISTYPED_KEY)
-        window.table.sortByColumn(Column.STATUS, Qt.SortOrder.AscendingOrder)  # problems first
-        window.table.clearSelection()
-        window.table.scrollToTop()
-        save("window-problem.png")
 
-        window.rename_target(MISTYPED_KEY, FIXED_TARGET)  # fixed, as the completion list offers it
-        window.table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
-        window.table.clearSelection()
-        window.table.scrollToTop()
-        theme.apply_appearance(app, "dark")
-        window.convert()
-        run_until(lambda: not window.busy(), 120)
-        if window.result is None:
-            print(f"the demo did not convert: {window.message_bar.text.text()}", file=sys.stderr)
-            return 1
-        save("window-converted.png")
+def demo_scenes(shots: Shots, wanted: set[str]) -> bool:
+    """The scenes of the built-in demo; False (said on stderr) when the demo does not get that far."""
+    from PySide6.QtCore import Qt
 
-        # The audition at its roomiest: the conversion's message read, the log hidden (View ▸ Show log).
-        theme.apply_appearance(app, "light")
-        window.message_bar.dismiss()
+    from ..core.demo import DEMO_CHECKPOINT, DEMO_CLIPS
+    from . import theme
+    from .heartbeat import run_until
+    from .plan_model import Column
+
+    app = shots.app
+    theme.apply_appearance(app, "light")
+    window = shots.window(output=shots.scratch / "w2v-bert-demo-hf")
+    window.open_source(DEMO_CHECKPOINT)
+    if not run_until(lambda: window.prepared is not None and not window.busy(), 120):
+        print(f"the demo did not open: {window.message_bar.text.text()}", file=sys.stderr)
+        return False
+
+    window.select_source_key("encoder.layers.0.self_attn.q_proj.weight")
+    if "mapping" in wanted:
+        shots.save(window, "mapping")
+
+    window.rename_target(MISTYPED_KEY, MISTYPED_KEY)
+    window.table.sortByColumn(Column.STATUS, Qt.SortOrder.AscendingOrder)  # problems first
+    window.table.clearSelection()
+    window.table.scrollToTop()
+    if "problem" in wanted:
+        shots.save(window, "problem")
+
+    window.rename_target(MISTYPED_KEY, FIXED_TARGET)  # fixed, as the completion list offers it
+    window.table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
+    window.table.clearSelection()
+    window.table.scrollToTop()
+    theme.apply_appearance(app, "dark")
+    window.convert()
+    run_until(lambda: not window.busy(), 120)
+    if window.result is None:
+        print(f"the demo did not convert: {window.message_bar.text.text()}", file=sys.stderr)
+        return False
+    if "converted" in wanted:
+        shots.save(window, "converted")
+
+    # The audition at its roomiest: the conversion's message read, the log hidden (View ▸ Show log).
+    theme.apply_appearance(app, "light")
+    window.message_bar.dismiss()
+    if window.act_show_log.isChecked():
         window.act_show_log.trigger()
-        page = window.show_audition()
+    page = window.show_audition()
+    if "audition-pass" in wanted:
         page.choose_clip(DEMO_CLIPS[0])
         if not audition(window, page):
-            return 1
+            return False
         played = pause_mid_clip(page)
-        save("window-audition-pass.png")
+        shots.save(window, "audition-pass")
         if played:
             page.player.stop()
 
-        damaged = damaged_copy(window.result.output, scratch / "w2v-bert-demo-damaged")
+    if "audition-long" in wanted:
+        page.choose_clip(long_clip(DEMO_CLIPS[0], shots.scratch / "lecture.wav"))
+        if not run_until(lambda: page.clip is not None, 60):
+            print(f"the long clip was not read: {window.message_bar.text.text()}", file=sys.stderr)
+            return False
+        page.choose_segment(*LONG_CLIP_SEGMENT)
+        if not audition(window, page):
+            return False
+        page.timeline.waveform.getPlotItem().setXRange(0.0, LONG_CLIP_SECONDS, padding=0)  # the whole clip in view
+        shots.save(window, "audition-long")
+
+    if "audition-fail" in wanted:
+        page.choose_clip(DEMO_CLIPS[0])
+        damaged = damaged_copy(window.result.output, shots.scratch / "w2v-bert-demo-damaged")
         page.compare_bar.converted_field.commit(str(damaged))
         theme.apply_appearance(app, "dark")
         if not audition(window, page):
-            return 1
-        save("window-audition-fail.png")
-        window.undo_stack.setClean()  # the fixes were made for the pictures: closing asks nothing
-        window.close()
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    for path in written:
-        print(path)
-    return 0
+            return False
+        shots.save(window, "audition-fail")
+    window.undo_stack.setClean()  # the fixes were made for the pictures: closing asks nothing
+    window.close()
+    return True
+
+
+def s3prl_scene(shots: Shots, scene: str) -> bool:
+    """An S3PRL head of the test fixtures, converted with its labels and compared on the fox clip."""
+    from ..core.conversion import convert, prepare
+    from . import theme
+    from .heartbeat import run_until
+
+    task, checkpoint = S3PRL_SCENES[scene]
+    folder = S3PRL_FIXTURES / task
+    base_model = S3PRL_FIXTURES / "base_model"
+    labels = None
+    id2label = json.loads((folder / "hf_converted" / "config.json").read_text()).get("id2label")
+    if id2label and task != "sd":
+        labels = shots.scratch / f"{task}-labels.txt"
+        labels.write_text("".join(f"{id2label[str(index)]}\n" for index in range(len(id2label))))
+    converted = convert(prepare(folder / checkpoint, base_model=base_model, labels=labels),
+                        shots.scratch / f"{task}-hf").output
+    theme.apply_appearance(shots.app, "dark" if scene == "audition-speakers" else "light")
+    window = shots.window(source=folder / checkpoint, base_model=base_model, output=shots.scratch / f"{task}-out")
+    if not run_until(lambda: window.prepared is not None and not window.busy(), 120):
+        print(f"{checkpoint} did not open: {window.message_bar.text.text()}", file=sys.stderr)
+        return False
+    if window.act_show_log.isChecked():
+        window.act_show_log.trigger()
+    page = window.show_audition()
+    page.compare_bar.converted_field.commit(str(converted))
+    page.choose_clip(S3PRL_FIXTURES / "audio" / "fox_16k.wav")
+    if not audition(window, page):
+        return False
+    shots.save(window, scene)
+    window.close()
+    return True
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -161,6 +265,18 @@ def damaged_copy(folder: Path, copy: Path) -> Path:
     weights[DAMAGED_KEY] = weights[DAMAGED_KEY] * 1.03
     save_file(weights, copy / "model.safetensors", metadata={"format": "pt"})
     return copy
+
+
+def long_clip(speech: Path, path: Path, seconds: float = LONG_CLIP_SECONDS) -> Path:
+    """A clip longer than a comparison covers: `speech` over and over, in a little noise."""
+    import numpy as np
+    import soundfile
+
+    samples, rate = soundfile.read(str(speech), dtype="float32")
+    repeated = np.resize(samples, int(seconds * rate))
+    noise = 0.003 * np.random.default_rng(0).standard_normal(len(repeated)).astype(np.float32)
+    soundfile.write(str(path), repeated + noise, rate, subtype="PCM_16")
+    return path
 
 
 if __name__ == "__main__":

@@ -119,11 +119,12 @@ class TimelineView(QWidget):
 
     # -- the comparison -----------------------------------------------------------------------------
 
-    def show_comparison(self, comparison, tolerance: float, start: float = 0.0) -> None:
-        """Lay out one `core.comparison.ClipComparison` along the clip, from `start` seconds into it."""
+    def show_comparison(self, comparison, tolerance: float, segment: tuple[float, float] | None = None) -> None:
+        """Lay out one `core.comparison.ClipComparison` along the clip: of the whole clip, or of its
+        `segment` (start, end in seconds), which is then brought into view."""
         self.comparison = comparison
         self.tolerance = tolerance
-        self.start = start
+        start = self.start = segment[0] if segment is not None else 0.0
         if self.one_answer_per_clip():
             self._show_answer(comparison)
             self._show_comparison_rows(True, answer=True)
@@ -136,10 +137,9 @@ class TimelineView(QWidget):
                                        as_frames(comparison.converted.primary), comparison.frame_seconds, start)
         self._show_comparison_rows(True, activity=diarization)
         self.show_stage(self.default_stage())
-        segment_end = start + comparison.frames * comparison.frame_seconds
-        if start > 0 or segment_end < self.clip_seconds - comparison.frame_seconds:
-            # A segment of a longer clip: in view, where its plots are (zooming out shows the rest).
-            self.waveform.getPlotItem().setXRange(start, min(segment_end, self.clip_seconds), padding=0)
+        if segment is not None:
+            # A part of the clip: in view, where its plots are (zooming out shows the rest).
+            self.waveform.getPlotItem().setXRange(*segment, padding=0)
 
     def one_answer_per_clip(self) -> bool:
         """The compared output is one vector for the whole clip (labels' scores, an embedding)."""
