@@ -68,6 +68,7 @@ class CosinePlot(TimePlot):
         """One value per output frame, `frame_seconds` apart from `start` seconds into the clip."""
         values = np.asarray(cosines, dtype=np.float64)
         self.curve.setData(start + (np.arange(len(values)) + 0.5) * frame_seconds, values)
+        self.curve.setSymbol("o" if len(values) == 1 else None)  # a clip of one frame: a dot, not a line
         # Agreement to a millionth stays a flat line at 1; any larger dip fills the plot, so its
         # shape in time shows (the axis's values tell how deep it is).
         deviation = 1.0 - float(values.min()) if len(values) else 0.0

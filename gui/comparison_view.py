@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
@@ -242,7 +243,7 @@ class ComparisonView(QWidget):
         self.stage_table.setVisible(False)
         self.notes.setText("")
 
-    def show_result(self, result, tolerance: float, subject: str, fixes_used: list[dict[str, str]] = ()) -> None:
+    def show_result(self, result, tolerance: float, subject: str, fixes_used: Sequence[dict[str, str]] = ()) -> None:
         """Show a `core.comparison.ClipComparison` made at `tolerance`; `fixes_used`: the rows the
         original model read only through the user's fixes (`Comparison.fixes_used`)."""
         self.result = result
@@ -276,24 +277,18 @@ class ComparisonView(QWidget):
         self.fixes_used = fixes_used
         rows = "\n".join(f"{row['source']} → {row['target']}" for row in fixes_used)
         self.fixes_rows.setText(rows)
-        self.fixes_rows.setVisible(False)
-        if not fixes_used:
-            self.fixes.setText("")
-            self.fixes.setVisible(False)
-            return
-        self.fixes.setText(f"{html.escape(fixes_sentence(len(fixes_used)))} "
-                           f"<a href='{FIXES_LINK}'>Which rows?</a>")
         self.fixes.setToolTip(rows)
-        self.fixes.setVisible(True)
+        self.fixes.setVisible(bool(fixes_used))
+        self.show_fixed_rows(False)
         self._style_fixes()
 
     def show_fixed_rows(self, shown: bool) -> None:
         """Show (or hide) the fixed rows under the fixes line: checkpoint key → converted key."""
-        if not self.fixes_used:
-            return
+        shown = shown and bool(self.fixes_used)
         self.fixes_rows.setVisible(shown)
-        self.fixes.setText(self.fixes.text().rsplit("<a ", 1)[0] +
-                           f"<a href='{FIXES_LINK}'>{'Hide the rows' if shown else 'Which rows?'}</a>")
+        link = "Hide the rows" if shown else "Which rows?"
+        self.fixes.setText(f"{html.escape(fixes_sentence(len(self.fixes_used)))} <a href='{FIXES_LINK}'>{link}</a>"
+                           if self.fixes_used else "")
 
     def _show_metrics(self, result) -> None:
         values = self.metric_values
