@@ -17,6 +17,7 @@ from .audio import Clip, load_clip
 from .checkpoint import Checkpoint, load_checkpoint
 from .comparison import DEFAULT_TOLERANCE, Comparison, check_tolerance
 from .errors import BadInput, NeedsBaseModel, PlanProblems
+from .families import detect, forced, recipe_named
 from .files import regular_file
 from .hashing import BackgroundHash
 from .mapping_file import Overrides
@@ -24,8 +25,7 @@ from .original_weights import OriginalWeights, resolve_original_weights
 from .output_folder import StagedFolder, check_output_path, protected_inputs
 from .plan import Plan, SourceEntry, TargetTensor, build_plan
 from .progress import Progress, ensure
-from .recipes import detect, recipe_named
-from .recipes.base import ConfigChoice, Detection, Recipe, SourceTensor
+from .recipe import ConfigChoice, Detection, Recipe, SourceTensor
 from .rules import Rule
 from .safetensors_writer import DEFAULT_MAX_SHARD_SIZE, WriteItem, WrittenWeights, write_weights
 from .suggestions import Suggestion, suggest
@@ -40,7 +40,7 @@ class Prepared:
 
     source: Path
     checkpoint: Checkpoint
-    detection: Detection
+    recipe: Recipe  # the family's conversion of this checkpoint
     tensors: dict[str, SourceTensor]
     other_entries: dict[str, str]
     config: ConfigChoice
@@ -58,12 +58,12 @@ class Prepared:
     labels: list[str] | None = None
 
     @property
-    def recipe(self) -> Recipe:
-        return self.detection.recipe
+    def detection(self) -> Detection:
+        return self.recipe.detection
 
     @property
     def layout(self) -> str:
-        return self.detection.layout
+        return self.recipe.layout
 
     def unclaimed_targets(self) -> list[str]:
         """Target keys no mapped row fills yet: the candidates when fixing a key by hand."""
@@ -76,11 +76,9 @@ class Prepared:
         self.overrides = overrides
         if inferred is not None:
             self.inferred = list(inferred)
-        names = _original_names(self.recipe, self.checkpoint, self.layout, self.tensors, overrides, self.inferred,
-                                self.base_model)
+        names = _original_names(self.recipe, self.tensors, overrides, self.inferred)
         if set(names) != self.config_names:  # a fix names a tensor the config is read from: settle it again
-            self.config = self.recipe.choose_config(self.checkpoint, self.layout, names, config_path=self.config_path,
-                                                    base_model=self.base_model, labels=self.labels)
+            self.config = self.recipe.choose_config(names, config_path=self.config_path, labels=self.labels)
             self.targets = _target_tensors(self.recipe, self.config)
             self.config_names = set(names)
         self.plan = _build_plan(self)
@@ -88,12 +86,11 @@ class Prepared:
 
     def suggestions(self, limit: int = 5) -> dict[str, list[Suggestion]]:
         """Ranked target candidates for every unmapped source key (`core.suggestions`)."""
-        return suggest(self.plan, self.targets, self.recipe.original_stage(self.layout, self.config.config), limit)
+        return suggest(self.plan, self.targets, self.recipe.original_stage(self.config.config), limit)
 
     def original_weights(self) -> OriginalWeights:
         """What the original model reads for a comparison: its own names, fixes only where it must."""
-        return resolve_original_weights(self.recipe, self.checkpoint, self.layout, self.plan.rows, self.tensors,
-                                        self.config.config, self.base_model)
+        return resolve_original_weights(self.recipe, self.plan.rows, self.tensors, self.config.config)
 
 
 @dataclass
@@ -134,14 +131,14 @@ def prepare(
         checkpoint = load_checkpoint(source, trust_pickle=trust_pickle)
     hasher = hasher or BackgroundHash(source)  # runs while the plan is built and the weights are written
     try:
-        detection = detect(checkpoint) if recipe is None else _forced(recipe_named(recipe), checkpoint)
+        detection = detect(checkpoint) if recipe is None else forced(recipe_named(recipe), checkpoint)
         timings["read"] = time.perf_counter() - started
-        chosen = detection.recipe
-        chosen.check_checkpoint(checkpoint, detection.layout)
+        base_model = Path(base_model).expanduser().absolute() if base_model else None
+        chosen = detection.open(checkpoint, base_model)
+        chosen.check_checkpoint()
         mark = time.perf_counter()
         chosen.load_libraries()
         timings["import"] = time.perf_counter() - mark
-        base_model = Path(base_model).expanduser().absolute() if base_model else None
         if chosen.needs_base_model and base_model is None:
             raise NeedsBaseModel(str(source), chosen.name)
         if isinstance(mapping, Overrides):
@@ -151,19 +148,18 @@ def prepare(
         progress.check()
         progress.stage("settling the config")
         mark = time.perf_counter()
-        tensors = chosen.source_tensors(checkpoint, detection.layout, base_model)
-        inferred = infer_source_renames(chosen, detection.layout, tensors, None)
-        names = _original_names(chosen, checkpoint, detection.layout, tensors, overrides, inferred, base_model)
+        tensors = chosen.source_tensors()
+        inferred = infer_source_renames(chosen, tensors, None)
+        names = _original_names(chosen, tensors, overrides, inferred)
         config_path = Path(config).expanduser() if config else None
         label_names = read_labels(labels) if labels else None
-        choice = chosen.choose_config(checkpoint, detection.layout, names, config_path=config_path,
-                                      base_model=base_model, labels=label_names)
+        choice = chosen.choose_config(names, config_path=config_path, labels=label_names)
         progress.check()
         progress.stage("building the target model on the meta device")
         targets = _target_tensors(chosen, choice)
         timings["target"] = time.perf_counter() - mark
         prepared = Prepared(
-            source, checkpoint, detection, tensors, chosen.other_entries(checkpoint, detection.layout),
+            source, checkpoint, chosen, tensors, chosen.other_entries(),
             choice, targets, overrides, plan=None, hasher=hasher,  # type: ignore[arg-type]
             mapping_path=Path(mapping) if mapping and not isinstance(mapping, Overrides) else None,
             base_model=base_model, labels_path=Path(labels).expanduser().absolute() if labels else None, timings=timings,
@@ -219,7 +215,7 @@ def convert(
         progress.stage("writing config, preprocessor config, report and model card")
         config = prepared.config.config
         config.save_pretrained(staged.path)
-        preprocessor = prepared.recipe.preprocessor_config(config, prepared.base_model)
+        preprocessor = prepared.recipe.preprocessor_config(config)
         (staged.path / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2, sort_keys=True) + "\n")
         progress.stage("checksumming the source")
         while not prepared.hasher.wait(0.05):
@@ -247,10 +243,9 @@ def _verify(prepared: Prepared, folder: Path, clips, tolerance: float, backend: 
     progress.stage("verifying: loading the original and the converted model")
     original = prepared.original_weights()
     sides = Sides(
-        prepared.detection,
-        recipe.original_side(prepared.checkpoint, prepared.layout, base_model=prepared.base_model, backend=backend,
-                             weights=original.weights),
-        recipe.converted_side(folder, base_model=prepared.base_model),
+        recipe,
+        recipe.original_side(backend=backend, weights=original.weights),
+        recipe.converted_side(folder),
         backend,
         str(folder),
         accepted_differences_in([row.to_dict() for row in prepared.plan.rows]),
@@ -270,12 +265,12 @@ def _build_plan(prepared: Prepared) -> Plan:
         layout=prepared.layout,
         target_class=recipe.target_class(prepared.config.config).__name__,
         sources=sources,
-        rules=recipe.rules(prepared.layout, prepared.config.config),
+        rules=recipe.rules(prepared.config.config),
         targets=prepared.targets,
         overrides=prepared.overrides,
         inferred=prepared.inferred,
         other_entries=prepared.other_entries,
-        inexpressible=recipe.inexpressible(prepared.checkpoint, prepared.layout, prepared.config.config),
+        inexpressible=recipe.inexpressible(prepared.config.config),
         config_conflicts=prepared.config.conflicts,
         notes=[*prepared.config.notes, *(f"inferred fix: {rule.note.removeprefix('inferred: ')} is stripped from "
                                          "every key (undo it in the window to see the keys as saved)"
@@ -291,24 +286,23 @@ def _target_tensors(recipe: Recipe, choice: ConfigChoice) -> dict[str, TargetTen
         raise BadInput(f"{where}: transformers cannot build the model from this config ({exc})") from None
 
 
-def _original_names(recipe: Recipe, checkpoint: Checkpoint, layout: str, tensors, overrides: Overrides,
-                    inferred: list[Rule], base_model: Path | None) -> dict:
+def _original_names(recipe: Recipe, tensors, overrides: Overrides, inferred: list[Rule]) -> dict:
     """The tensors under the original's own names, fixes included: what the config is read from.
     The decisions need no target model (only which target each fixed key is given)."""
     sources = [SourceEntry(key, tuple(s.tensor.shape), s.tensor.dtype.name, s.tensor.nbytes) for key, s in tensors.items()]
-    rows = build_plan(recipe=recipe.name, layout=layout, target_class="", sources=sources,
-                      rules=recipe.rules(layout, None), targets=None, overrides=overrides, inferred=inferred).rows
-    return resolve_original_weights(recipe, checkpoint, layout, rows, tensors, None, base_model).weights
+    rows = build_plan(recipe=recipe.name, layout=recipe.layout, target_class="", sources=sources,
+                      rules=recipe.rules(None), targets=None, overrides=overrides, inferred=inferred).rows
+    return resolve_original_weights(recipe, rows, tensors, None).weights
 
 
-def infer_source_renames(recipe: Recipe, layout: str, tensors, config) -> list[Rule]:
+def infer_source_renames(recipe: Recipe, tensors, config) -> list[Rule]:
     """A wrapper prefix every key carries (DDP's `module.`, torch.compile's `_orig_mod.`,
     Lightning's `model.`), as a source rule, when stripping it lets the recipe map more keys."""
     found = wrapper_prefix(tensors)
     if found is None:
         return []
     rule = strip_rule(*found)
-    rules = recipe.rules(layout, config)
+    rules = recipe.rules(config)
 
     def decided(keys) -> int:
         return sum(1 for key in keys if (decision := rules.apply(key)).target is not None or decision.dropped)
@@ -330,10 +324,3 @@ def read_labels(path: str | Path) -> list[str]:
     if len(set(labels)) != len(labels):
         raise BadInput(f"{path}: the labels file repeats a label")
     return labels
-
-
-def _forced(recipe: Recipe, checkpoint: Checkpoint) -> Detection:
-    detection = recipe.detect(checkpoint)
-    if detection is None:
-        raise BadInput(f"{checkpoint.path}: does not look like a {recipe.name} checkpoint")
-    return detection

@@ -16,7 +16,7 @@ def write_model_card(folder: Path, prepared: Prepared, report: dict) -> None:
     from huggingface_hub import ModelCard, ModelCardData
 
     config = prepared.config.config
-    details = prepared.recipe.card_details(config, prepared.checkpoint, prepared.base_model)
+    details = prepared.recipe.card_details(config)
     data = ModelCardData(
         base_model=details.base_model,
         library_name="transformers",

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .plan import PlanRow, Status
 from .stored_tensor import StoredTensor
 
 if TYPE_CHECKING:
-    from .checkpoint import Checkpoint
-    from .recipes.base import Recipe, SourceTensor
+    from .recipe import Recipe, SourceTensor
 
 
 @dataclass
@@ -32,15 +30,12 @@ class OriginalWeights:
 
 def resolve_original_weights(
     recipe: Recipe,
-    checkpoint: Checkpoint,
-    layout: str,
     rows: Iterable[PlanRow],
     tensors: Mapping[str, SourceTensor],
     config=None,
-    base_model: Path | None = None,
 ) -> OriginalWeights:
-    weights = recipe.original_names(checkpoint, layout, base_model)
-    stage = recipe.original_stage(layout, config)
+    weights = recipe.original_names()
+    stage = recipe.original_stage(config)
     used: list[dict[str, str]] = []
     for row in rows:
         if row.status is not Status.MAPPED or not row.by_fix or row.source_key not in tensors:

@@ -28,25 +28,29 @@ from .comparison import (
     compare_outputs,
 )
 from .errors import BadInput, Cancelled
+from .families import detect
 from .mapping_file import Overrides
 from .original_weights import resolve_original_weights
 from .plan import Plan
 from .progress import Progress, ensure
-from .recipes import detect
-from .recipes.base import Detection, SourceTensor
+from .recipe import Detection, Recipe, SourceTensor
 
 Side = Callable[[Clip], SideOutput]
 
 
 @dataclass
 class Sides:
-    detection: Detection
+    recipe: Recipe  # the family's conversion of the compared checkpoint
     original: Side
     converted: Side
     original_name: str
     converted_name: str
     notes: tuple[str, ...] = ()  # said of every clip, e.g. differences the conversion accepted
     fixes_used: list[dict[str, str]] = field(default_factory=list)  # rows the original took on trust
+
+    @property
+    def detection(self) -> Detection:
+        return self.recipe.detection
 
 
 def open_sides(
@@ -70,27 +74,25 @@ def open_sides(
     progress.stage("loading the original model")
     checkpoint = source if isinstance(source, Checkpoint) else load_checkpoint(source, trust_pickle=trust_pickle)
     detection = detection or detect(checkpoint)
-    recipe = detection.recipe
     base = Path(base_model).expanduser().absolute() if base_model else None
+    recipe = detection.open(checkpoint, base)
     if recipe.needs_base_model and base is None:
         raise BadInput(f"{checkpoint.path}: comparing a {recipe.name} checkpoint needs the upstream (base) model "
                        "it was trained on", cli_hint="--base-model DIR")
     recipe.check_backend(backend)
     folder = check_converted_folder(converted_dir, recipe)  # refuse a wrong folder before loading anything
-    pairing = check_pairing(recipe, checkpoint, detection.layout, folder, base, fixes)
-    original_weights = resolve_original_weights(recipe, checkpoint, detection.layout, pairing.plan.rows,
-                                                pairing.tensors, pairing.config, base)
-    original = recipe.original_side(checkpoint, detection.layout, base_model=base, backend=backend,
-                                    weights=original_weights.weights)
+    pairing = check_pairing(recipe, folder, fixes)
+    original_weights = resolve_original_weights(recipe, pairing.plan.rows, pairing.tensors, pairing.config)
+    original = recipe.original_side(backend=backend, weights=original_weights.weights)
     progress.check()
     progress.stage("loading the converted model")
     try:
         with _quiet_loading():
-            converted = recipe.converted_side(folder, base_model=base)
+            converted = recipe.converted_side(folder)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise BadInput(f"{folder}: transformers cannot load the converted model ({reason})") from None
-    return Sides(detection, original, converted, getattr(original, "name", backend), str(folder),
+    return Sides(recipe, original, converted, getattr(original, "name", backend), str(folder),
                  accepted_differences(folder), original_weights.fixes_used)
 
 
@@ -204,7 +206,7 @@ def compare_clips(
         raise BadInput("no audio clip given", cli_hint="--audio CLIP")
     clips = [a if isinstance(a, Clip) else load_clip(a, channels=channels, max_seconds=max_seconds, start=start,
                                                      duration=duration) for a in audio]
-    recipe = sides.detection.recipe
+    recipe = sides.recipe
     config = getattr(sides.converted, "config", None)
     caveats = [recipe.check_clip(clip, config) for clip in clips]
     save_dir = Path(save_outputs) if save_outputs else None
@@ -415,8 +417,7 @@ class Pairing:
     config: object  # the folder's transformers config
 
 
-def check_pairing(recipe, checkpoint: Checkpoint, layout: str, folder: Path, base: Path | None,
-                  fixes: Overrides | None = None) -> Pairing:
+def check_pairing(recipe: Recipe, folder: Path, fixes: Overrides | None = None) -> Pairing:
     """Refuse a folder that is not this checkpoint's conversion (another model, another size, another
     head), before transformers loads it: the plan is built again against the folder's own weights,
     with `fixes` (by default those its report records) and the renames Speechport infers, and every
@@ -432,12 +433,12 @@ def check_pairing(recipe, checkpoint: Checkpoint, layout: str, folder: Path, bas
         config = AutoConfig.from_pretrained(folder)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise BadInput(f"{folder}: transformers cannot read its config ({str(exc).strip().splitlines()[0][:200]})") from None
-    tensors = recipe.source_tensors(checkpoint, layout, base)
+    tensors = recipe.source_tensors()
     sources = [SourceEntry(key, tuple(s.tensor.shape), s.tensor.dtype.name, s.tensor.nbytes) for key, s in tensors.items()]
     fixes = fixes if fixes is not None else (_recorded_fixes(folder) or Overrides())
-    plan = build_plan(recipe=recipe.name, layout=layout, target_class="", sources=sources,
-                      rules=recipe.rules(layout, config), targets=targets, overrides=fixes,
-                      inferred=infer_source_renames(recipe, layout, tensors, config))
+    plan = build_plan(recipe=recipe.name, layout=recipe.layout, target_class="", sources=sources,
+                      rules=recipe.rules(config), targets=targets, overrides=fixes,
+                      inferred=infer_source_renames(recipe, tensors, config))
     wrong = [row for row in plan.rows
              if row.status in (Status.SHAPE_MISMATCH, Status.MISSING) or (row.status is Status.UNMAPPED and row.target_key)]
     if not wrong:
@@ -451,7 +452,7 @@ def check_pairing(recipe, checkpoint: Checkpoint, layout: str, folder: Path, bas
     else:
         detail = f"it has no {first.target_key} for the checkpoint's {first.source_key}"
     more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
-    raise BadInput(f"{folder}: not a conversion of {checkpoint.path.name}: {detail}{more}; "
+    raise BadInput(f"{folder}: not a conversion of {recipe.checkpoint.path.name}: {detail}{more}; "
                    "choose the folder converted from this checkpoint")
 
 

@@ -122,7 +122,7 @@ def load_libraries() -> LibrariesLoaded:
         if cold:
             _map_torch_libraries()
         importlib.import_module("..core.conversion", __package__)  # torch, the checkpoint reader, the writer
-        from ..core.recipes import all_recipes
+        from ..core.families import all_recipes
 
         for recipe in all_recipes():
             recipe.load_libraries()

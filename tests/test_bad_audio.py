@@ -35,7 +35,7 @@ def converted(tmp_path_factory):
 @pytest.fixture
 def model_calls(monkeypatch):
     """Every run of either conformer_shaw side, in order."""
-    from speechport.core.recipes import conformer_shaw
+    from speechport.core.families.conformer_shaw import recipe as conformer_shaw
 
     calls = []
     for side in (conformer_shaw.ReferenceSide, conformer_shaw.TransformersEncoderSide):
@@ -180,18 +180,21 @@ def test_the_upstream_length_comes_from_the_base_models_convolutions():
     from transformers import Wav2Vec2Config
 
     from speechport.core.audio import Clip
+    from speechport.core.checkpoint import load_checkpoint
     from speechport.core.errors import BadInput
-    from speechport.core.recipes.s3prl import RECIPE, upstream_frames
+    from speechport.core.families.s3prl_heads.recipe import S3prlRecipe, upstream_frames
 
     assert upstream_frames(399, (10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2)) == 0
     assert upstream_frames(400, (10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2)) == 1
+    head = load_checkpoint(S3PRL / "sid" / "dev-best.ckpt")
+    recipe = S3prlRecipe.detect(head).open(head)
     config = Wav2Vec2Config(conv_dim=(8,), conv_kernel=(800,), conv_stride=(320,),
                             architectures=["Wav2Vec2ForSequenceClassification"])
     clip = Clip(__import__("pathlib").Path("wide.wav"), np.ones(799, dtype=np.float32), RATE, 1, "first")
     with pytest.raises(BadInput, match=r"799 samples .* give 0 upstream frames, and the upstream's convolutions "
                                        r"need at least one output frame; the clip needs at least 800 samples"):
-        RECIPE.check_clip(clip, config)
-    assert RECIPE.check_clip(Clip(clip.path, np.ones(800, dtype=np.float32), RATE, 1, "first"), config) is None
+        recipe.check_clip(clip, config)
+    assert recipe.check_clip(Clip(clip.path, np.ones(800, dtype=np.float32), RATE, 1, "first"), config) is None
 
 
 # -- exactly constant filterbank bins: NaN from fairseq2 itself ------------------------------------
@@ -458,7 +461,7 @@ def test_output_names_never_collide():
 
 
 def test_an_interrupted_compare_says_which_outputs_it_wrote(run_cli, converted, tmp_path, monkeypatch):
-    from speechport.core.recipes import conformer_shaw
+    from speechport.core.families.conformer_shaw import recipe as conformer_shaw
 
     real = conformer_shaw.TransformersEncoderSide.__call__
     runs = []

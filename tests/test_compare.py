@@ -187,7 +187,7 @@ def test_loading_the_converted_model_draws_no_progress_bar_of_its_own(converted,
     """transformers' "Loading weights" bar would interleave with our own progress on stderr."""
     from transformers.utils import logging as hf_logging
 
-    from speechport.core.recipes.conformer_shaw import ConformerShawRecipe
+    from speechport.core.families.conformer_shaw import ConformerShawRecipe
     from speechport.core.verification import open_sides
 
     seen = []

@@ -54,7 +54,7 @@ from support import checkpoint_path, config_path, leftovers, load_fs2  # noqa: E
 
 BROKEN_KEY = "encoder.layers.0.ffn1.inner_proj.weight"
 ITS_TARGET = "encoder.layers.0.ffn1.intermediate_dense.weight"
-S3PRL_RECIPE = importlib.util.find_spec("speechport.core.recipes.s3prl") is not None
+S3PRL_RECIPE = importlib.util.find_spec("speechport.core.families.s3prl_heads") is not None
 
 
 # -- opening ---------------------------------------------------------------------------------------

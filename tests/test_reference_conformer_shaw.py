@@ -7,12 +7,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from speechport.core.fbank import FRAME_LENGTH, FRAME_SHIFT
-from speechport.core.reference.conformer_shaw import (
+from speechport.core.families.conformer_shaw.reference import (
     ConformerShawDims,
     ConformerShawReference,
     dims_from_state_dict,
 )
+from speechport.core.fbank import FRAME_LENGTH, FRAME_SHIFT
 
 from conftest import CONFORMER_SHAW
 

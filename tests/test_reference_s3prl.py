@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from speechport.core.reference.s3prl import (
+from speechport.core.families.s3prl_heads.reference import (
     S3prlFeaturizer,
     build_s3prl_original,
     load_s3prl_checkpoint,

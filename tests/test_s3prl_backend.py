@@ -17,7 +17,7 @@ import torch
 from speechport.core.audio import MODEL_RATE, Clip
 from speechport.core.checkpoint import load_checkpoint
 from speechport.core.errors import BadInput
-from speechport.core.recipes import detect
+from speechport.core.families import detect
 
 from conftest import S3PRL
 
@@ -41,9 +41,8 @@ def _clip(name: str) -> Clip:
 
 def _sides(task_name: str):
     checkpoint = load_checkpoint(S3PRL / TASKS[task_name]["checkpoint"])
-    detection = detect(checkpoint)
-    recipe = detection.recipe
-    make = lambda backend: recipe.original_side(checkpoint, detection.layout, base_model=BASE_MODEL, backend=backend)  # noqa: E731
+    recipe = detect(checkpoint).open(checkpoint, BASE_MODEL)
+    make = lambda backend: recipe.original_side(backend=backend)  # noqa: E731
     return make("s3prl"), make("reference")
 
 

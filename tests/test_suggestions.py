@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from speechport.core.conversion import prepare
+from speechport.core.families.conformer_shaw.recipe import FAIRSEQ2_TO_TRANSFORMERS
 from speechport.core.mapping_file import Overrides
-from speechport.core.recipes.conformer_shaw import FAIRSEQ2_TO_TRANSFORMERS
 from speechport.core.rules import Stage
 from speechport.core.suggestions import confident_fixes, name_tokens, similarity
 

@@ -1,8 +1,4 @@
-"""The original models run by their own libraries, for machines where those happen to be installed.
-
-fairseq2 0.2 / seamless_communication (and S3PRL) do not install beside a modern torch, so the
-default original side is Speechport's reference implementation; these are an extra witness.
-"""
+"""S3PRL heads run by S3PRL's own modules, where S3PRL is installed (`--original-backend s3prl`)."""
 
 from __future__ import annotations
 
@@ -14,78 +10,9 @@ from pathlib import Path
 
 import torch
 
-from .audio import MODEL_RATE, Clip
-from .comparison import SideOutput
-from .errors import BadInput
-
-
-class Fairseq2ConformerShawSide:
-    """conformer_shaw through fairseq2 + seamless_communication, the way transformers' script runs it."""
-
-    name = "fairseq2"
-
-    def __init__(self, state: dict[str, torch.Tensor]):
-        try:
-            from fairseq2.data import Collater
-            from fairseq2.data.audio import WaveformToFbankConverter
-            from fairseq2.nn.padding import get_seqs_and_padding_mask
-            from seamless_communication.models.conformer_shaw.builder import (
-                conformer_shaw_archs,
-                create_conformer_shaw_model,
-            )
-        except ImportError as exc:
-            raise BadInput(
-                f"--original-backend fairseq2 needs fairseq2 0.2 and seamless_communication ({exc}); "
-                "the default reference backend needs neither"
-            ) from None
-        from .reference.conformer_shaw import dims_from_state_dict
-
-        dims = dims_from_state_dict(state)
-        config = conformer_shaw_archs.get_config("conformer_shaw_600m")
-        encoder = config.encoder_config
-        encoder.model_dim = dims.model_dim
-        encoder.num_encoder_layers = dims.num_layers
-        encoder.num_encoder_attn_heads = dims.num_heads
-        encoder.ffn_inner_dim = dims.ffn_dim
-        encoder.depthwise_conv_kernel_size = dims.kernel_size
-        encoder.shaw_rel_pos_sdpa_config.max_left_rel_pos = dims.max_left_rel_pos
-        encoder.shaw_rel_pos_sdpa_config.max_right_rel_pos = dims.max_right_rel_pos
-        if "final_proj.weight" in state:  # size the pretraining heads as saved, so everything loads
-            config.final_dim = state["final_proj.weight"].shape[0]
-        if "quantizer.entries" in state:
-            config.quantized_dim = state["final_target_proj.weight"].shape[1]
-            config.num_codebook_entries = state["quantizer.entries"].shape[1] // config.num_codebooks
-        model = create_conformer_shaw_model(config, device=torch.device("cpu"), dtype=torch.float32)
-        missing, _ = model.load_state_dict(dict(state), strict=False)
-        missing = [key for key in missing if key.startswith(("encoder", "encoder_frontend"))]
-        if missing:
-            raise BadInput(f"the fairseq2 model has weights the checkpoint lacks: {', '.join(missing[:5])}")
-        self.model = model.eval()
-        self._fbank = WaveformToFbankConverter(
-            num_mel_bins=80, waveform_scale=2**15, channel_last=True, standardize=True, dtype=torch.float32
-        )
-        self._collater = Collater(pad_value=1)
-        self._seqs_and_mask = get_seqs_and_padding_mask
-
-    def __call__(self, clip: Clip) -> SideOutput:
-        started = time.perf_counter()
-        waveform = torch.from_numpy(clip.waveform)[:, None]  # (time, channel), channel_last
-        source = self._collater(self._fbank({"waveform": waveform, "sample_rate": MODEL_RATE, "format": -1}))["fbank"]
-        seqs, padding_mask = self._seqs_and_mask(source)
-        layers: list[torch.Tensor] = []
-        hooks = [layer.register_forward_hook(lambda _m, _i, out: layers.append(out[0])) for layer in self.model.encoder.layers]
-        try:
-            with torch.inference_mode():
-                seqs, padding_mask = self.model.encoder_frontend(seqs, padding_mask)
-                frontend = seqs
-                output, padding_mask = self.model.encoder(seqs, padding_mask)
-        finally:
-            for hook in hooks:
-                hook.remove()
-        valid = output.shape[1]
-        stages = [("feature_projection", frontend[0, :valid])]
-        stages += [(f"encoder.layers.{i}", layer[0, :valid]) for i, layer in enumerate(layers)]
-        return SideOutput(output[0, :valid], stages, time.perf_counter() - started)
+from ...audio import Clip
+from ...comparison import SideOutput
+from ...errors import BadInput
 
 
 class S3prlHeadSide:
@@ -107,8 +34,8 @@ class S3prlHeadSide:
             ) from None
         from torch import nn
 
-        from .recipes.s3prl import _modelrc
-        from .reference.s3prl import DOWNSAMPLE_RATE
+        from .recipe import _modelrc
+        from .reference import DOWNSAMPLE_RATE
 
         args = vars(content.get("Args") or argparse.Namespace())
         modelrc = _modelrc(content)
@@ -201,7 +128,7 @@ class _HiddenStatesUpstream(torch.nn.Module):
         return self.downsample_rate
 
     def forward(self, wavs):
-        from .reference.s3prl import upstream_hidden_states
+        from .reference import upstream_hidden_states
 
         hidden, _ = upstream_hidden_states(self.base_model, wavs, do_normalize=False, upstream_state=self.upstream_state)
         return {"hidden_states": hidden}

@@ -14,15 +14,15 @@ from typing import Any
 
 import torch
 
-from ..audio import MODEL_RATE, Clip
-from ..checkpoint import Checkpoint, StoredTensor, as_torch
-from ..comparison import INPUT_FEATURES, IllConditionedInput, SideOutput
-from ..errors import BadInput
-from ..plan import ConfigConflict
-from ..reference.conformer_shaw import FBANK_STRIDE
-from ..rules import RuleSet, Stage, drop, rename
-from ..wrapper_prefix import unwrapped
-from .base import CardDetails, ConfigChoice, Detection, Recipe, SourceTensor, read_config_json
+from ...audio import MODEL_RATE, Clip
+from ...checkpoint import Checkpoint, StoredTensor, as_torch
+from ...comparison import INPUT_FEATURES, IllConditionedInput, SideOutput
+from ...errors import BadInput
+from ...plan import ConfigConflict
+from ...recipe import CardDetails, ConfigChoice, Detection, Recipe, SourceTensor, read_config_json
+from ...rules import RuleSet, Stage, drop, rename
+from ...wrapper_prefix import unwrapped
+from .reference import FBANK_STRIDE
 
 # -- rules ----------------------------------------------------------------------------------
 
@@ -120,7 +120,8 @@ class ConformerShawRecipe(Recipe):
     original_backends = ("reference", "fairseq2")
 
     # -- detection ------------------------------------------------------------------------
-    def detect(self, checkpoint: Checkpoint) -> Detection | None:
+    @classmethod
+    def detect(cls, checkpoint: Checkpoint) -> Detection | None:
         state = unwrapped(_state_dict(checkpoint))
         if not state:
             return None
@@ -130,43 +131,44 @@ class ConformerShawRecipe(Recipe):
             "fairseq1": ("post_extract_proj.weight", ".self_attn.rel_k_embedding.weight", ".conv_module.depthwise_conv.weight", ".ffn1.w_1.weight"),
         }
         best = None
-        for layout, (frontend, shaw, conv, ffn) in fingerprints.items():
+        for naming, (frontend, shaw, conv, ffn) in fingerprints.items():
             checks = [frontend in keys, *(any(k.endswith(s) for k in keys) for s in (shaw, conv, ffn))]
             score = sum(checks)
             # The Shaw relative-key table and the conv module are what make it conformer_shaw.
             if checks[1] and checks[2] and (best is None or score > best.score):
-                best = Detection(self, layout, float(score), f"{layout} conformer_shaw keys (Shaw relative keys, conformer conv module)")
+                best = Detection(cls, naming, "encoder", float(score),
+                                 f"{naming} conformer_shaw keys (Shaw relative keys, conformer conv module)")
         return best
 
     # -- sources and rules ----------------------------------------------------------------
-    def source_tensors(self, checkpoint: Checkpoint, layout: str, base_model: Path | None = None) -> dict[str, SourceTensor]:
-        return {key: SourceTensor(tensor, checkpoint) for key, tensor in _state_dict(checkpoint).items()}
+    def source_tensors(self) -> dict[str, SourceTensor]:
+        return {key: SourceTensor(tensor, self.checkpoint) for key, tensor in _state_dict(self.checkpoint).items()}
 
-    def other_entries(self, checkpoint: Checkpoint, layout: str) -> dict[str, str]:
-        container = _container(checkpoint)
+    def other_entries(self) -> dict[str, str]:
+        container = _container(self.checkpoint)
         if container is not None:
-            return {str(k): "checkpoint metadata, not model weights" for k in checkpoint.content if k != container}
+            return {str(k): "checkpoint metadata, not model weights" for k in self.checkpoint.content if k != container}
         return {}
 
-    def rules(self, layout: str, config=None) -> RuleSet:
-        return RuleSet([_STAGE_FS1, _STAGE_FS2] if layout == "fairseq1" else [_STAGE_FS2])
+    def rules(self, config=None) -> RuleSet:
+        return RuleSet([_STAGE_FS1, _STAGE_FS2] if self.naming == "fairseq1" else [_STAGE_FS2])
 
-    def fairseq2_state_dict(self, checkpoint: Checkpoint, layout: str) -> dict[str, StoredTensor]:
+    def fairseq2_state_dict(self) -> dict[str, StoredTensor]:
         """The weights under fairseq2 names, as the original model consumes them (nothing read yet):
         a training wrapper's prefix stripped, fairseq1 names renamed as seamless does."""
-        state = unwrapped(_state_dict(checkpoint))
-        if layout != "fairseq1":
+        state = unwrapped(_state_dict(self.checkpoint))
+        if self.naming != "fairseq1":
             return state
         return _STAGE_FS1.rename_all(state)
 
-    def original_names(self, checkpoint: Checkpoint, layout: str, base_model: Path | None = None) -> dict[str, StoredTensor]:
-        return self.fairseq2_state_dict(checkpoint, layout)
+    def original_names(self) -> dict[str, StoredTensor]:
+        return self.fairseq2_state_dict()
 
-    def original_stage(self, layout: str, config=None) -> Stage:
+    def original_stage(self, config=None) -> Stage:
         return _STAGE_FS2
 
     # -- config ---------------------------------------------------------------------------
-    def choose_config(self, checkpoint, layout, names, *, config_path=None, base_model=None, labels=None) -> ConfigChoice:
+    def choose_config(self, names, *, config_path=None, labels=None) -> ConfigChoice:
         from transformers import Wav2Vec2BertConfig
 
         if labels:
@@ -194,7 +196,8 @@ class ConformerShawRecipe(Recipe):
         conflicts += _semantic_conflicts(config)
         return ConfigChoice(config, "file", path=str(config_path), conflicts=conflicts)
 
-    def load_libraries(self) -> None:
+    @classmethod
+    def load_libraries(cls) -> None:
         from transformers import SeamlessM4TFeatureExtractor, Wav2Vec2BertConfig, Wav2Vec2BertModel  # noqa: F401
 
     def target_class(self, config):
@@ -202,7 +205,7 @@ class ConformerShawRecipe(Recipe):
 
         return Wav2Vec2BertModel
 
-    def preprocessor_config(self, config, base_model=None) -> dict[str, Any]:
+    def preprocessor_config(self, config) -> dict[str, Any]:
         from transformers import SeamlessM4TFeatureExtractor
 
         # What transformers' conversion script saves: padding with 1 matches fairseq2's
@@ -212,7 +215,7 @@ class ConformerShawRecipe(Recipe):
         data["processor_class"] = "Wav2Vec2BertProcessor"
         return data
 
-    def card_details(self, config, checkpoint, base_model=None) -> CardDetails:
+    def card_details(self, config) -> CardDetails:
         published = config.hidden_size == 1024 and config.num_hidden_layers == 24
         return CardDetails(
             pipeline_tag="feature-extraction",
@@ -226,29 +229,26 @@ class ConformerShawRecipe(Recipe):
             ),
         )
 
-
     # -- verification ---------------------------------------------------------------------
-    def converted_architectures(self) -> tuple[str, ...]:
+    @classmethod
+    def converted_architectures(cls) -> tuple[str, ...]:
         return ("Wav2Vec2BertModel",)
 
-    def original_side(self, checkpoint, layout, *, base_model=None, backend="reference", weights=None):
+    def original_side(self, *, weights=None, backend="reference"):
         self.check_backend(backend)
         # The original runs in float32 whatever the file stores: the comparison is about the values.
-        state = as_torch(weights if weights is not None else self.fairseq2_state_dict(checkpoint, layout), torch.float32)
+        state = as_torch(weights if weights is not None else self.fairseq2_state_dict(), torch.float32)
         if backend == "fairseq2":
-            from ..upstream import Fairseq2ConformerShawSide
+            from .fairseq2_backend import Fairseq2ConformerShawSide
 
             return Fairseq2ConformerShawSide(state)
         return ReferenceSide(state)
 
-    def converted_side(self, folder, *, base_model=None):
+    def converted_side(self, folder):
         return TransformersEncoderSide(folder)
 
     def check_clip(self, clip: Clip, config=None) -> IllConditionedInput | None:
         return check_fbank_clip(clip)
-
-
-RECIPE = ConformerShawRecipe()
 
 
 class ReferenceSide:
@@ -257,7 +257,7 @@ class ReferenceSide:
     name = "reference"
 
     def __init__(self, state: dict[str, torch.Tensor]):
-        from ..reference.conformer_shaw import ConformerShawReference
+        from .reference import ConformerShawReference
 
         try:
             self.model = ConformerShawReference(state)
@@ -267,7 +267,7 @@ class ReferenceSide:
         self.steps = self.model.dims.num_layers + 1  # the frontend, then each layer
 
     def __call__(self, clip: Clip, tick=lambda: None) -> SideOutput:
-        from ..fbank import fairseq2_fbank
+        from ...fbank import fairseq2_fbank
 
         started = time.perf_counter()
         fbank = fairseq2_fbank(torch.from_numpy(clip.waveform))
@@ -291,7 +291,7 @@ class TransformersEncoderSide:
     def __init__(self, folder: Path):
         from transformers import AutoFeatureExtractor, Wav2Vec2BertModel
 
-        from ..verification import stored_dtype_notes
+        from ...verification import stored_dtype_notes
 
         self.extractor = AutoFeatureExtractor.from_pretrained(folder)
         self.model = Wav2Vec2BertModel.from_pretrained(folder, dtype=torch.float32).eval()
@@ -343,7 +343,7 @@ def stacked_fbank(fbank: torch.Tensor) -> torch.Tensor:
 def check_fbank_clip(clip: Clip) -> IllConditionedInput | None:
     """Refuse a clip the encoder cannot be compared on (BadInput); say which mel bins of its
     standardized fbank are ill-conditioned (see core.fbank's measurements), if any."""
-    from ..fbank import FRAME_LENGTH, FRAME_SHIFT, bin_conditioning, kaldi_fbank, num_frames
+    from ...fbank import FRAME_LENGTH, FRAME_SHIFT, bin_conditioning, kaldi_fbank, num_frames
 
     samples = len(clip.waveform)
     frames = num_frames(samples)

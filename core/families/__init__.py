@@ -1,7 +1,8 @@
-"""Recipes: one module per source family, each knowing how to recognise, map and configure it.
+"""The source families Speechport converts: one folder each, found here without a list to edit.
 
-Adding a family means adding a module here that defines a `Recipe` subclass and exposes it as
-`RECIPE`; the registry finds it. Nothing else needs editing.
+A family folder (a package) holds its recipe (rules as data), its reference implementation of the
+original model and its upstream backend, and exposes its `Recipe` subclasses as `RECIPES`.
+Adding a family is adding a folder.
 """
 
 from __future__ import annotations
@@ -12,25 +13,23 @@ from functools import cache
 
 from ..checkpoint import Checkpoint
 from ..errors import BadInput
-from .base import ConfigChoice, Detection, Recipe
+from ..recipe import Detection, Recipe
 
-__all__ = ["ConfigChoice", "Detection", "Recipe", "all_recipes", "detect", "recipe_named"]
+__all__ = ["all_recipes", "detect", "recipe_named"]
 
 
 @cache
-def all_recipes() -> tuple[Recipe, ...]:
+def all_recipes() -> tuple[type[Recipe], ...]:
     found = []
     for module_info in pkgutil.iter_modules(__path__):
-        if module_info.name.startswith("_") or module_info.name == "base":
+        if module_info.name.startswith("_") or not module_info.ispkg:
             continue
         module = importlib.import_module(f"{__name__}.{module_info.name}")
-        recipe = getattr(module, "RECIPE", None)
-        if isinstance(recipe, Recipe):
-            found.append(recipe)
+        found += [recipe for recipe in getattr(module, "RECIPES", ()) if issubclass(recipe, Recipe)]
     return tuple(sorted(found, key=lambda r: r.name))
 
 
-def recipe_named(name: str) -> Recipe:
+def recipe_named(name: str) -> type[Recipe]:
     for recipe in all_recipes():
         if recipe.name == name:
             return recipe
@@ -39,7 +38,7 @@ def recipe_named(name: str) -> Recipe:
 
 
 def detect(checkpoint: Checkpoint) -> Detection:
-    """The recipe whose fingerprint fits the checkpoint best; `BadInput` when none does."""
+    """The family whose fingerprint fits the checkpoint best; `BadInput` when none does."""
     detections = [d for d in (r.detect(checkpoint) for r in all_recipes()) if d is not None]
     if not detections:
         families = "; ".join(r.title for r in all_recipes())
@@ -49,3 +48,11 @@ def detect(checkpoint: Checkpoint) -> Detection:
             hint=f"Speechport converts: {families}",
         )
     return max(detections, key=lambda d: d.score)
+
+
+def forced(recipe: type[Recipe], checkpoint: Checkpoint) -> Detection:
+    """The detection of a family the user named (`--recipe`)."""
+    detection = recipe.detect(checkpoint)
+    if detection is None:
+        raise BadInput(f"{checkpoint.path}: does not look like a {recipe.name} checkpoint")
+    return detection

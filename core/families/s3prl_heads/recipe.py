@@ -16,13 +16,13 @@ from typing import Any
 
 import torch
 
-from ..audio import MODEL_RATE, Clip
-from ..checkpoint import Checkpoint, StoredTensor, as_torch, load_checkpoint
-from ..comparison import SideOutput
-from ..errors import BadInput
-from ..plan import ConfigConflict
-from ..rules import RuleSet, Stage, drop, refuse, rename
-from .base import CardDetails, ConfigChoice, Detection, Recipe, SourceTensor, hub_model_id, read_config_json
+from ...audio import MODEL_RATE, Clip
+from ...checkpoint import Checkpoint, StoredTensor, as_torch, load_checkpoint
+from ...comparison import SideOutput
+from ...errors import BadInput
+from ...plan import ConfigConflict
+from ...recipe import CardDetails, ConfigChoice, Detection, Recipe, SourceTensor, hub_model_id, read_config_json
+from ...rules import RuleSet, Stage, drop, refuse, rename
 
 # S3PRL downstream (Args.downstream) -> task kind, the SUPERB task's name.
 DOWNSTREAMS = {
@@ -94,8 +94,17 @@ class S3prlRecipe(Recipe):
     needs_base_model = True
     original_backends = ("reference", "s3prl")
 
+    def __init__(self, checkpoint: Checkpoint, detection: Detection, base_model: Path | None = None):
+        super().__init__(checkpoint, detection, base_model)
+        self._base: Checkpoint | None = None
+
+    @classmethod
+    def layout_of(cls, detection: Detection) -> str:
+        return detection.task  # every head is S3PRL-named; what tells them apart is the task
+
     # -- detection ------------------------------------------------------------------------
-    def detect(self, checkpoint: Checkpoint) -> Detection | None:
+    @classmethod
+    def detect(cls, checkpoint: Checkpoint) -> Detection | None:
         content = checkpoint.content
         if not isinstance(content, dict):
             return None
@@ -104,36 +113,46 @@ class S3prlRecipe(Recipe):
             return None
         kind, task = _task(content)
         downstream = getattr(content.get("Args"), "downstream", None) or "unknown downstream"
-        return Detection(self, kind, float(len(markers)) + 10.0,  # top-level names no other family uses
+        return Detection(cls, "s3prl", kind, float(len(markers)) + 10.0,  # top-level names no other family uses
                          f"S3PRL run_downstream.py checkpoint ({downstream}: {task})")
 
-    def check_checkpoint(self, checkpoint: Checkpoint, layout: str) -> None:
-        content = checkpoint.content
+    def check_checkpoint(self) -> None:
+        content = self.checkpoint.content
         if not isinstance(content.get("Downstream"), dict):
-            raise BadInput(f"{checkpoint.path}: an S3PRL checkpoint without 'Downstream' (no head weights to convert)")
-        if layout == "unknown":
-            raise BadInput(f"{checkpoint.path}: cannot tell which SUPERB task this head is for "
+            raise BadInput(f"{self.checkpoint.path}: an S3PRL checkpoint without 'Downstream' (no head weights to convert)")
+        if self.task == "unknown":
+            raise BadInput(f"{self.checkpoint.path}: cannot tell which SUPERB task this head is for "
                            f"(Args.downstream={getattr(content.get('Args'), 'downstream', None)!r})")
 
+    def base(self) -> Checkpoint | None:
+        """The base model's weights (opened once)."""
+        if self._base is None and self.base_model is not None:
+            self._base = open_base_model(self.base_model)
+        return self._base
+
     # -- sources and rules ----------------------------------------------------------------
-    def source_tensors(self, checkpoint: Checkpoint, layout: str, base_model: Path | None = None) -> dict[str, SourceTensor]:
-        content = checkpoint.content
-        tensors: dict[str, SourceTensor] = {}
-        for section in ("Downstream", "Featurizer", "Upstream"):
-            for key, value in (content.get(section) or {}).items():
-                if isinstance(value, StoredTensor):
-                    tensors[f"{section}.{key}"] = SourceTensor(value, checkpoint)
-        if base_model is not None:
-            base = open_base_model(base_model)
+    def source_tensors(self) -> dict[str, SourceTensor]:
+        content = self.checkpoint.content
+        tensors = self._head_tensors()
+        base = self.base()
+        if base is not None:
             for key, value in base.content.items():
                 tensors[f"BaseModel.{key}"] = SourceTensor(value, base)
         if "Upstream" in content:  # the checkpoint's fine-tuned upstream replaces the folder's weights
             tensors = {k: v for k, v in tensors.items() if not k.startswith("BaseModel.")}
         return tensors
 
-    def other_entries(self, checkpoint: Checkpoint, layout: str) -> dict[str, str]:
+    def _head_tensors(self) -> dict[str, SourceTensor]:
+        tensors: dict[str, SourceTensor] = {}
+        for section in ("Downstream", "Featurizer", "Upstream"):
+            for key, value in (self.checkpoint.content.get(section) or {}).items():
+                if isinstance(value, StoredTensor):
+                    tensors[f"{section}.{key}"] = SourceTensor(value, self.checkpoint)
+        return tensors
+
+    def other_entries(self) -> dict[str, str]:
         entries = {}
-        for key in checkpoint.content:
+        for key in self.checkpoint.content:
             if key in TRAINING_STATE:
                 entries[key] = f"training state: {key}"
             elif key == "Args":
@@ -144,8 +163,9 @@ class S3prlRecipe(Recipe):
                 entries[str(key)] = "not part of the model"
         return entries
 
-    def inexpressible(self, checkpoint: Checkpoint, layout: str, config=None) -> dict[str, str]:
-        content = checkpoint.content
+    def inexpressible(self, config=None) -> dict[str, str]:
+        content = self.checkpoint.content
+        layout = self.task
         args = content.get("Args")
         found = {}
         if getattr(args, "upstream_feature_normalize", False) and content.get("Featurizer"):
@@ -171,17 +191,18 @@ class S3prlRecipe(Recipe):
                 found["Config.modelrc.module"] = f"{layout_names}: transformers' x-vector head is XVector, SP, UtteranceExtractor"
         return found
 
-    def rules(self, layout: str, config=None) -> RuleSet:
+    def rules(self, config=None) -> RuleSet:
         base_prefix = BASE_FAMILIES.get(getattr(config, "model_type", "wav2vec2"), BASE_FAMILIES["wav2vec2"])[1]
-        head = HEAD_RULES.get(layout, ())
+        head = HEAD_RULES.get(self.task, ())
         upstream = [r if r.target is None or "{base}" not in r.target
                     else rename(r.pattern, r.target.format(base=base_prefix), r.note) for r in UPSTREAM_RULES]
         return RuleSet([Stage("S3PRL -> transformers", (*FEATURIZER_RULES, *upstream, *head))])
 
     # -- config ---------------------------------------------------------------------------
-    def choose_config(self, checkpoint, layout, names, *, config_path=None, base_model=None, labels=None) -> ConfigChoice:
+    def choose_config(self, names, *, config_path=None, labels=None) -> ConfigChoice:
         import transformers
 
+        base_model, layout, checkpoint = self.base_model, self.task, self.checkpoint
         base_config = transformers.AutoConfig.from_pretrained(base_model)
         prefix, _ = BASE_FAMILIES[base_config.model_type]
         class_name = prefix + HEAD_CLASS_SUFFIX[layout]
@@ -233,7 +254,8 @@ class S3prlRecipe(Recipe):
         conflicts += _base_conflicts(base_config, names, facts)
         return ConfigChoice(config, "file", path=str(config_path), conflicts=conflicts, notes=notes)
 
-    def load_libraries(self) -> None:
+    @classmethod
+    def load_libraries(cls) -> None:
         import transformers  # noqa: F401
 
     def target_class(self, config):
@@ -241,21 +263,22 @@ class S3prlRecipe(Recipe):
 
         return getattr(transformers, config.architectures[0])
 
-    def preprocessor_config(self, config, base_model=None) -> dict[str, Any]:
+    def preprocessor_config(self, config) -> dict[str, Any]:
         from transformers import Wav2Vec2FeatureExtractor
 
         # As transformers' S3PRL script writes it: S3PRL's HF upstreams pass an attention mask
         # and the SUPERB wav2vec2 recipes do not normalise the waveform.
         overrides = {"return_attention_mask": True, "do_normalize": False}
+        base_model = self.base_model
         if base_model is not None and (Path(base_model) / "preprocessor_config.json").is_file():
             extractor = Wav2Vec2FeatureExtractor.from_pretrained(base_model, **overrides)
         else:
             extractor = Wav2Vec2FeatureExtractor(**overrides)
         return extractor.to_dict()
 
-    def card_details(self, config, checkpoint, base_model=None) -> CardDetails:
+    def card_details(self, config) -> CardDetails:
         kind = self.rules_kind(config)
-        downstream = getattr(checkpoint.content.get("Args"), "downstream", "s3prl")
+        downstream = getattr(self.checkpoint.content.get("Args"), "downstream", "s3prl")
         _, task = DOWNSTREAMS.get(downstream, (kind, "a SUPERB task"))
         base_id = hub_model_id(getattr(config, "_name_or_path", "") or "")
         return CardDetails(
@@ -294,25 +317,26 @@ class S3prlRecipe(Recipe):
             return notes, {"verification_embedding_cosine": cosine}
         return [], {}
 
-    def converted_architectures(self) -> tuple[str, ...]:
+    @classmethod
+    def converted_architectures(cls) -> tuple[str, ...]:
         return tuple(prefix + suffix for prefix, _ in BASE_FAMILIES.values() for suffix in HEAD_CLASS_SUFFIX.values())
 
-    def original_names(self, checkpoint: Checkpoint, layout: str, base_model: Path | None = None) -> dict[str, StoredTensor]:
+    def original_names(self) -> dict[str, StoredTensor]:
         """The head's tensors as S3PRL names them ("Downstream.projector.weight"); the base model
         folder's weights are the upstream's own and are read by the upstream itself."""
-        return {key: source.tensor for key, source in self.source_tensors(checkpoint, layout).items()}
+        return {key: source.tensor for key, source in self._head_tensors().items()}
 
-    def original_stage(self, layout: str, config=None) -> Stage:
+    def original_stage(self, config=None) -> Stage:
         # The head's names only: the upstream's weights come from the base model, read by itself.
-        return Stage("S3PRL head -> transformers", (*FEATURIZER_RULES, *HEAD_RULES.get(layout, ())))
+        return Stage("S3PRL head -> transformers", (*FEATURIZER_RULES, *HEAD_RULES.get(self.task, ())))
 
-    def original_side(self, checkpoint, layout, *, base_model=None, backend="reference", weights=None):
+    def original_side(self, *, weights=None, backend="reference"):
         self.check_backend(backend)
         # What the original model uses, read now and in float32 whatever the file stores. `weights`
         # (S3PRL names, "Section.key") may add tensors found through the user's fixes.
-        weights = weights if weights is not None else self.original_names(checkpoint, layout)
+        weights = weights if weights is not None else self.original_names()
         content = {}
-        for section, value in checkpoint.content.items():
+        for section, value in self.checkpoint.content.items():
             if section in MODEL_SECTIONS:  # the tensors come from `weights`, the rest as saved
                 content[section] = ({k: v for k, v in value.items() if not isinstance(v, StoredTensor)}
                                     if isinstance(value, dict) else value)
@@ -322,12 +346,12 @@ class S3prlRecipe(Recipe):
                 content.setdefault(section, {})[key] = tensor
         content = as_torch(content, torch.float32)
         if backend == "s3prl":
-            from ..upstream import S3prlHeadSide
+            from .s3prl_backend import S3prlHeadSide
 
-            return S3prlHeadSide(content, layout, base_model)
-        return S3prlReferenceSide(content, layout, base_model)
+            return S3prlHeadSide(content, self.task, self.base_model)
+        return S3prlReferenceSide(content, self.task, self.base_model)
 
-    def converted_side(self, folder, *, base_model=None):
+    def converted_side(self, folder):
         return TransformersHeadSide(folder)
 
     def check_clip(self, clip: Clip, config=None) -> None:
@@ -335,7 +359,6 @@ class S3prlRecipe(Recipe):
             check_upstream_clip(clip, config.conv_kernel, config.conv_stride, self.rules_kind(config))
 
 
-RECIPE = S3prlRecipe()
 
 
 def open_base_model(folder: Path) -> Checkpoint:
@@ -465,7 +488,7 @@ class S3prlReferenceSide:
     name = "reference"
 
     def __init__(self, content: dict, layout: str, base_model: Path):
-        from ..reference.s3prl import build_s3prl_original
+        from .reference import build_s3prl_original
 
         self.layout = layout
         self.base_model = base_model
@@ -476,7 +499,7 @@ class S3prlReferenceSide:
             raise BadInput(f"the S3PRL head cannot be run: {exc}") from None
 
     def __call__(self, clip: Clip) -> SideOutput:
-        from ..reference.s3prl import upstream_hidden_states
+        from .reference import upstream_hidden_states
 
         started = time.perf_counter()
         hidden, lengths = upstream_hidden_states(self.base_model, [clip.waveform], do_normalize=False,
@@ -506,7 +529,7 @@ class TransformersHeadSide:
         import transformers
         from transformers import AutoConfig, AutoFeatureExtractor
 
-        from ..verification import stored_dtype_notes
+        from ...verification import stored_dtype_notes
 
         config = AutoConfig.from_pretrained(folder)
         self.model = getattr(transformers, config.architectures[0]).from_pretrained(folder, dtype=torch.float32).eval()
@@ -560,7 +583,7 @@ def upstream_frames(samples: int, conv_kernel, conv_stride) -> int:
 def s3prl_frames(samples: int, conv_kernel, conv_stride) -> int:
     """The frames S3PRL keeps for one clip: Featurizer.tolist's round(samples / 320), capped at the
     frames the upstream produced (reference/s3prl.py s3prl_feature_lengths)."""
-    from ..reference.s3prl import DOWNSAMPLE_RATE
+    from .reference import DOWNSAMPLE_RATE
 
     return min(round(samples / DOWNSAMPLE_RATE), upstream_frames(samples, conv_kernel, conv_stride))
 
@@ -570,7 +593,7 @@ def check_upstream_clip(clip: Clip, conv_kernel, conv_stride, kind: str) -> None
     the sequence by 14 frames (S3PRL's ASV expert cannot process fewer than 15 frames, about 0.3 s),
     and its statistics pooling takes an unbiased standard deviation over what is left, which is
     NaN for a single frame on both sides, so 16 frames are needed (5200 samples with wav2vec2's CNN)."""
-    from ..reference.s3prl import XVECTOR_FRAMES_LOST
+    from .reference import XVECTOR_FRAMES_LOST
 
     needed = XVECTOR_FRAMES_LOST + 2 if kind == "asv" else 1
     samples = len(clip.waveform)
