@@ -5,6 +5,11 @@ that is how a checkpoint can run code. `PlainDataUnpickler` resolves names only 
 given by the caller, whose entries build plain data (dicts, tuples, Speechport's own records).
 Every other name is neither imported nor called: it becomes an inert `Opaque` placeholder and is
 listed in `unknown`, so a caller can refuse the file naming every global it would have needed.
+
+Some checkpoints pickle objects of libraries they were trained with: fairseq saves its config as
+an omegaconf `DictConfig` (and HuBERT's task state as fairseq `Dictionary` objects). Those known
+classes are read as `Recorded` objects — inert records of what the pickle gave them, neither
+imported nor run — and `plain_data` turns them into the dicts and lists they stand for.
 """
 
 from __future__ import annotations
@@ -57,6 +62,76 @@ def _opaque_class(global_name: str) -> type:
     return type("Opaque", (Opaque,), {"global_name": global_name})
 
 
+class Recorded(Opaque):
+    """An object of a class Speechport knows how to read as plain data (see `plain_data`)."""
+
+
+class TypeToken:
+    """Stands for a type that a pickle names only as a value (omegaconf metadata: `typing.Any`)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def _recorded_class(global_name: str) -> type:
+    return type(global_name.rsplit(".", 1)[-1], (Recorded,), {"global_name": global_name})
+
+
+# omegaconf 2.x containers and nodes (what fairseq's `cfg` is) and fairseq's Dictionary: their
+# pickled state is a plain __dict__ (omegaconf Container.__getstate__, Node, Dictionary).
+_DICT_CONFIG = "omegaconf.dictconfig.DictConfig"
+_LIST_CONFIG = "omegaconf.listconfig.ListConfig"
+_NODES = tuple(f"omegaconf.nodes.{name}" for name in (
+    "AnyNode", "StringNode", "IntegerNode", "FloatNode", "BooleanNode", "EnumNode", "BytesNode", "PathNode"))
+_METADATA = ("omegaconf.base.ContainerMetadata", "omegaconf.base.Metadata")
+_DICTIONARY = "fairseq.data.dictionary.Dictionary"
+RECORDED_GLOBALS: dict[str, Any] = {
+    name: _recorded_class(name) for name in (_DICT_CONFIG, _LIST_CONFIG, *_NODES, *_METADATA, _DICTIONARY)
+}
+# What else a fairseq checkpoint's config pickles: the types omegaconf metadata names as values
+# (ref_type, object_type, element_type) and its resolver cache, a defaultdict(dict).
+LIBRARY_GLOBALS: dict[str, Any] = {
+    **RECORDED_GLOBALS,
+    "builtins.dict": dict, "builtins.list": list, "builtins.int": int, "builtins.float": float,
+    "builtins.str": str, "builtins.bool": bool, "typing.Any": TypeToken("typing.Any"),
+    "collections.defaultdict": collections.defaultdict,
+}
+
+
+def plain_data(obj: Any, _seen: set[int] | None = None) -> Any:
+    """`obj` with every `Recorded` object turned into the plain data it stands for: a DictConfig
+    into a dict, a ListConfig into a list, a node into its value, a fairseq Dictionary into the
+    dict of its fields. Everything else is kept as it is (tensors included)."""
+    seen = _seen if _seen is not None else set()
+    if isinstance(obj, Recorded):
+        if id(obj) in seen:  # a container pickled inside itself: never more than one level down
+            return None
+        seen = seen | {id(obj)}
+        state = obj.state if isinstance(obj.state, dict) else {}
+        name = obj.global_name
+        if name == _DICT_CONFIG:
+            content = state.get("_content")
+            return {str(k): plain_data(v, seen) for k, v in content.items()} if isinstance(content, dict) else content
+        if name == _LIST_CONFIG:
+            content = state.get("_content")
+            return [plain_data(v, seen) for v in content] if isinstance(content, list) else content
+        if name in _NODES:
+            return plain_data(state.get("_val"), seen)
+        if name in _METADATA:
+            return None
+        return {str(k): plain_data(v, seen) for k, v in state.items()}
+    if isinstance(obj, dict):
+        return {k: plain_data(v, _seen) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [plain_data(v, _seen) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(plain_data(v, _seen) for v in obj)
+    return obj
+
+
 def _encode(text: str, encoding: str = "latin1") -> bytes:
     """`_codecs.encode`, which protocol 2 uses to write bytes: only str -> bytes, nothing else."""
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
@@ -92,11 +167,13 @@ class PlainDataUnpickler(pickle.Unpickler):
         self._table = table
         self._persistent = persistent_load
         self.unknown: set[str] = set()
+        self.used: set[str] = set()
 
     def find_class(self, module: str, name: str):
         module, name = _py3_name(module, name)
         full = f"{module}.{name}"
         if full in self._table:
+            self.used.add(full)
             return self._table[full]
         self.unknown.add(full)
         return _opaque_class(full)
@@ -122,4 +199,6 @@ def load_plain(data: bytes, table: Mapping[str, Any], *, persistent_load=None, w
             OverflowError, UnicodeDecodeError, RecursionError, MemoryError) as exc:
         text = str(exc).strip().splitlines()
         raise BadInput(f"{where} is corrupt ({text[0][:200] if text else type(exc).__name__})") from None
+    if unpickler.used & set(RECORDED_GLOBALS):
+        content = plain_data(content)
     return content, unpickler.unknown

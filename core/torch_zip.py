@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadInput
-from .safe_pickle import PLAIN_GLOBALS, load_plain
+from .safe_pickle import LIBRARY_GLOBALS, PLAIN_GLOBALS, load_plain
 from .stored_tensor import BY_STORAGE_CLASS, DTYPES, DType, FileTensor, StorageRecord, iter_tensors
 
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # zip local file header, 30 bytes
@@ -153,7 +153,7 @@ def _size(values=()):
 
 
 def _table() -> dict[str, Any]:
-    table = dict(PLAIN_GLOBALS)
+    table = {**PLAIN_GLOBALS, **LIBRARY_GLOBALS}
     table["torch._utils._rebuild_tensor_v2"] = _rebuild_tensor_v2
     table["torch._utils._rebuild_tensor_v3"] = _rebuild_tensor_v3
     table["torch._utils._rebuild_parameter"] = _rebuild_parameter
