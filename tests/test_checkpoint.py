@@ -28,6 +28,10 @@ from support import (
 )
 
 FIXTURE_CHECKPOINTS = sorted(p for p in FIXTURES.rglob("*") if p.suffix in (".pt", ".ckpt"))
+# fairseq files pickle omegaconf's DictConfig: torch.load(weights_only=True) refuses them; Speechport
+# reads them as plain data (tested below against their S3PRL-converted twins).
+FAIRSEQ_CFG = [p for p in FIXTURE_CHECKPOINTS if p.name.endswith(".fairseq_cfg.pt")]
+TORCH_READABLE = [p for p in FIXTURE_CHECKPOINTS if p not in FAIRSEQ_CFG]
 
 
 class RunsCode:
@@ -68,7 +72,7 @@ def assert_same_as(reference: dict[str, torch.Tensor], checkpoint):
             assert path == checkpoint.path and data[span.offset : span.offset + span.nbytes] == expected_bytes, name
 
 
-@pytest.mark.parametrize("path", FIXTURE_CHECKPOINTS, ids=lambda p: str(p.relative_to(FIXTURES)))
+@pytest.mark.parametrize("path", TORCH_READABLE, ids=lambda p: str(p.relative_to(FIXTURES)))
 def test_reader_returns_exactly_what_torch_load_returns_for_every_fixture_checkpoint(path):
     checkpoint = load_checkpoint(path)
     assert checkpoint.container == "torch" and checkpoint.reader == "speechport" and not checkpoint.trusted
@@ -410,3 +414,51 @@ def test_corrupt_pickle_is_bad_input(tmp_path):
     with pytest.raises(BadInput, match="the checkpoint's pickle is corrupt"):
         load_checkpoint(tmp_path / "broken.pt")
 
+
+
+# -- checkpoints that pickle their training library's objects (fairseq, omegaconf) -------------------
+
+
+UPSTREAMS = {u["id"]: u for u in __import__("json").loads((FIXTURES / "s3prl_upstreams" / "MANIFEST.json").read_text())["upstreams"]}
+
+
+@pytest.mark.parametrize("path", FAIRSEQ_CFG, ids=lambda p: p.name)
+def test_fairseq_checkpoints_are_read_as_plain_data_without_consent(path):
+    upstream = UPSTREAMS[path.parent.name]
+    with pytest.raises(Exception):  # noqa: B017 - torch refuses omegaconf's DictConfig
+        torch_load(path)
+    checkpoint = load_checkpoint(path)  # no trust needed: nothing of omegaconf or fairseq is imported
+    assert checkpoint.reader == "speechport" and not checkpoint.trusted
+    assert "omegaconf" not in sys.modules and "fairseq" not in sys.modules
+    cfg = checkpoint.content["cfg"]
+    assert cfg["model"] == upstream["model_cfg"] and cfg["task"] == upstream["task_cfg"]
+    twin = load_checkpoint(path.parent / upstream["files"]["s3prl"]["file"]).content["model_weight"]
+    ours = checkpoint.content["model"]
+    shared = [key for key, value in twin.items() if isinstance(value, FileTensor)]
+    assert shared and all(torch.equal(ours[key].to_torch(), twin[key].to_torch()) for key in shared)
+    if path.parent.name.startswith("hubert"):
+        dictionary = checkpoint.content["task_state"]["dictionaries"][0]
+        assert dictionary["symbols"][:4] == ["<s>", "<pad>", "</s>", "<unk>"] and dictionary["pad_index"] == 1
+
+
+class DictConfig:
+    """Pickles under omegaconf's name, with a payload in its state that would run code."""
+
+    def __init__(self, marker):
+        self._content = {"x": RunsCode(marker)}
+
+
+def test_a_known_library_class_carrying_an_unknown_global_is_still_refused(tmp_path):
+    DictConfig.__module__, DictConfig.__qualname__ = "omegaconf.dictconfig", "DictConfig"
+    package, module = type(sys)("omegaconf"), type(sys)("omegaconf.dictconfig")
+    module.DictConfig, package.dictconfig = DictConfig, module
+    sys.modules.update({"omegaconf": package, "omegaconf.dictconfig": module})
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "cfg.pt"
+    try:
+        torch.save({"cfg": DictConfig(marker), "model": {"w": torch.ones(1)}}, path)
+    finally:
+        del sys.modules["omegaconf"], sys.modules["omegaconf.dictconfig"]
+    with pytest.raises(UnsafePickle) as refused:
+        load_checkpoint(path)
+    assert refused.value.globals_needed == ["posix.system"] and not marker.exists()
