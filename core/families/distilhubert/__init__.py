@@ -1,0 +1,5 @@
+"""DistilHuBERT: recipe here; reference and S3PRL backend from the shared upstream blocks."""
+
+from .recipe import DistilHubertUpstreamRecipe
+
+RECIPES = (DistilHubertUpstreamRecipe,)

@@ -1,0 +1,5 @@
+"""UniSpeech-SAT upstreams: recipe here; reference and S3PRL backend from the shared upstream blocks."""
+
+from .recipe import UniSpeechSatUpstreamRecipe
+
+RECIPES = (UniSpeechSatUpstreamRecipe,)

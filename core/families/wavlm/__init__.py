@@ -1,0 +1,5 @@
+"""WavLM upstreams: recipe here; reference and S3PRL backend from the shared upstream blocks."""
+
+from .recipe import WavLMUpstreamRecipe
+
+RECIPES = (WavLMUpstreamRecipe,)
