@@ -261,9 +261,10 @@ class UpstreamRecipe(Recipe):
         if "mask_emb" not in self.state():
             values["mask_time_prob"] = (0.0, "no mask_emb in the checkpoint")
         values.update(self.family_config_values(s, names))
-        return values
+        return {field: fact for field, fact in values.items() if fact is not None}  # None: no such field
 
-    def family_config_values(self, settings: Mapping, names: Mapping[str, StoredTensor]) -> dict[str, tuple[Any, str]]:
+    def family_config_values(self, settings: Mapping, names: Mapping[str, StoredTensor]) -> dict[str, tuple[Any, str] | None]:
+        """The family's own fields, or None for a shared one its config class does not have."""
         return {}
 
     def choose_config(self, names, *, config_path=None, labels=None) -> ConfigChoice:
@@ -284,6 +285,13 @@ class UpstreamRecipe(Recipe):
         except (TypeError, ValueError) as exc:
             raise BadInput(f"{config_path}: not a usable {self.config_name} ({exc})") from None
         config.architectures = [self.target_name]
+        notes = self.config_notes()
+        if "mask_emb" not in self.state() and (config.mask_time_prob > 0 or getattr(config, "mask_feature_prob", 0) > 0):
+            # The config asks for masked_spec_embed (SpecAugment during training), which nothing in the
+            # checkpoint fills; an unfilled parameter would be initialised at random on loading.
+            config.mask_time_prob, config.mask_feature_prob = 0.0, 0.0
+            notes.append(f"{config_path}: mask_time_prob and mask_feature_prob set to 0 in the converted config: the "
+                         "checkpoint has no mask embedding to fill the model's masked_spec_embed (used only to train)")
         ignored = {"hidden_dropout", "activation_dropout", "attention_dropout", "feat_proj_dropout", "layerdrop",
                    "final_dropout", "mask_time_prob", "layer_norm_eps"}
         conflicts = [
@@ -291,7 +299,7 @@ class UpstreamRecipe(Recipe):
             for field, (value, evidence) in facts.items()
             if field not in ignored and _differs(getattr(config, field, None), value)
         ]
-        return ConfigChoice(config, "file", path=str(config_path), conflicts=conflicts, notes=self.config_notes())
+        return ConfigChoice(config, "file", path=str(config_path), conflicts=conflicts, notes=notes)
 
     def config_notes(self) -> list[str]:
         if self.file.normalize:
@@ -311,7 +319,7 @@ class UpstreamRecipe(Recipe):
         # extractors only (group norm runs over the padded length, so a mask would not help).
         extractor = Wav2Vec2FeatureExtractor(
             feature_size=1, sampling_rate=MODEL_RATE, padding_value=0.0, do_normalize=self.file.normalize,
-            return_attention_mask=config.feat_extract_norm == "layer",
+            return_attention_mask=getattr(config, "feat_extract_norm", "layer") == "layer",  # data2vec: always layer
         )
         return extractor.to_dict()
 
@@ -350,7 +358,8 @@ class UpstreamRecipe(Recipe):
             from ..reference.upstreams import reference_from_checkpoint
 
             model = reference_from_checkpoint(content, family=self.file.family, prediction_heads=False)
-        return UpstreamOriginalSide(model, backend, self.file.normalize, skip_first=self.file.family == "distiller")
+        return UpstreamOriginalSide(model, backend, self.file.normalize, int(self.file.settings()["encoder_layers"]),
+                                    skip_first=self.file.family == "distiller")
 
     def converted_side(self, folder):
         return TransformersUpstreamSide(folder, normalize=self.file.normalize,
@@ -403,19 +412,21 @@ def _stage_names(count: int) -> list[str]:
 class UpstreamOriginalSide:
     """The original upstream (Speechport's reference, or S3PRL's own modules) on one clip."""
 
-    def __init__(self, model, name: str, normalize: bool, skip_first: bool = False):
+    def __init__(self, model, name: str, normalize: bool, layers: int, skip_first: bool = False):
         self.model = model
         self.name = name
         self.normalize = normalize
+        self.states = layers + 1  # the encoder's input and each layer's output; DistilHuBERT's heads come after
         self.skip_first = skip_first  # DistilHuBERT's state 0 precedes its positional conv: transformers has no such state
-        self.steps = len(model.encoder.layers) + 1 if hasattr(model, "encoder") else 1
+        if hasattr(model, "encoder"):  # Speechport's reference reports each layer; S3PRL's modules do not
+            self.steps = layers + 1
 
     def __call__(self, clip: Clip, tick=lambda: None) -> SideOutput:
         started = time.perf_counter()
         waveform = torch.from_numpy(clip.waveform)
-        output = self.model([waveform], on_step=tick) if hasattr(self.model, "encoder") else self.model([waveform])
+        output = self.model([waveform], on_step=tick) if hasattr(self, "steps") else self.model([waveform])
         frames = int(output.valid_frames[0])
-        layers = output.hidden_states[: self._count(output)]
+        layers = output.hidden_states[: self.states]
         stages = []
         model_input = normalize_waveform(waveform) if self.normalize else waveform
         stages.append(("input (waveform the model receives)", model_input[:, None]))
@@ -424,10 +435,6 @@ class UpstreamOriginalSide:
             if not (self.skip_first and index == 0):
                 stages.append((name, state[0, :frames]))
         return SideOutput(layers[-1][0, :frames], stages, time.perf_counter() - started)
-
-    def _count(self, output) -> int:
-        layers = len(self.model.encoder.layers) if hasattr(self.model, "encoder") else None
-        return (layers + 1) if layers is not None else len(output.hidden_states)
 
 
 class TransformersUpstreamSide:

@@ -26,4 +26,16 @@ class Data2VecAudioUpstreamRecipe(UpstreamRecipe):
         return {
             "num_conv_pos_embeddings": (depth, f"pos_conv_depth {depth}: that many positional convolutions"),
             "conv_pos_kernel_size": (kernel, f"max(3, conv_pos {settings['conv_pos']} // depth {depth})"),
+            # Data2VecAudioModel has no such options: its extractor always layer-norms and its layers are post-LN.
+            "feat_extract_norm": None,
+            "do_stable_layer_norm": None,
         }
+
+    def inexpressible(self, config=None) -> dict[str, str]:
+        settings, found = self.file.settings(), {}
+        if settings["extractor_mode"] != "layer_norm":
+            found["cfg.extractor_mode"] = (f"{settings['extractor_mode']!r}: transformers' Data2VecAudioModel always "
+                                           "layer-norms every convolution of its feature extractor")
+        if settings["layer_norm_first"]:
+            found["cfg.layer_norm_first"] = "pre-LN layers: transformers' Data2VecAudioModel has post-LN layers only"
+        return found
