@@ -210,6 +210,10 @@ class Recipe(abc.ABC):
         """Notes and details for people, beyond the numbers (labels, semantics that differ)."""
         return [], {}
 
+    def base_summary(self) -> dict | None:
+        """What the base model is, when the recipe converts one in the same run (for the report)."""
+        return None
+
     def check_backend(self, backend: str) -> None:
         if backend not in self.original_backends:
             raise BadInput(

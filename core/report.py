@@ -42,6 +42,7 @@ def build_report(prepared: Prepared, weights: WrittenWeights, seconds: float) ->
             "loaded_with_trust": checkpoint.trusted,
         },
         "base_model": str(prepared.base_model) if prepared.base_model else None,
+        "base_model_recipe": prepared.recipe.base_summary(),  # an upstream checkpoint converted with the head
         "recipe": {
             "name": prepared.recipe.name,
             "layout": prepared.layout,

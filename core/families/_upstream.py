@@ -345,6 +345,13 @@ class UpstreamRecipe(Recipe):
         return self.rules(config).stages[0]
 
     def original_side(self, *, weights=None, backend="reference"):
+        model = self.original_model(weights=weights, backend=backend)
+        return UpstreamOriginalSide(model, backend, self.file.normalize, int(self.file.settings()["encoder_layers"]),
+                                    skip_first=self.file.family == "distiller")
+
+    def original_model(self, *, weights=None, backend="reference"):
+        """The original upstream, `waveforms -> UpstreamOutput`: Speechport's reference, or S3PRL's
+        own modules (`backend="s3prl"`), on `weights` (original names; default `original_names()`)."""
         self.check_backend(backend)
         weights = weights if weights is not None else self.original_names()
         state = _nested(as_torch(weights, torch.float32))
@@ -353,13 +360,10 @@ class UpstreamRecipe(Recipe):
         if backend == "s3prl":
             from ..upstream_s3prl import s3prl_upstream_from_checkpoint
 
-            model = s3prl_upstream_from_checkpoint(content, family=self.file.family)
-        else:
-            from ..reference.upstreams import reference_from_checkpoint
+            return s3prl_upstream_from_checkpoint(content, family=self.file.family)
+        from ..reference.upstreams import reference_from_checkpoint
 
-            model = reference_from_checkpoint(content, family=self.file.family, prediction_heads=False)
-        return UpstreamOriginalSide(model, backend, self.file.normalize, int(self.file.settings()["encoder_layers"]),
-                                    skip_first=self.file.family == "distiller")
+        return reference_from_checkpoint(content, family=self.file.family, prediction_heads=True)
 
     def converted_side(self, folder):
         return TransformersUpstreamSide(folder, normalize=self.file.normalize,

@@ -22,7 +22,8 @@ from ...comparison import SideOutput
 from ...errors import BadInput
 from ...plan import ConfigConflict
 from ...recipe import CardDetails, ConfigChoice, Detection, Recipe, SourceTensor, hub_model_id, read_config_json
-from ...rules import RuleSet, Stage, drop, refuse, rename
+from ...rules import Rule, RuleSet, Stage, drop, refuse, rename
+from .._upstream import UpstreamRecipe
 
 # S3PRL downstream (Args.downstream) -> task kind, the SUPERB task's name.
 DOWNSTREAMS = {
@@ -34,9 +35,11 @@ DOWNSTREAMS = {
 }
 HEAD_CLASS_SUFFIX = {"cls": "ForSequenceClassification", "sd": "ForAudioFrameClassification", "asv": "ForXVector"}
 PIPELINE_TAG = {"cls": "audio-classification", "sd": "voice-activity-detection", "asv": "feature-extraction"}
-# Upstream families S3PRL 0.4.18 loads from transformers folders (hf_wav2vec2_custom, hf_hubert_custom):
-# model_type -> (transformers class prefix, base_model_prefix of its heads).
-BASE_FAMILIES = {"wav2vec2": ("Wav2Vec2", "wav2vec2"), "hubert": ("Hubert", "hubert")}
+# The upstream families a head may sit on: model_type -> (transformers class prefix, the
+# base_model_prefix of its heads). A base model is a transformers folder of one of them, or one of
+# their original checkpoints (core/families/<family>/), converted in the same run.
+BASE_FAMILIES = {"wav2vec2": ("Wav2Vec2", "wav2vec2"), "hubert": ("Hubert", "hubert"), "wavlm": ("WavLM", "wavlm"),
+                 "unispeech-sat": ("UniSpeechSat", "unispeech_sat"), "data2vec-audio": ("Data2VecAudio", "data2vec_audio")}
 # sv_voxceleb1/model.py XVector: its five TDNN layers' context sizes and dilations.
 XVECTOR_CONTEXT = (5, 3, 3, 1, 1)
 XVECTOR_DILATION = (1, 2, 3, 1, 1)
@@ -55,7 +58,8 @@ FEATURIZER_RULES = (
 UPSTREAM_RULES = (
     drop(r"^BaseModel\.(?:\w+\.)?(quantizer|project_q|project_hid|lm_head|dropout_features)\.",
          "a pretraining or CTC head of the base model, unused by S3PRL's upstream"),
-    rename(r"^BaseModel\.(?:wav2vec2\.|hubert\.)?(.*)$", r"{base}.\1", "the upstream's weights, from the base model folder"),
+    rename(r"^BaseModel\.(?:wav2vec2\.|hubert\.|wavlm\.|unispeech_sat\.|data2vec_audio\.)?(.*)$", r"{base}.\1",
+           "the upstream's weights, from the base model folder"),
     rename(r"^Upstream\.model\.(.*)$", r"{base}.\1", "the upstream fine-tuned with the head (saved in the checkpoint)"),
 )
 HEAD_RULES = {
@@ -97,6 +101,8 @@ class S3prlRecipe(Recipe):
     def __init__(self, checkpoint: Checkpoint, detection: Detection, base_model: Path | None = None):
         super().__init__(checkpoint, detection, base_model)
         self._base: Checkpoint | None = None
+        self._upstream: UpstreamRecipe | None = None
+        self._base_config = None
 
     @classmethod
     def layout_of(cls, detection: Detection) -> str:
@@ -124,20 +130,49 @@ class S3prlRecipe(Recipe):
             raise BadInput(f"{self.checkpoint.path}: cannot tell which SUPERB task this head is for "
                            f"(Args.downstream={getattr(content.get('Args'), 'downstream', None)!r})")
 
+    def upstream(self) -> UpstreamRecipe | None:
+        """The base model when it is an original upstream checkpoint (converted in the same run)."""
+        if self._upstream is None and self.base_model is not None and Path(self.base_model).is_file():
+            self._upstream = open_upstream(Path(self.base_model))
+        return self._upstream
+
     def base(self) -> Checkpoint | None:
-        """The base model's weights (opened once)."""
-        if self._base is None and self.base_model is not None:
+        """The base model's weights, from a transformers folder (opened once); None for an upstream file."""
+        if self._base is None and self.base_model is not None and self.upstream() is None:
             self._base = open_base_model(self.base_model)
         return self._base
+
+    def base_config(self):
+        """The base model's transformers config: the folder's, or the one its upstream file converts to."""
+        if self._base_config is None:
+            upstream = self.upstream()
+            if upstream is not None:
+                self._base_config = upstream.choose_config(upstream.original_names()).config
+            else:
+                import transformers
+
+                self.base()  # refuse a folder that is no base model before transformers reads it
+                self._base_config = transformers.AutoConfig.from_pretrained(self.base_model)
+        return self._base_config
+
+    def base_summary(self) -> dict | None:
+        upstream = self.upstream()
+        if upstream is None:
+            return None
+        return {"recipe": upstream.name, "layout": upstream.layout, "target_class": upstream.target_name,
+                "evidence": upstream.detection.evidence}
 
     # -- sources and rules ----------------------------------------------------------------
     def source_tensors(self) -> dict[str, SourceTensor]:
         content = self.checkpoint.content
         tensors = self._head_tensors()
-        base = self.base()
+        base, upstream = self.base(), self.upstream()
         if base is not None:
             for key, value in base.content.items():
                 tensors[f"BaseModel.{key}"] = SourceTensor(value, base)
+        elif upstream is not None:
+            for key, value in upstream.source_tensors().items():
+                tensors[f"BaseModel.{key}"] = value
         if "Upstream" in content:  # the checkpoint's fine-tuned upstream replaces the folder's weights
             tensors = {k: v for k, v in tensors.items() if not k.startswith("BaseModel.")}
         return tensors
@@ -189,13 +224,34 @@ class S3prlRecipe(Recipe):
             layout_names = (modelrc.get("module"), modelrc.get("agg_module"), modelrc.get("utter_module"))
             if layout_names != ("XVector", "SP", "UtteranceExtractor"):
                 found["Config.modelrc.module"] = f"{layout_names}: transformers' x-vector head is XVector, SP, UtteranceExtractor"
+        upstream = self.upstream()
+        if upstream is not None and content.get("Featurizer"):
+            settings = upstream.file.settings()
+            if upstream.file.family == "distiller":
+                found["BaseModel.Config.distiller (hidden states)"] = (
+                    "DistilHuBERT's hidden states in S3PRL start with the features before the positional conv and end "
+                    "with its prediction heads' outputs; transformers' hidden_states have neither, so "
+                    "use_weighted_layer_sum cannot weigh the same states")
+            elif settings.get("layer_norm_first"):
+                found["BaseModel.cfg.layer_norm_first (weighted layer sum)"] = (
+                    "a pre-LN upstream: S3PRL's last hidden state is after the encoder's final LayerNorm, transformers' "
+                    "hidden_states[-1] is before it, so use_weighted_layer_sum weighs another state (measured: logits "
+                    "0.4 to 2.1 off)")
         return found
 
     def rules(self, config=None) -> RuleSet:
-        base_prefix = BASE_FAMILIES.get(getattr(config, "model_type", "wav2vec2"), BASE_FAMILIES["wav2vec2"])[1]
         head = HEAD_RULES.get(self.task, ())
-        upstream = [r if r.target is None or "{base}" not in r.target
-                    else rename(r.pattern, r.target.format(base=base_prefix), r.note) for r in UPSTREAM_RULES]
+        original = self.upstream()
+        if original is not None:  # the upstream file's own rules, under BaseModel. and the head's base prefix
+            base_config = self.base_config()
+            base_prefix = BASE_FAMILIES[base_config.model_type][1]
+            upstream = [_under_base_model(rule, base_prefix) for rule in original.rules(base_config).stages[0].rules]
+            upstream.append(rename(r"^Upstream\.model\.(.*)$", rf"{base_prefix}.\1",
+                                   "the upstream fine-tuned with the head (saved in the checkpoint)"))
+        else:
+            base_prefix = BASE_FAMILIES.get(getattr(config, "model_type", "wav2vec2"), BASE_FAMILIES["wav2vec2"])[1]
+            upstream = [r if r.target is None or "{base}" not in r.target
+                        else rename(r.pattern, r.target.format(base=base_prefix), r.note) for r in UPSTREAM_RULES]
         return RuleSet([Stage("S3PRL -> transformers", (*FEATURIZER_RULES, *upstream, *head))])
 
     # -- config ---------------------------------------------------------------------------
@@ -203,7 +259,7 @@ class S3prlRecipe(Recipe):
         import transformers
 
         base_model, layout, checkpoint = self.base_model, self.task, self.checkpoint
-        base_config = transformers.AutoConfig.from_pretrained(base_model)
+        base_config = self.base_config()
         prefix, _ = BASE_FAMILIES[base_config.model_type]
         class_name = prefix + HEAD_CLASS_SUFFIX[layout]
         if not hasattr(transformers, class_name):
@@ -229,7 +285,9 @@ class S3prlRecipe(Recipe):
             values["label2id"] = {name: i for i, name in enumerate(label_names)}
             config = type(base_config).from_dict(values)
             inferred = {field: f"{value!r}: {evidence}" for field, (value, evidence) in facts.items()}
-            inferred["(upstream)"] = f"{base_config.model_type} from {Path(base_model).name}"
+            upstream = self.upstream()
+            inferred["(upstream)"] = (f"{base_config.model_type} from {Path(base_model).name}" if upstream is None else
+                                      f"{base_config.model_type}, converted from {Path(base_model).name} ({upstream.layout})")
             inferred["labels"] = f"{', '.join(label_names[:8])}{'...' if len(label_names) > 8 else ''}: " + (
                 "from the labels file" if labels else "LABEL_i (give a labels file to name them)")
             conflicts = _base_conflicts(base_config, names, facts)
@@ -269,7 +327,10 @@ class S3prlRecipe(Recipe):
         # As transformers' S3PRL script writes it: S3PRL's HF upstreams pass an attention mask
         # and the SUPERB wav2vec2 recipes do not normalise the waveform.
         overrides = {"return_attention_mask": True, "do_normalize": False}
-        base_model = self.base_model
+        base_model, upstream = self.base_model, self.upstream()
+        if upstream is not None:  # what the upstream's S3PRL expert does: its own normalisation, a mask always
+            return Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=MODEL_RATE, padding_value=0.0,
+                                            do_normalize=upstream.file.normalize, return_attention_mask=True).to_dict()
         if base_model is not None and (Path(base_model) / "preprocessor_config.json").is_file():
             extractor = Wav2Vec2FeatureExtractor.from_pretrained(base_model, **overrides)
         else:
@@ -345,20 +406,61 @@ class S3prlRecipe(Recipe):
             if section in MODEL_SECTIONS and key:
                 content.setdefault(section, {})[key] = tensor
         content = as_torch(content, torch.float32)
+        upstream = self.base_upstream(content.get("Upstream"), backend)
         if backend == "s3prl":
             from .s3prl_backend import S3prlHeadSide
 
-            return S3prlHeadSide(content, self.task, self.base_model)
-        return S3prlReferenceSide(content, self.task, self.base_model)
+            return S3prlHeadSide(content, self.task, upstream)
+        return S3prlReferenceSide(content, self.task, upstream)
+
+    def base_upstream(self, upstream_state, backend: str):
+        """A callable `waveforms -> (hidden states, S3PRL frame counts)`: the upstream as S3PRL's
+        Featurizer receives it, from the original upstream file (Speechport's reference or S3PRL's
+        modules) or from the transformers base folder."""
+        from .reference import original_upstream_hidden_states, upstream_hidden_states
+
+        original = self.upstream()
+        if original is None:
+            folder = self.base_model
+            return lambda waves: upstream_hidden_states(folder, waves, do_normalize=False, upstream_state=upstream_state)
+        if upstream_state:
+            raise BadInput(f"{self.checkpoint.path}: the head was trained with a fine-tuned upstream saved in the checkpoint; "
+                           "give the upstream model it started from as a transformers folder")
+        model = original.original_model(backend=backend)
+        return lambda waves: original_upstream_hidden_states(model, waves)
 
     def converted_side(self, folder):
-        return TransformersHeadSide(folder)
+        upstream = self.upstream()
+        return TransformersHeadSide(folder, normalize=upstream.file.normalize if upstream is not None else False)
 
     def check_clip(self, clip: Clip, config=None) -> None:
         if config is not None:
             check_upstream_clip(clip, config.conv_kernel, config.conv_stride, self.rules_kind(config))
 
 
+
+
+def open_upstream(path: Path) -> UpstreamRecipe:
+    """An original upstream checkpoint given as the base model, opened with its own family's recipe."""
+    from .. import detect
+
+    checkpoint = load_checkpoint(path)
+    try:
+        detection = detect(checkpoint)
+    except BadInput:
+        detection = None
+    if detection is None or not issubclass(detection.recipe, UpstreamRecipe):
+        what = f"a {detection.recipe.name} checkpoint" if detection is not None else "no checkpoint Speechport knows"
+        raise BadInput(f"{path}: {what}, not an upstream; the base model is a transformers folder or an upstream checkpoint "
+                       "(wav2vec 2.0, HuBERT, data2vec-audio, WavLM, UniSpeech-SAT)")
+    return detection.open(checkpoint)
+
+
+def _under_base_model(rule: Rule, base_prefix: str) -> Rule:
+    """An upstream file's rule for its keys as they appear under `BaseModel.`, renaming into the head's base prefix."""
+    pattern = r"^BaseModel\." + rule.pattern.removeprefix("^")
+    target = f"{base_prefix}.{rule.target}" if rule.target is not None else None
+    return Rule(pattern, target, rule.note, rule.refused)
 
 
 def open_base_model(folder: Path) -> Checkpoint:
@@ -487,23 +589,19 @@ class S3prlReferenceSide:
 
     name = "reference"
 
-    def __init__(self, content: dict, layout: str, base_model: Path):
+    def __init__(self, content: dict, layout: str, upstream):
         from .reference import build_s3prl_original
 
         self.layout = layout
-        self.base_model = base_model
-        self.upstream_state = content.get("Upstream")
+        self.upstream = upstream  # waveforms -> (hidden states, S3PRL frame counts)
         try:
             self.model = build_s3prl_original(content, layout)
         except (NotImplementedError, ValueError, KeyError) as exc:
             raise BadInput(f"the S3PRL head cannot be run: {exc}") from None
 
     def __call__(self, clip: Clip) -> SideOutput:
-        from .reference import upstream_hidden_states
-
         started = time.perf_counter()
-        hidden, lengths = upstream_hidden_states(self.base_model, [clip.waveform], do_normalize=False,
-                                                 upstream_state=self.upstream_state)
+        hidden, lengths = self.upstream([clip.waveform])
         frames = int(lengths[0])
         features = self.model.featurizer(hidden)
         output = self.model.head(features, lengths)
@@ -515,7 +613,8 @@ class S3prlReferenceSide:
             primary = output[0, :frames]
         else:
             primary = output[0]
-        stages = [("featurizer (weighted hidden states)", features[0, :frames]), ("head", primary)]
+        stages = [*upstream_stages(hidden, frames), ("featurizer (weighted hidden states)", features[0, :frames]),
+                  ("head", primary)]
         return SideOutput(primary, stages, time.perf_counter() - started, extras)
 
 
@@ -525,7 +624,7 @@ class TransformersHeadSide:
 
     name = "transformers"
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, normalize: bool = False):
         import transformers
         from transformers import AutoConfig, AutoFeatureExtractor
 
@@ -537,10 +636,20 @@ class TransformersHeadSide:
         self.extractor = AutoFeatureExtractor.from_pretrained(folder)
         self.kind = S3prlRecipe.rules_kind(config)
         self.notes = stored_dtype_notes(folder)
+        # An upstream that normalises the waveform: S3PRL's F.layer_norm (eps 1e-5) differs from the
+        # feature extractor's (eps 1e-7) by about 5e-6 / variance; the weights are proven on the same input.
+        self.normalize = normalize
+        if normalize:
+            self.notes += ("the upstream normalises each waveform; the converted model was run on the waveform "
+                           "S3PRL normalises (eps 1e-5), its feature extractor would use eps 1e-7",)
 
     def __call__(self, clip: Clip) -> SideOutput:
+        from ...reference.wav2vec2_blocks import normalize_waveform
+
         started = time.perf_counter()
         inputs = self.extractor(clip.waveform, sampling_rate=MODEL_RATE, return_tensors="pt")
+        if self.normalize:
+            inputs["input_values"] = normalize_waveform(torch.from_numpy(clip.waveform))[None]
         captured = {}
         hook = None
         if getattr(self.model.config, "use_weighted_layer_sum", False):
@@ -548,11 +657,11 @@ class TransformersHeadSide:
             hook = first.register_forward_pre_hook(lambda _m, args: captured.setdefault("weighted", args[0]))
         try:
             with torch.inference_mode():
-                output = self.model(**inputs)
+                output = self.model(**inputs, output_hidden_states=True)
         finally:
             if hook is not None:
                 hook.remove()
-        stages = []
+        stages = upstream_stages(output.hidden_states, None)
         if "weighted" in captured:
             stages.append(("featurizer (weighted hidden states)", captured["weighted"][0]))
         extras: dict = {"kind": self.kind}
@@ -565,6 +674,12 @@ class TransformersHeadSide:
             extras["labels"] = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
         stages.append(("head", primary))
         return SideOutput(primary, stages, time.perf_counter() - started, extras)
+
+
+def upstream_stages(hidden_states, frames: int | None) -> list[tuple[str, torch.Tensor]]:
+    """The upstream's hidden states as comparison stages (both models of a head carry them)."""
+    return [(f"upstream hidden state {index}", state[0, :frames] if frames is not None else state[0])
+            for index, state in enumerate(hidden_states)]
 
 
 # -- which clips a head can be compared on ------------------------------------------------------

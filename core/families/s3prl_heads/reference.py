@@ -59,7 +59,9 @@ def load_s3prl_checkpoint(path: str | Path) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 # S3PRL's HF upstreams: hf_wav2vec2_custom loads Wav2Vec2Model, hf_hubert_custom loads HubertModel.
-_HF_UPSTREAM_CLASS_BY_MODEL_TYPE = {"wav2vec2": "Wav2Vec2Model", "hubert": "HubertModel"}
+# A transformers folder of the other families stands in for its original upstream the same way.
+_HF_UPSTREAM_CLASS_BY_MODEL_TYPE = {"wav2vec2": "Wav2Vec2Model", "hubert": "HubertModel", "wavlm": "WavLMModel",
+                                    "unispeech-sat": "UniSpeechSatModel", "data2vec-audio": "Data2VecAudioModel"}
 
 
 @functools.lru_cache(maxsize=4)
@@ -162,6 +164,17 @@ def upstream_hidden_states(
         outputs = model(**inputs, output_hidden_states=True)
     hidden_states = list(outputs.hidden_states)
     lengths = s3prl_feature_lengths([len(a) for a in arrays], hidden_states[0].shape[1])
+    return hidden_states, torch.tensor(lengths, dtype=torch.long)
+
+
+def original_upstream_hidden_states(upstream, waveforms: Sequence[np.ndarray | Tensor]) -> tuple[list[Tensor], Tensor]:
+    """Hidden states of an original upstream (Speechport's reference or S3PRL's modules,
+    `waveforms -> UpstreamOutput`) as S3PRL's Featurizer receives them from its UpstreamExpert,
+    with the Featurizer's frame count per utterance."""
+    waves = [torch.as_tensor(np.asarray(w, dtype=np.float32)) if not isinstance(w, Tensor) else w for w in waveforms]
+    output = upstream(waves)
+    hidden_states = list(output.hidden_states)
+    lengths = s3prl_feature_lengths([len(w) for w in waves], hidden_states[0].shape[1])
     return hidden_states, torch.tensor(lengths, dtype=torch.long)
 
 

@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import io
 import time
-from pathlib import Path
 
 import torch
 
@@ -22,7 +21,7 @@ class S3prlHeadSide:
 
     name = "s3prl"
 
-    def __init__(self, content: dict, layout: str, base_model: Path):
+    def __init__(self, content: dict, layout: str, upstream_states):
         try:
             from s3prl.downstream import model as downstream_models
             from s3prl.downstream.diarization.model import Model as DiarizationModel
@@ -41,7 +40,7 @@ class S3prlHeadSide:
         modelrc = _modelrc(content)
         state = {k: v for k, v in content["Downstream"].items()
                  if k != "best_score" and not k.startswith("objective.")}  # training state, not the model
-        upstream = _HiddenStatesUpstream(base_model, content.get("Upstream"), DOWNSAMPLE_RATE)
+        upstream = _HiddenStatesUpstream(upstream_states, DOWNSAMPLE_RATE)
         with contextlib.redirect_stderr(io.StringIO()):  # S3PRL narrates its set-up on stderr
             self.featurizer = Featurizer(
                 upstream, feature_selection=args.get("upstream_feature_selection") or "hidden_states",
@@ -118,17 +117,14 @@ class S3prlHeadSide:
 class _HiddenStatesUpstream(torch.nn.Module):
     """The base model as S3PRL's Featurizer expects an upstream: wavs in, every hidden state out."""
 
-    def __init__(self, base_model: Path, upstream_state, downsample_rate: int):
+    def __init__(self, upstream_states, downsample_rate: int):
         super().__init__()
-        self.base_model = base_model
-        self.upstream_state = upstream_state
+        self.upstream_states = upstream_states  # waveforms -> (hidden states, frame counts)
         self.downsample_rate = downsample_rate
 
     def get_downsample_rates(self, key: str) -> int:
         return self.downsample_rate
 
     def forward(self, wavs):
-        from .reference import upstream_hidden_states
-
-        hidden, _ = upstream_hidden_states(self.base_model, wavs, do_normalize=False, upstream_state=self.upstream_state)
+        hidden, _ = self.upstream_states(wavs)
         return {"hidden_states": hidden}
