@@ -150,16 +150,20 @@ class ConformerShawRecipe(Recipe):
             return {str(k): "checkpoint metadata, not model weights" for k in self.checkpoint.content if k != container}
         return {}
 
+    def naming_stages(self) -> list[Stage]:
+        """The stages that bring the checkpoint's names to fairseq2's (none for fairseq2 names)."""
+        return [_STAGE_FS1] if self.naming == "fairseq1" else []
+
     def rules(self, config=None) -> RuleSet:
-        return RuleSet([_STAGE_FS1, _STAGE_FS2] if self.naming == "fairseq1" else [_STAGE_FS2])
+        return RuleSet([*self.naming_stages(), _STAGE_FS2])
 
     def fairseq2_state_dict(self) -> dict[str, StoredTensor]:
         """The weights under fairseq2 names, as the original model consumes them (nothing read yet):
-        a training wrapper's prefix stripped, fairseq1 names renamed as seamless does."""
+        a training wrapper's prefix stripped, other names renamed (fairseq1's as seamless does)."""
         state = unwrapped(_state_dict(self.checkpoint))
-        if self.naming != "fairseq1":
-            return state
-        return _STAGE_FS1.rename_all(state)
+        for stage in self.naming_stages():
+            state = stage.rename_all(state)
+        return state
 
     def original_names(self) -> dict[str, StoredTensor]:
         return self.fairseq2_state_dict()
