@@ -12,6 +12,7 @@ instead of hanging; the recipes' own patterns are plain `re`.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -184,8 +185,7 @@ def compile_user_pattern(pattern: str, origin: str = "pattern") -> regex.Pattern
         compiled = _user_compiled(pattern)
     except regex.error as exc:
         raise BadInput(f"{origin}: invalid regular expression {pattern!r} ({exc})") from None
-    nested = _repeated_repetition(pattern)
-    if nested:
+    if _repeated_repetition(pattern):
         raise BadInput(
             f"{origin}: the regular expression {pattern!r} repeats a repetition (as (a+)+ does), which can take "
             "exponential time on a key it does not match; write it without the outer repetition"
@@ -193,6 +193,7 @@ def compile_user_pattern(pattern: str, origin: str = "pattern") -> regex.Pattern
     return compiled
 
 
+@functools.lru_cache(maxsize=256)  # checked once per pattern, not once per key matched
 def _repeated_repetition(pattern: str) -> bool:
     """`(a+)+`, `(?:x*)*`, `(a{1,5})+`: a group repeated more than once whose whole body is itself a
     variable repetition matches one string in exponentially many ways (and means the same as the

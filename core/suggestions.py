@@ -14,6 +14,7 @@ alike, and no other unmapped key wants the same parameter: the window applies th
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -64,6 +65,12 @@ class Suggestion:
 
 def name_tokens(key: str) -> tuple[list[str], list[int]]:
     """(words after synonyms, layer indices) of a key."""
+    words, indices = _tokens(key)
+    return list(words), list(indices)
+
+
+@functools.lru_cache(maxsize=65536)  # every name is compared with every open target: tokenize it once
+def _tokens(key: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
     raw: list[str] = []
     indices: list[int] = []
     for part in _SEPARATORS.split(key):
@@ -83,13 +90,15 @@ def name_tokens(key: str) -> tuple[list[str], list[int]]:
         else:
             words.append(raw[position])
             position += 1
-    return words, indices
+    return tuple(words), tuple(indices)
 
 
 def similarity(a: str, b: str) -> float:
     """Overlap of the two names' words (a word of 3+ letters also matches one it begins)."""
-    words_a, _ = name_tokens(a)
-    words_b, _ = name_tokens(b)
+    return _word_overlap(_tokens(a)[0], _tokens(b)[0])
+
+
+def _word_overlap(words_a: tuple[str, ...], words_b: tuple[str, ...]) -> float:
     if not words_a or not words_b:
         return 0.0
     unmatched = list(words_b)
@@ -115,19 +124,21 @@ def suggest(
     """Ranked candidates (best first, at most `limit`) for every unmapped source key with a shape."""
     claimed = {row.target_key for row in plan.rows if row.status is Status.MAPPED}
     open_targets = [key for key in targets if key not in claimed]
-    aliases = {key: _aliases(key, original_stage) for key in open_targets}
+    alias_words = {key: [_tokens(alias)[0] for alias in _aliases(key, original_stage)] for key in open_targets}
+    target_shapes = {key: tuple(targets[key].shape) for key in open_targets}
     ranked: dict[str, list[Suggestion]] = {}
     for row in _unmapped(plan.rows):
-        names = [row.source_key, *row.via]
-        _, source_indices = name_tokens(row.source_key)
+        name_words = [_tokens(name)[0] for name in (row.source_key, *row.via)]
+        source_indices = _tokens(row.source_key)[1]
+        source_shape = tuple(row.source_shape)
         candidates = []
         for target in open_targets:
-            _, target_indices = name_tokens(target)
+            target_indices = _tokens(target)[1]
             candidates.append(Suggestion(
                 target,
-                shape_matches=tuple(targets[target].shape) == tuple(row.source_shape),
-                similarity=max(similarity(name, alias) for name in names for alias in aliases[target]),
-                same_layer=source_indices == target_indices or not source_indices and not target_indices,
+                shape_matches=target_shapes[target] == source_shape,
+                similarity=max(_word_overlap(words, alias) for words in name_words for alias in alias_words[target]),
+                same_layer=source_indices == target_indices,
             ))
         candidates.sort(key=lambda s: (s.shape_matches, s.similarity, s.same_layer), reverse=True)
         ranked[row.source_key] = candidates[:limit]
