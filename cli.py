@@ -63,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("source", metavar="SOURCE", help="checkpoint file (.pt, .ckpt, .safetensors)")
         sub.add_argument("--config", metavar="F", help="target config.json (default: inferred from the checkpoint)")
         sub.add_argument("--mapping", metavar="F", help="mapping fixes (JSON or TOML: rename, drop, rules)")
-        sub.add_argument("--base-model", metavar="DIR", help="local upstream model folder (S3PRL heads)")
+        sub.add_argument("--base-model", metavar="DIR_OR_FILE",
+                         help="the upstream model an S3PRL head was trained on: a transformers folder, or its "
+                              "original checkpoint file (fairseq, Microsoft or S3PRL), converted along with the head")
         sub.add_argument("--labels", metavar="FILE", help="class names, one per line, in class-index order (classification heads)")
         sub.add_argument("--recipe", metavar="NAME", help="skip detection and use this recipe")
         sub.add_argument("--trust-pickle", action="store_true", help="load a pickle that needs globals beyond "
@@ -91,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("converted", metavar="CONVERTED_DIR", help="the converted transformers folder")
     compare.add_argument("--audio", metavar="CLIP", action="append", required=True, help="clip to compare on (repeatable)")
     compare.add_argument("--save-outputs", metavar="DIR", help="write DIR/<clip>.safetensors with the compared outputs")
-    compare.add_argument("--base-model", metavar="DIR", help="local upstream model folder (S3PRL heads)")
+    compare.add_argument("--base-model", metavar="DIR_OR_FILE",
+                         help="the upstream model an S3PRL head was trained on: a transformers folder, or its "
+                              "original checkpoint file (fairseq, Microsoft or S3PRL), run as the original's upstream")
     compare.add_argument("--mapping", metavar="F", help="the fixes the conversion used (default: those recorded in "
                          "CONVERTED_DIR/speechport_report.json)")
     compare.add_argument("--trust-pickle", action="store_true", help="load a source pickle beyond the safe allow-list")
@@ -107,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     gui = commands.add_parser("gui", help="open the Speechport window")
     gui.add_argument("source", metavar="SOURCE", nargs="?", help="checkpoint to open")
     gui.add_argument("--config", metavar="F")
-    gui.add_argument("--base-model", metavar="DIR")
+    gui.add_argument("--base-model", metavar="DIR_OR_FILE")
     gui.add_argument("--out", metavar="DIR")
     gui.add_argument("--demo", action="store_true", help="open the built-in demo (without a display: run it in the terminal)")
     return parser

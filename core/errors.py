@@ -66,7 +66,7 @@ class OutputNotEmpty(BadInput):
 
 
 class NeedsBaseModel(BadInput):
-    """The checkpoint holds only a head; its recipe needs the upstream model folder too."""
+    """The checkpoint holds only a head; its recipe needs the upstream model too (a folder or a checkpoint file)."""
 
     kind = "needs_base_model"
 
@@ -76,7 +76,7 @@ class NeedsBaseModel(BadInput):
         super().__init__(
             f"{path}: a {recipe} checkpoint holds only a downstream head; give the upstream (base) model "
             "it was trained on",
-            cli_hint="--base-model DIR",
+            cli_hint="--base-model DIR_OR_FILE",
         )
 
 

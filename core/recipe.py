@@ -54,6 +54,15 @@ class Detection:
 
 
 @dataclass(frozen=True)
+class Alternative:
+    """Another recipe the user may choose when the detected one cannot convert a checkpoint whole."""
+
+    recipe: str  # the recipe's name
+    action: str  # what choosing it does, as a button says it
+    why: str  # why the detected recipe cannot convert the checkpoint whole, in plain words
+
+
+@dataclass(frozen=True)
 class SourceTensor:
     """A tensor to convert and the checkpoint it comes from."""
 
@@ -91,6 +100,9 @@ class Recipe(abc.ABC):
     # Seconds between output frames, to align per-frame results with the waveform. Every family
     # here emits one frame per 20 ms (fbank 10 ms stacked by 2; wav2vec2's 320-sample CNN stride).
     frame_seconds: ClassVar[float] = 0.02
+    # A conversion the user may choose explicitly when this recipe cannot convert the checkpoint
+    # whole (the window offers it as a button; the CLI names it with --recipe).
+    alternative: ClassVar[Alternative | None] = None
 
     def __init__(self, checkpoint: Checkpoint, detection: Detection, base_model: Path | None = None):
         self.checkpoint = checkpoint

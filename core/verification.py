@@ -78,7 +78,7 @@ def open_sides(
     recipe = detection.open(checkpoint, base)
     if recipe.needs_base_model and base is None:
         raise BadInput(f"{checkpoint.path}: comparing a {recipe.name} checkpoint needs the upstream (base) model "
-                       "it was trained on", cli_hint="--base-model DIR")
+                       "it was trained on", cli_hint="--base-model DIR_OR_FILE")
     recipe.check_backend(backend)
     folder = check_converted_folder(converted_dir, recipe)  # refuse a wrong folder before loading anything
     pairing = check_pairing(recipe, folder, fixes)

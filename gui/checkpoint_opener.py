@@ -20,7 +20,7 @@ def _release(prepared) -> None:
 
 
 class CheckpointOpener(QObject):
-    baseModelRequested = Signal()  # the user pressed "Choose base model folder…"
+    baseModelRequested = Signal(str)  # the user pressed "Choose base model folder…" ("folder") or "…file…" ("file")
 
     def __init__(self, workspace: Workspace, libraries: LibraryLoader, dialog_parent: QWidget):
         super().__init__(dialog_parent)
@@ -52,6 +52,7 @@ class CheckpointOpener(QObject):
             trust_pickle=self._key(source) in self.trusted_sources,
             fixes=commands.copy_overrides(workspace.fixes),
             with_progress=True,
+            **({"recipe": workspace.recipe} if workspace.recipe else {}),
         )
         task.source = source
         workspace.opening.start(task, self._succeeded, failed=self._failed, progressed=self._progress, stale=_release)
@@ -93,6 +94,38 @@ class CheckpointOpener(QObject):
             log(f"note: {note}")
         for line in plan.problem_lines():
             log(f"problem: {line}")
+        self._offer_alternative(prepared)
+
+    def _offer_alternative(self, prepared) -> None:
+        """A checkpoint the detected recipe cannot convert whole, but another can in part (a UnitY speech
+        encoder's inner encoder): offered as a choice, never taken silently; once taken, said so, with the
+        way back."""
+        workspace = self.workspace
+        if workspace.recipe:
+            detected = prepared.detection.evidence
+            workspace.messages.show(
+                "info",
+                f"Converting with the {prepared.recipe.name} recipe, as you chose: {prepared.recipe.title}. "
+                "Everything outside it is dropped, each row with its reason.",
+                [("Use the detected recipe", lambda: self.choose_recipe(""), "detectedRecipeButton")],
+            )
+            workspace.messages.log(f"recipe chosen by you: {prepared.recipe.name} (the checkpoint: {detected})")
+            return
+        alternative = prepared.recipe.alternative
+        if alternative is None:
+            return
+        workspace.messages.show(
+            "warning",
+            f"This checkpoint cannot be converted whole: {alternative.why}. {alternative.action} "
+            f"(the {alternative.recipe} recipe) to convert the part that can; the rest is dropped, each row with "
+            "its reason.",
+            [(alternative.action, lambda: self.choose_recipe(alternative.recipe), "alternativeRecipeButton")],
+        )
+
+    def choose_recipe(self, name: str) -> None:
+        """Open the checkpoint with this recipe ("" detects it again)."""
+        self.workspace.set_recipe(name)
+        self.open()
 
     def _failed(self, task, error) -> bool:
         workspace = self.workspace
@@ -113,9 +146,11 @@ class CheckpointOpener(QObject):
             workspace.want_base_model(needed_by=error.recipe)
             messages.show(
                 "warning",
-                f"This {error.recipe} checkpoint holds only a downstream head. Choose the upstream model "
-                "folder it was trained on (Base model), and it opens.",
-                [("Choose base model folder…", lambda: self.baseModelRequested.emit(), "chooseBaseModelButton")],
+                f"This {error.recipe} checkpoint holds only a downstream head. Choose the upstream model it was "
+                "trained on (Base model): its transformers folder, or its original checkpoint file, which is "
+                "converted along with the head. Then it opens.",
+                [("Choose base model folder…", lambda: self.baseModelRequested.emit("folder"), "chooseBaseModelButton"),
+                 ("Choose base model file…", lambda: self.baseModelRequested.emit("file"), "chooseBaseModelFileButton")],
             )
             messages.log(str(error))
             return True

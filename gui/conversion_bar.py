@@ -249,7 +249,7 @@ class ConversionBar(QFrame):
             return "info", f"Opening the checkpoint…{waiting}"
         if workspace.prepared is None:
             if workspace.base_model_wanted and not workspace.base_model:
-                return "warning", "Choose the base model folder to open this checkpoint."
+                return "warning", "Choose the base model (a folder or its original checkpoint) to open this checkpoint."
             return "error", "The checkpoint could not be opened: see the message above."
         plan = workspace.prepared.plan
         if not plan.ok:

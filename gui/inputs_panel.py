@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QSettings, Qt
-from PySide6.QtWidgets import QGridLayout, QGroupBox, QLabel, QSizePolicy, QWidget
+from PySide6.QtCore import QEvent, QSettings, Qt, Signal
+from PySide6.QtWidgets import QGridLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QWidget
 
 from .widgets import PathField
 from .workspace import Workspace
@@ -23,6 +23,8 @@ SUMMARY_FIELDS = {"hidden_size": "hidden", "num_hidden_layers": "layers", "inter
 
 
 class InputsPanel(QGroupBox):
+    detectRequested = Signal()  # "Detect again": forget the recipe the user chose over the detected one
+
     def __init__(self, workspace: Workspace, settings: QSettings, parent: QWidget | None = None):
         super().__init__("Inputs", parent)
         self.setObjectName("inputsGroup")
@@ -44,9 +46,12 @@ class InputsPanel(QGroupBox):
             tooltip="A transformers config.json for the target model; leave empty to infer it from the checkpoint.",
             parent=self)
         self.base_model_field = PathField(
-            "baseModelPath", settings=settings, recent_key="base_model", folder=True,
-            dialog_title="Choose the base model folder", placeholder="the upstream model folder this head was trained on",
-            tooltip="A head-only checkpoint (e.g. S3PRL downstream) needs the upstream model folder it was trained on.",
+            "baseModelPath", settings=settings, recent_key="base_model", folder=True, or_file=True,
+            file_filter=CHECKPOINT_FILTER, dialog_title="Choose the base model",
+            placeholder="the upstream model this head was trained on: a transformers folder or its original checkpoint",
+            tooltip="A head-only checkpoint (e.g. an S3PRL downstream) needs the upstream model it was trained on: a "
+                    "transformers folder, or the upstream's original checkpoint file (fairseq, Microsoft or S3PRL), "
+                    "which is converted along with the head.",
             parent=self)
         self.labels_field = PathField(
             "labelsPath", settings=settings, recent_key="labels", file_filter=LABELS_FILTER,
@@ -96,7 +101,17 @@ class InputsPanel(QGroupBox):
         recipe_title = QLabel("Recipe:", self)
         self.labels["recipe"] = recipe_title
         grid.addWidget(recipe_title, len(rows), 0)
-        grid.addWidget(self.recipe_label, len(rows), 1, 1, 2)
+        self.detect_button = QPushButton("Detect again", self)
+        self.detect_button.setObjectName("detectRecipeButton")
+        self.detect_button.setToolTip("You chose this recipe over the detected one: open the checkpoint with the "
+                                      "recipe Speechport detects")
+        self.detect_button.clicked.connect(self.detectRequested)
+        self.detect_button.hide()
+        recipe_row = QHBoxLayout()
+        recipe_row.setContentsMargins(0, 0, 0, 0)
+        recipe_row.addWidget(self.recipe_label, 1)
+        recipe_row.addWidget(self.detect_button)
+        grid.addLayout(recipe_row, len(rows), 1, 1, 2)
         workspace.changed.connect(self.refresh)
 
     def fields(self) -> tuple[PathField, ...]:
@@ -121,6 +136,7 @@ class InputsPanel(QGroupBox):
         self.set_base_model_visible(workspace.base_model_wanted)
         self.set_labels_visible(workspace.labels_wanted())
         self.labels_info.setText(labels_info(workspace))
+        self.detect_button.setVisible(bool(workspace.recipe))
         if workspace.output_chosen:
             self.output_info.setText("chosen by you")
             self.output_info.setToolTip("You chose this folder: it stays when you open another checkpoint.")
@@ -165,9 +181,17 @@ class InputsPanel(QGroupBox):
     def show_prepared(self, prepared) -> None:
         """The recipe detected and the config settled for an opened checkpoint (`core.conversion.Prepared`)."""
         detection = prepared.detection
-        self.recipe_label.setText(
-            f"{prepared.recipe.name} · {prepared.layout} layout → {prepared.plan.target_class}   ({detection.evidence})")
+        chosen = " · chosen by you" if self.workspace.recipe else ""
+        self.recipe_label.setText(f"{prepared.recipe.name}{chosen} · {prepared.layout} layout → "
+                                  f"{prepared.plan.target_class}   ({detection.evidence})")
         self.recipe_label.setToolTip(f"{prepared.recipe.title}\nWhy: {detection.evidence}")
+        base = prepared.recipe.base_summary()
+        if base is not None:  # an original upstream checkpoint, converted in the same run
+            self.base_model_info.setText(f"a {base['recipe']} upstream file: converted with the head")
+            self.base_model_info.setToolTip(f"{base['evidence']} → {base['target_class']}")
+        elif prepared.base_model is not None:
+            self.base_model_info.setText("a transformers folder")
+            self.base_model_info.setToolTip("")
         choice = prepared.config
         if choice.origin == "file":
             self._show_config_summary(f"from {Path(choice.path).name}" if choice.path else "from file")

@@ -62,7 +62,8 @@ def empty_state_text(workspace: Workspace) -> tuple[str, str]:
         waiting = "Waiting for torch and transformers, then reading" if workspace.waiting_for_libraries else "Reading"
         return f"Opening {name}…", f"{waiting} the checkpoint, detecting its recipe and building the plan."
     if workspace.base_model_wanted and not workspace.base_model:
-        return f"{name} needs its base model", "Choose the upstream model folder it was trained on (Base model, above)."
+        return f"{name} needs its base model", ("Choose the upstream model it was trained on (Base model, above): a "
+                                                       "transformers folder or its original checkpoint file.")
     return (f"{name} is not open",
             "See the message above: fix the input and press Enter in its field, or Reload (F5).")
 
@@ -263,6 +264,7 @@ class MainWindow(QMainWindow):
         inputs.output_field.pathChosen.connect(lambda path: workspace.set_output(path, chosen=True))
         inputs.output_field.edit.textEdited.connect(lambda text: workspace.set_output(text.strip(), chosen=True))
         self.opener.baseModelRequested.connect(self.choose_base_model)
+        inputs.detectRequested.connect(lambda: self.opener.choose_recipe(""))
 
         page = self.mapping_page
         page.model.renameRequested.connect(self.fixes_editor.rename)
@@ -296,9 +298,11 @@ class MainWindow(QMainWindow):
     def browse_source(self) -> None:
         self.inputs.source_field.choose()
 
-    def choose_base_model(self) -> None:
+    def choose_base_model(self, kind: str = "") -> None:
+        """kind "folder" or "file"; otherwise the field asks which."""
         self.workspace.want_base_model()
-        self.inputs.base_model_field.choose()
+        field = self.inputs.base_model_field
+        {"folder": field.choose_folder, "file": field.choose_file}.get(kind, field.choose)()
 
     def reload(self) -> None:
         """Open the checkpoint again with the inputs as they stand, paths still being typed included."""

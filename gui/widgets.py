@@ -71,6 +71,7 @@ class PathField(QWidget):
         settings: QSettings,
         recent_key: str,
         folder: bool = False,
+        or_file: bool = False,
         file_filter: str = "",
         dialog_title: str = "",
         placeholder: str = "",
@@ -80,6 +81,7 @@ class PathField(QWidget):
         super().__init__(parent)
         self.setObjectName(f"{object_name}Field")
         self.folder = folder
+        self.or_file = or_file  # a folder or a file (a base model: a transformers folder or an original checkpoint)
         self.file_filter = file_filter
         self.dialog_title = dialog_title
         self.recent = RecentPaths(settings, recent_key)
@@ -104,6 +106,12 @@ class PathField(QWidget):
         self.recent_menu = QMenu(self.browse)
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         self.browse.setMenu(self.recent_menu)
+        self.kind_menu = None
+        if folder and or_file:  # no file dialog picks "a folder or a file": Browse asks which one first
+            self.kind_menu = QMenu(self)
+            self.kind_menu.setObjectName(f"{object_name}Kind")
+            self.kind_menu.addAction("A folder…", self.choose_folder)
+            self.kind_menu.addAction("A file…", self.choose_file)
 
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -149,11 +157,20 @@ class PathField(QWidget):
         self.pathChosen.emit(text)
 
     def choose(self) -> None:
-        start = self._start_folder()
-        if self.folder:
-            chosen = QFileDialog.getExistingDirectory(self, self.dialog_title, start)
+        if self.kind_menu is not None:
+            self.kind_menu.popup(self.browse.mapToGlobal(self.browse.rect().bottomLeft()))
+        elif self.folder:
+            self.choose_folder()
         else:
-            chosen, _ = QFileDialog.getOpenFileName(self, self.dialog_title, start, self.file_filter)
+            self.choose_file()
+
+    def choose_folder(self) -> None:
+        chosen = QFileDialog.getExistingDirectory(self, self.dialog_title, self._start_folder())
+        if chosen:
+            self.commit(chosen)
+
+    def choose_file(self) -> None:
+        chosen, _ = QFileDialog.getOpenFileName(self, self.dialog_title, self._start_folder(), self.file_filter)
         if chosen:
             self.commit(chosen)
 
@@ -162,7 +179,7 @@ class PathField(QWidget):
         for candidate in [self.path(), *self.recent.items()]:
             if candidate:
                 path = Path(candidate).expanduser()
-                return str(path if self.folder else path.parent)
+                return str(path if self.folder and path.is_dir() else path.parent)
         return str(Path.home())
 
     def _on_editing_finished(self) -> None:

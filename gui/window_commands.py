@@ -43,8 +43,9 @@ def build_actions(window) -> None:
                            "Open the bundled demo checkpoint (a tiny conformer_shaw)", theme.app_icon(), "actionDemo")
     window.act_config = action("Choose &config…", lambda: window.inputs.config_field.choose(), K("Ctrl+Shift+C"),
                              "Choose a transformers config.json (otherwise it is inferred)", name="actionConfig")
-    window.act_base_model = action("Choose &base model folder…", window.choose_base_model, K("Ctrl+Shift+B"),
-                                 "Choose the upstream model folder a head-only checkpoint needs", name="actionBaseModel")
+    window.act_base_model = action("Choose &base model…", window.choose_base_model, K("Ctrl+Shift+B"),
+                                 "Choose the upstream model a head-only checkpoint needs: a transformers folder or "
+                                 "its original checkpoint file", name="actionBaseModel")
     window.act_output = action("Choose o&utput folder…", lambda: window.inputs.output_field.choose(), K("Ctrl+Shift+O"),
                              "Choose where the converted folder goes", name="actionOutput")
     window.act_reload = action("&Reload", window.reload, K(K.StandardKey.Refresh),

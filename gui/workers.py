@@ -162,12 +162,13 @@ def _map_torch_libraries() -> None:
 
 
 def prepare_job(source: str, *, config: str | None, base_model: str | None, trust_pickle: bool, fixes, progress: Progress,
-                labels: str | None = None):
-    """Open, detect, configure and plan with the user's fixes (and a classification head's labels file)."""
+                labels: str | None = None, recipe: str | None = None):
+    """Open, detect (unless the user chose a `recipe`), configure and plan with the user's fixes (and a
+    classification head's labels file)."""
     from ..core.conversion import prepare
 
     return prepare(source, config=config or None, base_model=base_model or None, labels=labels or None,
-                   mapping=fixes, trust_pickle=trust_pickle, progress=progress)
+                   mapping=fixes, trust_pickle=trust_pickle, progress=progress, recipe=recipe or None)
 
 
 def convert_job(prepared, out: str, *, force: bool, progress: Progress):

@@ -85,6 +85,7 @@ class Workspace(QObject):
         self.output = ""
         self.output_chosen = False  # by the user; otherwise suggested from the checkpoint's name
         self.output_note = ""  # why a suggested folder is not beside the checkpoint
+        self.recipe = ""  # a recipe the user chose over the detected one (a recipe's `alternative`); "" detects
         self.waiting_for_libraries = False  # opening as soon as torch and transformers are loaded
 
         # The checkpoint, the fixes and what was made of them.
@@ -152,6 +153,7 @@ class Workspace(QObject):
         self.inferred_recorded = False
         self.base_model_wanted = bool(self.base_model)
         self.base_model_needed_by = ""
+        self.recipe = ""
         if not self.output_chosen:
             self.output, self.output_note = suggested_output(source)
         self.waiting_for_libraries = False
@@ -205,6 +207,11 @@ class Workspace(QObject):
     def set_base_model(self, path: str) -> None:
         self.base_model = path
         self.base_model_wanted = bool(path) or self.base_model_wanted
+        self._emit(self.inputsChanged)
+
+    def set_recipe(self, name: str) -> None:
+        """Convert with this recipe instead of the detected one ("" detects again); the caller reopens."""
+        self.recipe = name
         self._emit(self.inputsChanged)
 
     def want_base_model(self, needed_by: str = "") -> None:

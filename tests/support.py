@@ -142,3 +142,32 @@ def torch_tensors(obj):
     from speechport.core.stored_tensor import iter_tensors
 
     return iter_tensors(obj, kind=torch.Tensor)
+
+
+def unity_checkpoint(path, m4t: bool):
+    """The cs_s64 fixture's frontend and conformer layers as the inner encoder of a UnitY speech
+    encoder, with the LayerNorms, feed-forward block and adaptor layer that follow it; `m4t`: as
+    a whole M4T checkpoint holds it, beside a text model."""
+    fs2 = load_fs2("cs_s64")
+    width = fs2["encoder_frontend.model_dim_proj.weight"].shape[0]
+    speech, frontend = ("speech_encoder", "speech_encoder_frontend") if m4t else ("encoder", "encoder_frontend")
+    state = {}
+    for key, tensor in fs2.items():
+        if key.startswith("encoder_frontend."):
+            state[key.replace("encoder_frontend.", f"{frontend}.", 1)] = tensor
+        elif key.startswith("encoder.layers."):
+            state[key.replace("encoder.layers.", f"{speech}.inner.layers.", 1)] = tensor
+    generator = torch.Generator().manual_seed(3)
+    extra = {
+        "inner_layer_norm.weight": (width,), "inner_layer_norm.bias": (width,),
+        "proj1.weight": (4 * width, width), "proj1.bias": (4 * width,), "proj2.weight": (width, 4 * width),
+        "proj2.bias": (width,), "adaptor_layers.0.self_attn.q_proj.weight": (width, width),
+        "adaptor_layers.0.residual_layer_norm.weight": (width,), "layer_norm.weight": (width,), "layer_norm.bias": (width,),
+    }
+    for key, shape in extra.items():
+        state[f"{speech}.{key}"] = torch.randn(shape, generator=generator)
+    if m4t:
+        state["text_decoder.layers.0.self_attn.q_proj.weight"] = torch.randn(8, 8, generator=generator)
+        state["text_decoder_frontend.embed.weight"] = torch.randn(10, 8, generator=generator)
+    torch.save({"model": state}, path)
+    return path

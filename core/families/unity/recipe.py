@@ -16,7 +16,7 @@ by the conformer_shaw reference.
 from __future__ import annotations
 
 from ...checkpoint import Checkpoint
-from ...recipe import Detection
+from ...recipe import Alternative, Detection
 from ...rules import Stage, drop, refuse, rename
 from ...wrapper_prefix import unwrapped
 from ..conformer_shaw.recipe import ConformerShawRecipe, _state_dict
@@ -58,6 +58,10 @@ class UnitySpeechEncoderRecipe(ConformerShawRecipe):
     name = "unity_speech_encoder"
     title = "UnitY speech encoder (seamless M4T) -> refused whole; its inner encoder converts with unity_inner_encoder"
     original_backends = ("reference",)
+    alternative = Alternative(
+        "unity_inner_encoder", "Convert the inner encoder only",
+        "transformers' Wav2Vec2BertModel has no module for the LayerNorm after its inner encoder nor for its final "
+        "LayerNorm")
 
     @classmethod
     def detect(cls, checkpoint: Checkpoint) -> Detection | None:
@@ -77,9 +81,8 @@ class UnitySpeechEncoderRecipe(ConformerShawRecipe):
 
     def choose_config(self, names, *, config_path=None, labels=None):
         choice = super().choose_config(names, config_path=config_path, labels=labels)
-        choice.notes.append("the whole UnitY speech encoder cannot be converted: transformers' Wav2Vec2BertModel has no "
-                            "module for its inner LayerNorm nor its final LayerNorm; its inner conformer encoder can "
-                            "be converted on its own (the unity_inner_encoder recipe)")
+        choice.notes.append(f"the whole UnitY speech encoder cannot be converted: {self.alternative.why}; its inner "
+                            f"conformer encoder can be converted on its own (--recipe {self.alternative.recipe})")
         return choice
 
 
