@@ -97,7 +97,8 @@ def protected_inputs(
     """The conversion's inputs, each with what it is, for `check_output_path(protected=...)`."""
     named = [
         ("the source checkpoint", source),
-        ("the base model folder", base_model),
+        ("the base model file" if base_model and Path(base_model).expanduser().is_file() else "the base model folder",
+         base_model),
         ("the config file", config),
         ("the mapping file", mapping),
         ("the labels file", labels),

@@ -40,7 +40,7 @@ from speechport.core.output_folder import (
     staged_name,
 )
 
-from conftest import CONFORMER_SHAW, S3PRL
+from conftest import CONFORMER_SHAW, FIXTURES, S3PRL
 from support import checkpoint_path, config_path, sha256
 
 CONVERTED = ["README.md", "config.json", "model.safetensors", "preprocessor_config.json", "speechport_report.json"]
@@ -126,6 +126,10 @@ def _copy(source: Path, destination: Path) -> Path:
     return Path(shutil.copy(source, destination))
 
 
+UPSTREAM_HEAD = FIXTURES / "s3prl_upstreams" / "downstream" / "wavlm_sid" / "dev-best.ckpt"
+UPSTREAM_FILE = FIXTURES / "s3prl_upstreams" / "upstreams" / "wavlm_base_plus" / "wavlm_base_plus.pt"
+
+
 def _s3prl_inputs(tmp_path: Path) -> tuple[Path, Path]:
     """A SUPERB head and a copy of its base model folder."""
     source = _copy(S3PRL / "sid" / "dev-best.ckpt", tmp_path / "heads" / "sid.ckpt")
@@ -181,6 +185,10 @@ def _case(tmp_path: Path, case: str, monkeypatch) -> tuple[list, str, str, Path]
     elif case == "an ancestor of the base model folder":
         source, named = _s3prl_inputs(tmp_path)
         args, out, what = ["convert", source, "--base-model", named], named.parent, "the base model folder"
+    elif case == "the base model file's folder":
+        source = _copy(UPSTREAM_HEAD, tmp_path / "heads" / "sid.ckpt")
+        named = _copy(UPSTREAM_FILE, tmp_path / "models" / "upstream.pt")
+        args, out, what = ["convert", source, "--base-model", named], named.parent, "the base model file"
     elif case == "the labels file's folder":
         source, base = _s3prl_inputs(tmp_path)
         named = _labels(tmp_path / "labels" / "speakers.txt")
@@ -194,7 +202,7 @@ CASES = [
     "the source's folder", "an ancestor of it", "dir/./ alias", "dir/../dir alias", "relative path",
     "the source file itself", "a link to the source's folder", "a link to a link to an ancestor", "the config's folder",
     "the mapping file's folder", "the verification clip's folder", "the base model folder",
-    "an ancestor of the base model folder", "the labels file's folder",
+    "an ancestor of the base model folder", "the base model file's folder", "the labels file's folder",
 ]
 
 

@@ -59,7 +59,7 @@ UPSTREAM_RULES = (
     drop(r"^BaseModel\.(?:\w+\.)?(quantizer|project_q|project_hid|lm_head|dropout_features)\.",
          "a pretraining or CTC head of the base model, unused by S3PRL's upstream"),
     rename(r"^BaseModel\.(?:wav2vec2\.|hubert\.|wavlm\.|unispeech_sat\.|data2vec_audio\.)?(.*)$", r"{base}.\1",
-           "the upstream's weights, from the base model folder"),
+           "the upstream's weights, from the base model"),
     rename(r"^Upstream\.model\.(.*)$", r"{base}.\1", "the upstream fine-tuned with the head (saved in the checkpoint)"),
 )
 HEAD_RULES = {
