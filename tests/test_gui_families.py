@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QApplication, QLabel, QLineEdit, QMenu, QPushButto
 from speechport.core.plan import Status  # noqa: E402
 
 from conftest import FIXTURES  # noqa: E402
-from gui_support import OPEN_TIMEOUT_MS, convert_button, message, wait_idle, wait_open  # noqa: E402
+from gui_support import OPEN_TIMEOUT_MS, choose_clip, compare, convert_button, message, wait_idle, wait_open  # noqa: E402
 from support import checkpoint_path, unity_checkpoint  # noqa: E402
 
 UPSTREAMS_DIR = FIXTURES / "s3prl_upstreams"
@@ -67,6 +67,11 @@ def test_a_head_asks_for_its_base_model_and_takes_an_upstream_file(make_window, 
     report = json.loads((result.output / "speechport_report.json").read_text())
     assert report["recipe"]["name"] == "s3prl" and report["base_model"] == str(upstream_file("wavlm_sid"))
     assert report["base_model_recipe"]["recipe"] == "wavlm" and report["base_model_recipe"]["target_class"] == "WavLMModel"
+    # The audition runs the head on the original upstream (our reference of it) against the converted folder.
+    page = window.show_audition()
+    choose_clip(qtbot, page, UPSTREAMS_DIR / "audio" / "speechlike_1p0s.wav")
+    assert compare(qtbot, page).startswith("✓ pass")
+    assert page.comparison.clips[0].max_abs_diff < 1e-4
 
 
 def test_the_base_model_field_asks_folder_or_file_before_its_dialog(make_window, answers, qtbot, tmp_path):
