@@ -6,7 +6,6 @@ blocking it.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shlex
 import shutil
@@ -54,7 +53,6 @@ from support import checkpoint_path, config_path, leftovers, load_fs2  # noqa: E
 
 BROKEN_KEY = "encoder.layers.0.ffn1.inner_proj.weight"
 ITS_TARGET = "encoder.layers.0.ffn1.intermediate_dense.weight"
-S3PRL_RECIPE = importlib.util.find_spec("speechport.core.families.s3prl_heads") is not None
 
 
 # -- opening ---------------------------------------------------------------------------------------
@@ -377,7 +375,6 @@ def test_unsafe_pickle_asks_for_trust_and_no_means_no(make_window, answers, qtbo
     assert len(answers.questions) == 2
 
 
-@pytest.mark.xfail(not S3PRL_RECIPE, reason="the S3PRL recipe (core/recipes/s3prl.py) has not landed yet", strict=False)
 def test_s3prl_head_asks_for_the_base_model(make_window, answers, qtbot, fixtures_dir):
     window = make_window(source=fixtures_dir / "s3prl" / "sid" / "dev-best.ckpt")
     base_model = window.findChild(QLineEdit, "baseModelPath")
