@@ -118,7 +118,7 @@ class MappingPage(QWidget):
         table.setEditTriggers(EDIT_TRIGGERS)
         table.setAlternatingRowColors(True)
         table.setWordWrap(False)
-        table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        table.setTextElideMode(Qt.TextElideMode.ElideLeft)
         table.verticalHeader().hide()
         table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)
         table.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
