@@ -12,6 +12,15 @@ The scenes, in order (a later one builds on the earlier ones it needs):
   audition-long      a 150 s clip (the demo speech over and over, in noise): drawn whole, 10 s of it compared
   audition-labels    an S3PRL keyword-spotting head: one answer per clip, as label bars (light)
   audition-speakers  an S3PRL diarization head: each speaker's activity in both models (dark)
+  unknown-names      a copy of the demo saved from DDP (every key under `module.`) with six keys spelled in
+                     other styles, opened: the prefix stripped as an inferred fix, the unmapped rows with
+                     their suggestions (light)
+  bulk-rename        the bulk rename dialog on it, renaming source keys (`query` is `q_proj`): the preview of
+                     what the plan becomes (the dialog alone; nothing applied)
+  suggestions-applied  the same once "Apply confident suggestions" fixed them: a clean plan, the fixed rows
+                     selected
+  audition-fixes     its conversion compared on the demo speech clip: a pass, with the rows proven only
+                     through the fixes listed (light)
 The S3PRL scenes use the test fixtures of a source checkout (tests/fixtures/s3prl) and are left out
 without them. At the default size the files are `window-<scene>.png`; at another, `window-<scene>-WxH.png`.
 Runs offscreen when there is no display; under Xvfb (`xvfb-run python -m ...`) it renders through X.
@@ -30,7 +39,9 @@ from pathlib import Path
 
 SIZE = (1280, 800)
 SCENES = ("mapping", "problem", "converted", "audition-pass", "audition-fail", "audition-long", "audition-labels",
-          "audition-speakers")
+          "audition-speakers", "unknown-names", "bulk-rename", "suggestions-applied", "audition-fixes")
+FIXES_SCENES = ("unknown-names", "bulk-rename", "suggestions-applied", "audition-fixes")
+SOURCE_RULE = (r"\.query\.", ".q_proj.")  # the bulk rename's example: their `query` is the recipe's `q_proj`
 MISTYPED_KEY = "encoder.layers.0.ffn1.inner_proj.weight"  # given its own (fairseq2) name as the target
 FIXED_TARGET = "encoder.layers.0.ffn1.intermediate_dense.weight"
 DAMAGED_KEY = "encoder.layers.1.ffn2_layer_norm.weight"  # scaled by 1.03: the audition then fails at encoder.layers.1
@@ -38,6 +49,17 @@ S3PRL_FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "s
 S3PRL_SCENES = {  # scene: (task folder, checkpoint)
     "audition-labels": ("ks", "dev-best.ckpt"),
     "audition-speakers": ("sd", "best-states-dev.ckpt"),
+}
+# The demo saved as a DDP-wrapped training run would save it, with keys no rule knows: the demo's key ->
+# how this copy spells it (the README's walkthrough makes the same file).
+WRAPPER_PREFIX = "module."
+UNKNOWN_NAMES = {
+    "encoder.layers.0.self_attn_layer_norm.weight": "encoder.layers.0.selfAttnLayerNorm.weight",  # camelCase
+    "encoder.layers.0.self_attn_layer_norm.bias": "encoder.layers.0.selfAttnLayerNorm.bias",
+    "encoder.layers.1.self_attn.q_proj.weight": "encoder.layers.1.self_attn.query.weight",  # a synonym
+    "encoder.layers.1.self_attn.q_proj.bias": "encoder.layers.1.self_attn.query.bias",
+    "encoder.layers.1.conv.pointwise_conv2.weight": "encoder/layers/1/conv/pointwise_conv2/weight",  # another separator
+    "encoder.layers.1.ffn2_layer_norm.weight": "encoder.layers.1.ffn2_ln.weight",  # an abbreviation
 }
 LONG_CLIP_SECONDS = 150.0
 LONG_CLIP_SEGMENT = (60.0, 70.0)
@@ -67,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     suffix = "" if args.size == SIZE else f"-{args.size[0]}x{args.size[1]}"
     shots = Shots(app, args.out, suffix, args.size, scratch)
     try:
-        if wanted - set(S3PRL_SCENES) and not demo_scenes(shots, wanted):
+        if wanted - set(S3PRL_SCENES) - set(FIXES_SCENES) and not demo_scenes(shots, wanted):
+            return 1
+        if wanted & set(FIXES_SCENES) and not fixes_scenes(shots, wanted):
             return 1
         s3prl = sorted(wanted & set(S3PRL_SCENES), key=SCENES.index)
         if s3prl and not S3PRL_FIXTURES.is_dir():
@@ -186,6 +210,91 @@ def demo_scenes(shots: Shots, wanted: set[str]) -> bool:
     window.undo_stack.setClean()  # the fixes were made for the pictures: closing asks nothing
     window.close()
     return True
+
+
+def fixes_scenes(shots: Shots, wanted: set[str]) -> bool:
+    """A checkpoint with names no rule knows: opened, fixed by its suggestions, converted and proven."""
+    from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt
+
+    from ..core.demo import DEMO_CLIPS
+    from . import theme
+    from .heartbeat import run_until
+    from .plan_model import Column
+    from .rename_preview import SOURCE_KEYS
+
+    theme.apply_appearance(shots.app, "light")
+    source = unknown_names_copy(shots.scratch / "my_model.pt")
+    window = shots.window(output=shots.scratch / "my_model-hf")
+    if window.act_show_log.isChecked():
+        window.act_show_log.trigger()  # the table's rows are the point: the log hidden (View ▸ Show log)
+    window.open_source(source)
+    if not run_until(lambda: window.prepared is not None and not window.busy() and not window.prepare_wanted, 120):
+        print(f"{source.name} did not open: {window.message_bar.text.text()}", file=sys.stderr)
+        return False
+    renamed = [WRAPPER_PREFIX + key for key in UNKNOWN_NAMES.values()]
+    window.table.sortByColumn(Column.STATUS, Qt.SortOrder.AscendingOrder)  # problems first
+    window.table.clearSelection()
+    window.table.scrollToTop()
+    if "unknown-names" in wanted:
+        shots.save(window, "unknown-names")
+
+    if "bulk-rename" in wanted:
+        window.fixes_editor.bulk_rename(SOURCE_KEYS)
+        dialog = window.fixes_editor.bulk_dialog
+        dialog.resize(min(dialog.width(), shots.size[0] - 100), min(dialog.height(), shots.size[1] - 120))
+        dialog.pattern.setText(SOURCE_RULE[0])
+        dialog.replacement.setText(SOURCE_RULE[1])
+        if not run_until(lambda: dialog.result_preview is not None, 60):
+            print(f"no preview of the rename: {dialog.status.text()}", file=sys.stderr)
+            return False
+        shots.save(dialog, "bulk-rename")
+        dialog.reject()
+
+    window.act_suggestions.trigger()
+    if not run_until(lambda: window.prepared.plan.ok and not window.busy() and not window.prepare_wanted, 60):
+        print(f"the suggestions did not fix the plan: {window.prepared.plan.summary()}", file=sys.stderr)
+        return False
+    window.table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # the checkpoint's order
+    selection = QItemSelection()
+    for key in renamed:
+        index = window.proxy.mapFromSource(window.model.index(window.model.row_of_source(key), 0))
+        selection.select(index, index)
+    flags = QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
+    window.table.selectionModel().select(selection, flags)
+    run_until(lambda: False, 0.3)  # the notices that went with the problems are gone: the table is taller
+    first = window.proxy.mapFromSource(window.model.index(window.model.row_of_source(renamed[2]), 0))
+    window.table.scrollTo(first, window.table.ScrollHint.PositionAtTop)  # layer 1's fixed rows in view
+    if "suggestions-applied" in wanted:
+        shots.save(window, "suggestions-applied")
+
+    if "audition-fixes" in wanted:
+        window.convert()
+        run_until(lambda: not window.busy(), 120)
+        if window.result is None:
+            print(f"{source.name} did not convert: {window.message_bar.text.text()}", file=sys.stderr)
+            return False
+        window.message_bar.dismiss()
+        page = window.show_audition()
+        page.choose_clip(DEMO_CLIPS[0])
+        if not audition(window, page):
+            return False
+        page.view.show_fixed_rows(True)
+        shots.save(window, "audition-fixes")
+    window.undo_stack.setClean()  # the fixes were made for the pictures: closing asks nothing
+    window.close()
+    return True
+
+
+def unknown_names_copy(path: Path) -> Path:
+    """The demo checkpoint as a DDP training run with its own names for six tensors would save it."""
+    import torch
+
+    from ..core.demo import DEMO_CHECKPOINT
+
+    state = torch.load(DEMO_CHECKPOINT, weights_only=True)["model"]
+    state = {WRAPPER_PREFIX + UNKNOWN_NAMES.get(key, key): tensor for key, tensor in state.items()}
+    torch.save({"model": state, "epoch": 12}, path)
+    return path
 
 
 def s3prl_scene(shots: Shots, scene: str) -> bool:
