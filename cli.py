@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     def source_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("source", metavar="SOURCE", help="checkpoint file (.pt, .ckpt, .safetensors)")
         sub.add_argument("--config", metavar="F", help="target config.json (default: inferred from the checkpoint)")
-        sub.add_argument("--mapping", metavar="F", help="mapping fixes (JSON or TOML: rename, drop, rules)")
+        sub.add_argument("--mapping", metavar="F", help="mapping fixes (JSON or TOML: rename, drop, rules, source_rules)")
         sub.add_argument("--base-model", metavar="DIR_OR_FILE",
                          help="the upstream model an S3PRL head was trained on: a transformers folder, or its "
                               "original checkpoint file (fairseq, Microsoft or S3PRL), converted along with the head")
