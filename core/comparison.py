@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import BadInput
 from .strict_json import plain
+
+if TYPE_CHECKING:  # torch is imported where a comparison runs: a conversion needs none of it
+    import torch
 
 DEFAULT_TOLERANCE = 5e-3  # transformers' conversion script: assert_close(atol=rtol=5e-3)
 NMSE_FLOOR_DB = -300.0  # reported for identical outputs, where the ratio is zero
@@ -113,6 +115,8 @@ class Comparison:
 
 def compare_outputs(audio: str, original: SideOutput, converted: SideOutput, tolerance: float = DEFAULT_TOLERANCE) -> ClipComparison:
     """Metrics over the original's valid frames; the verdict is max |diff| <= tolerance."""
+    import torch
+
     notes: list[str] = []
     reference = _frames(original.primary)
     candidate = _frames(converted.primary)

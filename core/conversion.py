@@ -29,6 +29,7 @@ from .recipe import ConfigChoice, Detection, Recipe, SourceTensor
 from .rules import Rule
 from .safetensors_writer import DEFAULT_MAX_SHARD_SIZE, WriteItem, WrittenWeights, write_weights
 from .suggestions import Suggestion, suggest
+from .target_cache import CACHE, PREPROCESSOR_FILE
 from .wrapper_prefix import strip_rule, wrapper_prefix
 
 REPORT_NAME = "speechport_report.json"
@@ -79,7 +80,7 @@ class Prepared:
         names = _original_names(self.recipe, self.tensors, overrides, self.inferred)
         if set(names) != self.config_names:  # a fix names a tensor the config is read from: settle it again
             self.config = self.recipe.choose_config(names, config_path=self.config_path, labels=self.labels)
-            self.targets = _target_tensors(self.recipe, self.config)
+            self.targets = self.config.config.targets()
             self.config_names = set(names)
         self.plan = _build_plan(self)
         return self.plan
@@ -136,9 +137,6 @@ def prepare(
         base_model = Path(base_model).expanduser().absolute() if base_model else None
         chosen = detection.open(checkpoint, base_model)
         chosen.check_checkpoint()
-        mark = time.perf_counter()
-        chosen.load_libraries()
-        timings["import"] = time.perf_counter() - mark
         if chosen.needs_base_model and base_model is None:
             raise NeedsBaseModel(str(source), chosen.name)
         if isinstance(mapping, Overrides):
@@ -146,18 +144,19 @@ def prepare(
         else:
             overrides = Overrides.load(mapping) if mapping else Overrides()
         progress.check()
-        progress.stage("settling the config")
+        progress.stage("settling the config and the target model")
         mark = time.perf_counter()
+        imports_before, builds_before = CACHE.import_seconds, CACHE.builds
         tensors = chosen.source_tensors()
         inferred = infer_source_renames(chosen, tensors, None)
         names = _original_names(chosen, tensors, overrides, inferred)
         config_path = Path(config).expanduser() if config else None
         label_names = read_labels(labels) if labels else None
         choice = chosen.choose_config(names, config_path=config_path, labels=label_names)
-        progress.check()
-        progress.stage("building the target model on the meta device")
-        targets = _target_tensors(chosen, choice)
-        timings["target"] = time.perf_counter() - mark
+        targets = choice.config.targets()
+        timings["import"] = CACHE.import_seconds - imports_before  # 0 when the target cache knew it
+        timings["target"] = time.perf_counter() - mark - timings["import"]
+        timings["targets_built"] = CACHE.builds - builds_before
         prepared = Prepared(
             source, checkpoint, chosen, tensors, chosen.other_entries(),
             choice, targets, overrides, plan=None, hasher=hasher,  # type: ignore[arg-type]
@@ -214,9 +213,10 @@ def convert(
         weights = write_weights(staged.path, items, progress, max_shard_size)
         progress.stage("writing config, preprocessor config, report and model card")
         config = prepared.config.config
-        config.save_pretrained(staged.path)
-        preprocessor = prepared.recipe.preprocessor_config(config)
-        (staged.path / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2, sort_keys=True) + "\n")
+        for name, text in config.files().items():  # what transformers' save_pretrained writes for it
+            (staged.path / name).write_text(text, encoding="utf-8")
+        preprocessor = config.preprocessor()
+        (staged.path / PREPROCESSOR_FILE).write_text(json.dumps(preprocessor, indent=2, sort_keys=True) + "\n")
         progress.stage("checksumming the source")
         while not prepared.hasher.wait(0.05):
             progress.check()
@@ -263,7 +263,7 @@ def _build_plan(prepared: Prepared) -> Plan:
     return build_plan(
         recipe=recipe.name,
         layout=prepared.layout,
-        target_class=recipe.target_class(prepared.config.config).__name__,
+        target_class=prepared.config.config.target_class,
         sources=sources,
         rules=recipe.rules(prepared.config.config),
         targets=prepared.targets,
@@ -276,14 +276,6 @@ def _build_plan(prepared: Prepared) -> Plan:
                                          "every key (undo it in the window to see the keys as saved)"
                                          for rule in prepared.inferred)],
     )
-
-
-def _target_tensors(recipe: Recipe, choice: ConfigChoice) -> dict[str, TargetTensor]:
-    try:
-        return recipe.target_tensors(choice.config)
-    except (ValueError, TypeError, AttributeError, RuntimeError) as exc:
-        where = choice.path or "the inferred config"
-        raise BadInput(f"{where}: transformers cannot build the model from this config ({exc})") from None
 
 
 def _original_names(recipe: Recipe, tensors, overrides: Overrides, inferred: list[Rule]) -> dict:

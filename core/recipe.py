@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from .checkpoint import Checkpoint, StoredTensor
 from .errors import BadInput
 from .files import regular_file
-from .plan import ConfigConflict, TargetTensor
+from .plan import ConfigConflict
 from .rules import RuleSet, Stage
+from .target_cache import ConfigSpec, TargetConfig
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -72,7 +73,7 @@ class SourceTensor:
 
 @dataclass
 class ConfigChoice:
-    config: PretrainedConfig
+    config: TargetConfig
     origin: str  # "file" or "inferred"
     path: str | None = None
     inferred: dict[str, str] = field(default_factory=dict)  # field -> "value: evidence"
@@ -142,13 +143,13 @@ class Recipe(abc.ABC):
         """Non-tensor entries (training state, arguments...) and why they are left out."""
         return {}
 
-    def inexpressible(self, config: PretrainedConfig | None = None) -> dict[str, str]:
+    def inexpressible(self, config: TargetConfig | None = None) -> dict[str, str]:
         """Settings of the original (not tensors) the target class cannot reproduce, with why."""
         return {}
 
     # -- planning ---------------------------------------------------------------------------
     @abc.abstractmethod
-    def rules(self, config: PretrainedConfig | None = None) -> RuleSet:
+    def rules(self, config: TargetConfig | None = None) -> RuleSet:
         """The renames from the file's names to the target's, as data."""
 
     @abc.abstractmethod
@@ -160,31 +161,29 @@ class Recipe(abc.ABC):
 
     @abc.abstractmethod
     def target_class(self, config: PretrainedConfig) -> type:
-        """The transformers class the checkpoint converts to."""
+        """The transformers class the checkpoint converts to (asked once per target built; afterwards
+        `TargetConfig.target_class` has its name)."""
 
-    def target_tensors(self, config: PretrainedConfig) -> dict[str, TargetTensor]:
-        """The target model's parameters, from the real class built on the meta device.
+    def target_extras(self) -> dict[str, Any]:
+        """What the target (its class, preprocessor config) depends on besides the config, as plain
+        data: part of the target cache's key (`core.target_cache`)."""
+        return {}
 
-        Meta tensors have shapes and dtypes but no storage, and weight initialisation is skipped:
-        only the names and shapes are wanted, so even a 600M model costs a few milliseconds.
-        """
-        import torch
+    def build_config(self, spec: ConfigSpec) -> TargetConfig:
+        """The config `spec` describes, with the target model it makes: from the target cache, or
+        built with transformers the first time (`core.target_cache`)."""
+        from .target_cache import CACHE
 
-        model_class = self.target_class(config)
-        with torch.device("meta"), _no_init_weights():
-            model = model_class(config)
-        return {
-            key: TargetTensor(tuple(value.shape), str(value.dtype).removeprefix("torch."))
-            for key, value in model.state_dict().items()
-        }
+        return CACHE.config(self, spec)
 
     # -- writing ----------------------------------------------------------------------------
     @abc.abstractmethod
     def preprocessor_config(self, config: PretrainedConfig) -> dict[str, Any]:
-        """The content of preprocessor_config.json."""
+        """The content of preprocessor_config.json (asked once per target built, with the real
+        transformers config; `target_extras` must name whatever else it depends on)."""
 
     @abc.abstractmethod
-    def card_details(self, config: PretrainedConfig) -> CardDetails:
+    def card_details(self, config: TargetConfig) -> CardDetails:
         """What the model card says the converted model is."""
 
     # -- proving ----------------------------------------------------------------------------
@@ -199,7 +198,7 @@ class Recipe(abc.ABC):
         recipe can name them itself (independently of any plan or fix)."""
 
     @abc.abstractmethod
-    def original_stage(self, config: PretrainedConfig | None = None) -> Stage:
+    def original_stage(self, config: TargetConfig | None = None) -> Stage:
         """The rules turning the original's own names into target names; their derived inverse
         finds the original name of a parameter that a user's fix filled."""
 
@@ -212,7 +211,7 @@ class Recipe(abc.ABC):
     def converted_side(self, folder: Path):
         """A callable `clip -> SideOutput` running the converted folder as users will load it."""
 
-    def check_clip(self, clip: Clip, config: PretrainedConfig | None = None) -> IllConditionedInput | None:
+    def check_clip(self, clip: Clip, config: TargetConfig | None = None) -> IllConditionedInput | None:
         """Before any model runs: refuse (BadInput, naming the clip) a clip this model cannot be
         compared on, such as one too short for it; say which parts of its input are
         ill-conditioned, if any. `config` is the converted model's (or the target's) config."""
@@ -244,16 +243,6 @@ def hub_model_id(name: str) -> str | None:
     except HFValidationError:
         return None
     return name
-
-
-def _no_init_weights():
-    try:
-        from transformers.initialization import no_init_weights
-    except ImportError:  # older transformers: initialising meta tensors is only slower
-        import contextlib
-
-        return contextlib.nullcontext()
-    return no_init_weights()
 
 
 def read_config_json(path: Path, expected_model_types: tuple[str, ...]) -> dict[str, Any]:

@@ -8,6 +8,10 @@ from pathlib import Path
 
 # Qt must pick its platform before any Qt import.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# A user cache of the test run's own (the target and digest caches): starts empty, never the user's.
+TEST_CACHE_HOME = tempfile.mkdtemp(prefix="speechport-test-cache-")
+os.environ["XDG_CACHE_HOME"] = TEST_CACHE_HOME
+os.environ.pop("SPEECHPORT_NO_CACHE", None)
 
 import pytest
 

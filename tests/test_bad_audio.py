@@ -35,7 +35,7 @@ def converted(tmp_path_factory):
 @pytest.fixture
 def model_calls(monkeypatch):
     """Every run of either conformer_shaw side, in order."""
-    from speechport.core.families.conformer_shaw import recipe as conformer_shaw
+    from speechport.core.families.conformer_shaw import sides as conformer_shaw
 
     calls = []
     for side in (conformer_shaw.ReferenceSide, conformer_shaw.TransformersEncoderSide):
@@ -461,7 +461,7 @@ def test_output_names_never_collide():
 
 
 def test_an_interrupted_compare_says_which_outputs_it_wrote(run_cli, converted, tmp_path, monkeypatch):
-    from speechport.core.families.conformer_shaw import recipe as conformer_shaw
+    from speechport.core.families.conformer_shaw import sides as conformer_shaw
 
     real = conformer_shaw.TransformersEncoderSide.__call__
     runs = []

@@ -19,21 +19,17 @@ Layouts (the MANIFEST of the shared upstream fixtures describes each):
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
-
-from ..audio import MODEL_RATE, Clip
+from ..audio import MODEL_RATE
 from ..checkpoint import Checkpoint, StoredTensor, as_torch, iter_tensors
-from ..comparison import SideOutput
 from ..errors import BadInput
 from ..plan import ConfigConflict
 from ..recipe import CardDetails, ConfigChoice, Detection, Recipe, SourceTensor, hub_model_id, read_config_json
-from ..reference.upstreams import (
+from ..reference.upstream_settings import (
     DISTILLER_DEFAULTS,
     FAIRSEQ_FAMILIES,
     HUBERT_DEFAULTS,
@@ -41,9 +37,13 @@ from ..reference.upstreams import (
     WAV2VEC2_DEFAULTS,
     WAVLM_DEFAULTS,
     checkpoint_format,
+    parse_conv_feature_layers,
 )
-from ..reference.wav2vec2_blocks import normalize_waveform, parse_conv_feature_layers
 from ..rules import Rule, RuleSet, Stage, drop, rename
+from ..target_cache import ConfigSpec
+
+if TYPE_CHECKING:  # the models run (torch) only where a comparison does: see _upstream_sides.py
+    from ..audio import Clip
 
 LAYOUT_TEXT = {
     "microsoft": "a Microsoft (cfg, model) checkpoint",
@@ -268,28 +268,24 @@ class UpstreamRecipe(Recipe):
         return {}
 
     def choose_config(self, names, *, config_path=None, labels=None) -> ConfigChoice:
-        import transformers
-
         if labels:
             raise BadInput(f"labels apply to classification heads; a {self.name} upstream has none")
-        config_class = getattr(transformers, self.config_name)
         facts = self.config_values(names)
         if config_path is None:
-            config = config_class(**{field: value for field, (value, _) in facts.items()}, architectures=[self.target_name])
-            config.dtype = _dominant_dtype(names)
+            values = {field: value for field, (value, _) in facts.items()}
+            config = self.build_config(ConfigSpec(self.config_name, {**values, "architectures": [self.target_name]},
+                                                  then={"dtype": _dominant_dtype(names)}))
             inferred = {field: f"{value!r}: {evidence}" for field, (value, evidence) in facts.items()}
             return ConfigChoice(config, "inferred", inferred=inferred, notes=self.config_notes())
         data = read_config_json(config_path, (self.model_type,))
-        try:
-            config = config_class.from_dict(data)
-        except (TypeError, ValueError) as exc:
-            raise BadInput(f"{config_path}: not a usable {self.config_name} ({exc})") from None
-        config.architectures = [self.target_name]
+        spec = ConfigSpec(self.config_name, data, build="from_dict", then={"architectures": [self.target_name]},
+                          source=str(config_path))
+        config = self.build_config(spec)
         notes = self.config_notes()
         if "mask_emb" not in self.state() and (config.mask_time_prob > 0 or getattr(config, "mask_feature_prob", 0) > 0):
             # The config asks for masked_spec_embed (SpecAugment during training), which nothing in the
             # checkpoint fills; an unfilled parameter would be initialised at random on loading.
-            config.mask_time_prob, config.mask_feature_prob = 0.0, 0.0
+            config = self.build_config(replace(spec, then={**spec.then, "mask_time_prob": 0.0, "mask_feature_prob": 0.0}))
             notes.append(f"{config_path}: mask_time_prob and mask_feature_prob set to 0 in the converted config: the "
                          "checkpoint has no mask embedding to fill the model's masked_spec_embed (used only to train)")
         ignored = {"hidden_dropout", "activation_dropout", "attention_dropout", "feat_proj_dropout", "layerdrop",
@@ -300,6 +296,9 @@ class UpstreamRecipe(Recipe):
             if field not in ignored and _differs(getattr(config, field, None), value)
         ]
         return ConfigChoice(config, "file", path=str(config_path), conflicts=conflicts, notes=notes)
+
+    def target_extras(self) -> dict[str, Any]:
+        return {"normalize": self.file.normalize}  # the feature extractor's do_normalize
 
     def config_notes(self) -> list[str]:
         if self.file.normalize:
@@ -345,6 +344,8 @@ class UpstreamRecipe(Recipe):
         return self.rules(config).stages[0]
 
     def original_side(self, *, weights=None, backend="reference"):
+        from ._upstream_sides import UpstreamOriginalSide
+
         model = self.original_model(weights=weights, backend=backend)
         return UpstreamOriginalSide(model, backend, self.file.normalize, int(self.file.settings()["encoder_layers"]),
                                     skip_first=self.file.family == "distiller")
@@ -352,6 +353,8 @@ class UpstreamRecipe(Recipe):
     def original_model(self, *, weights=None, backend="reference"):
         """The original upstream, `waveforms -> UpstreamOutput`: Speechport's reference, or S3PRL's
         own modules (`backend="s3prl"`), on `weights` (original names; default `original_names()`)."""
+        import torch
+
         self.check_backend(backend)
         weights = weights if weights is not None else self.original_names()
         state = _nested(as_torch(weights, torch.float32))
@@ -366,6 +369,8 @@ class UpstreamRecipe(Recipe):
         return reference_from_checkpoint(content, family=self.file.family, prediction_heads=True)
 
     def converted_side(self, folder):
+        from ._upstream_sides import TransformersUpstreamSide
+
         return TransformersUpstreamSide(folder, normalize=self.file.normalize,
                                         skip_first=self.file.family == "distiller")
 
@@ -402,89 +407,3 @@ def _nested(flat: Mapping[str, Any]) -> dict:
         else:
             nested[name] = value
     return nested
-
-
-# -- the two sides of a comparison ------------------------------------------------------------------
-
-
-def _stage_names(count: int) -> list[str]:
-    """Hidden state i of S3PRL's list: the encoder's input, then each layer's output (the last one
-    after the encoder's final LayerNorm in pre-LN models)."""
-    return ["encoder input (hidden state 0)", *(f"encoder.layers.{i}" for i in range(count - 1))]
-
-
-class UpstreamOriginalSide:
-    """The original upstream (Speechport's reference, or S3PRL's own modules) on one clip."""
-
-    def __init__(self, model, name: str, normalize: bool, layers: int, skip_first: bool = False):
-        self.model = model
-        self.name = name
-        self.normalize = normalize
-        self.states = layers + 1  # the encoder's input and each layer's output; DistilHuBERT's heads come after
-        self.skip_first = skip_first  # DistilHuBERT's state 0 precedes its positional conv: transformers has no such state
-        if hasattr(model, "encoder"):  # Speechport's reference reports each layer; S3PRL's modules do not
-            self.steps = layers + 1
-
-    def __call__(self, clip: Clip, tick=lambda: None) -> SideOutput:
-        started = time.perf_counter()
-        waveform = torch.from_numpy(clip.waveform)
-        output = self.model([waveform], on_step=tick) if hasattr(self, "steps") else self.model([waveform])
-        frames = int(output.valid_frames[0])
-        layers = output.hidden_states[: self.states]
-        stages = []
-        model_input = normalize_waveform(waveform) if self.normalize else waveform
-        stages.append(("input (waveform the model receives)", model_input[:, None]))
-        names = _stage_names(len(layers))
-        for index, (name, state) in enumerate(zip(names, layers)):
-            if not (self.skip_first and index == 0):
-                stages.append((name, state[0, :frames]))
-        return SideOutput(layers[-1][0, :frames], stages, time.perf_counter() - started)
-
-
-class TransformersUpstreamSide:
-    """The converted folder as users load it (`from_pretrained`, float32), run on the waveform the
-    original receives: both sides then see identical input, which proves the weights; what
-    transformers' own feature extractor would hand it instead is compared as the input stage."""
-
-    name = "transformers"
-
-    def __init__(self, folder: Path, *, normalize: bool, skip_first: bool = False):
-        import transformers
-        from transformers import AutoConfig, AutoFeatureExtractor
-
-        from ..verification import stored_dtype_notes
-
-        config = AutoConfig.from_pretrained(folder)
-        self.model = getattr(transformers, config.architectures[0]).from_pretrained(folder, dtype=torch.float32).eval()
-        self.config = self.model.config
-        self.extractor = AutoFeatureExtractor.from_pretrained(folder)
-        self.normalize = normalize
-        self.skip_first = skip_first
-        self.steps = self.config.num_hidden_layers + 1
-        self.notes = stored_dtype_notes(folder)
-        if normalize != bool(getattr(self.extractor, "do_normalize", False)):
-            self.notes += (f"the folder's feature extractor has do_normalize={self.extractor.do_normalize}, but the "
-                           f"original {'normalises' if normalize else 'does not normalise'} the waveform",)
-
-    def __call__(self, clip: Clip, tick=lambda: None) -> SideOutput:
-        started = time.perf_counter()
-        waveform = torch.from_numpy(clip.waveform)
-        own = self.extractor(clip.waveform, sampling_rate=MODEL_RATE, return_tensors="pt")["input_values"][0]
-        model_input = normalize_waveform(waveform) if self.normalize else waveform
-        modules = [self.model.feature_projection, *self.model.encoder.layers]
-        hooks = [module.register_forward_hook(lambda *_: tick()) for module in modules]
-        try:
-            with torch.inference_mode():
-                output = self.model(model_input[None], output_hidden_states=True)
-        finally:
-            for hook in hooks:
-                hook.remove()
-        frames = output.last_hidden_state.shape[1]
-        # transformers' hidden_states[-1] of a pre-LN model is the last layer BEFORE the encoder's
-        # final LayerNorm; the original's last state is after it, which is last_hidden_state.
-        layers = [*output.hidden_states[:-1], output.last_hidden_state]
-        stages = [("input (waveform the model receives)", own[:, None])]
-        for index, (name, state) in enumerate(zip(_stage_names(len(layers)), layers)):
-            if not (self.skip_first and index == 0):
-                stages.append((name, state[0, :frames]))
-        return SideOutput(output.last_hidden_state[0, :frames], stages, time.perf_counter() - started)

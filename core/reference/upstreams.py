@@ -31,7 +31,6 @@ keeps a frame that holds any real sample and so may keep one more.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -42,6 +41,17 @@ from torch import Tensor
 from ..checkpoint import as_torch, load_checkpoint
 from ..errors import BadInput
 from ..stored_tensor import StoredTensor
+from .upstream_settings import (  # noqa: F401  (re-exported: the reference's own names for them)
+    DISTILLER_DEFAULTS,
+    FAIRSEQ_FAMILIES,
+    FAMILIES,
+    FORMATS,
+    HUBERT_DEFAULTS,
+    TASK_NORMALIZE_DEFAULT,
+    WAV2VEC2_DEFAULTS,
+    WAVLM_DEFAULTS,
+    checkpoint_format,
+)
 from .wav2vec2_blocks import (
     ConvFeatureExtractor,
     ConvPositionalEmbedding,
@@ -63,87 +73,6 @@ from .wav2vec2_blocks import (
     parse_conv_feature_layers,
     view_all_padding_mask,
 )
-
-FAMILIES = ("wavlm", "unispeech_sat", "wav2vec2", "hubert", "data2vec", "distiller")
-
-# WavLMConfig (S3PRL upstream/wavlm/WavLM.py = unilm wavlm/WavLM.py); cfg.update() overrides.
-WAVLM_DEFAULTS = {
-    "extractor_mode": "default",
-    "encoder_layers": 12,
-    "encoder_embed_dim": 768,
-    "encoder_ffn_embed_dim": 3072,
-    "encoder_attention_heads": 12,
-    "activation_fn": "gelu",
-    "layer_norm_first": False,
-    "conv_feature_layers": "[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2",
-    "conv_bias": False,
-    "normalize": False,
-    "conv_pos": 128,
-    "conv_pos_groups": 16,
-    "relative_position_embedding": False,
-    "num_buckets": 320,
-    "max_distance": 1280,
-    "gru_rel_pos": False,
-}
-
-# Wav2Vec2Config (S3PRL upstream/wav2vec2/wav2vec2_model.py); Data2VecAudioConfig inherits it.
-WAV2VEC2_DEFAULTS = {
-    "extractor_mode": "default",
-    "encoder_layers": 12,
-    "encoder_embed_dim": 768,
-    "encoder_ffn_embed_dim": 3072,
-    "encoder_attention_heads": 12,
-    "activation_fn": "gelu",
-    "layer_type": "transformer",
-    "layer_norm_first": False,
-    "conv_feature_layers": "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512,2,2)] + [(512,2,2)]",
-    "conv_bias": False,
-    "conv_pos": 128,
-    "conv_pos_groups": 16,
-    "pos_conv_depth": 1,
-    "crop_seq_to_multiple": 1,
-    "quantize_input": False,
-}
-
-# HubertConfig (S3PRL upstream/hubert/hubert_model.py). It has no pos_conv_depth field, so
-# merge_with_parent drops one from the config and TransformerEncoder takes depth 1.
-HUBERT_DEFAULTS = {
-    "extractor_mode": "default",
-    "encoder_layers": 12,
-    "encoder_embed_dim": 768,
-    "encoder_ffn_embed_dim": 3072,
-    "encoder_attention_heads": 12,
-    "activation_fn": "gelu",
-    "layer_type": "transformer",
-    "layer_norm_first": False,
-    "conv_feature_layers": "[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2",
-    "conv_bias": False,
-    "conv_pos": 128,
-    "conv_pos_groups": 16,
-}
-
-# DistillerConfig (S3PRL upstream/distiller/model.py), read with config.get(name, default).
-DISTILLER_DEFAULTS = {
-    "extractor_mode": "default",
-    "extractor_conv_feature_layers": "[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2",
-    "conv_pos": 128,
-    "conv_pos_groups": 16,
-    "encoder_layers": 1,
-    "encoder_embed_dim": 768,
-    "encoder_ffn_embed_dim": 3072,
-    "encoder_attention_heads": 12,
-    "activation_fn": "gelu",
-    "layer_norm_first": False,
-    "attention_type": "original",
-    "final_dim": 768,
-    "out_layer_type": "expand-last",
-    "out_layer_inter_dim": -1,
-    "n_tasks": 12,
-    "task_emb_type": "expand-last",
-}
-
-# The task config's normalize (AudioPretrainingConfig / HubertPretrainingConfig default).
-TASK_NORMALIZE_DEFAULT = False
 
 
 @dataclass
@@ -455,32 +384,7 @@ class DistillerReference(UpstreamReference):
 
 # -- from checkpoint content ---------------------------------------------------------------------------
 
-FORMATS = ("microsoft", "s3prl", "fairseq_cfg", "fairseq_args", "s3prl_distiller")
-
-# fairseq model `_name` / `--arch` -> family
-FAIRSEQ_FAMILIES = {"wav2vec2": "wav2vec2", "hubert": "hubert", "data2vec_audio": "data2vec"}
 FAIRSEQ_CLASSES = {"wav2vec2": Wav2Vec2Reference, "hubert": HubertReference, "data2vec": Data2VecAudioReference}
-
-
-def checkpoint_format(content: object) -> str:
-    """Which saved layout a checkpoint's top-level object has (one of FORMATS)."""
-    if not isinstance(content, Mapping):
-        raise BadInput("the checkpoint is not a dict of saved objects, so it is no upstream checkpoint")
-    if "Distiller" in content and "Config" in content:
-        return "s3prl_distiller"
-    if all(k in content for k in ("task_cfg", "model_cfg", "model_weight")):
-        return "s3prl"
-    cfg = content.get("cfg")
-    if "model" in content and isinstance(cfg, Mapping):
-        return "fairseq_cfg" if isinstance(cfg.get("model"), Mapping) else "microsoft"
-    if "model" in content and isinstance(content.get("args"), argparse.Namespace):
-        return "fairseq_args"
-    raise BadInput(
-        "the checkpoint is in no upstream layout Speechport knows",
-        hint="expected a Microsoft WavLM/UniSpeech-SAT file (cfg, model), an S3PRL converted file "
-        "(task_cfg, model_cfg, model_weight), a fairseq file (cfg or args, model) or a distiller "
-        "checkpoint (Config, Distiller)",
-    )
 
 
 def reference_from_checkpoint(

@@ -27,7 +27,6 @@ Sources of the semantics (S3PRL 0.4.18, whose files are copies of the upstream c
 
 from __future__ import annotations
 
-import ast
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,10 +37,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import BadInput
+from .upstream_settings import ConvLayer, parse_conv_feature_layers  # noqa: F401  (re-exported)
 
 Weights = Mapping[str, Tensor]
 Shapes = dict[str, tuple[int, ...]]
-ConvLayer = tuple[int, int, int]  # (channels, kernel, stride), as in conv_feature_layers
 
 # torch.nn.LayerNorm / GroupNorm default eps, used by every norm of these models (fairseq's
 # LayerNorm() helper, Fp32LayerNorm, Fp32GroupNorm, and F.layer_norm in the S3PRL experts).
@@ -110,41 +109,6 @@ def view_all_padding_mask(sample_padding_mask: Tensor, num_frames: int) -> Tenso
 
 
 # -- small pieces -------------------------------------------------------------------------------------
-
-
-def parse_conv_feature_layers(spec: str) -> tuple[ConvLayer, ...]:
-    """The fairseq ``conv_feature_layers`` string, e.g. ``"[(512,10,5)] + [(512,3,2)] * 4"``.
-
-    The originals ``eval()`` it; here only list/tuple literals of integers, ``+`` and ``*`` are
-    accepted, so a config cannot run code.
-    """
-
-    def value(node: ast.AST):
-        if isinstance(node, ast.Constant) and type(node.value) is int:
-            return node.value
-        if isinstance(node, ast.List):
-            return [value(e) for e in node.elts]
-        if isinstance(node, ast.Tuple):
-            return tuple(value(e) for e in node.elts)
-        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mult)):
-            left, right = value(node.left), value(node.right)
-            return left + right if isinstance(node.op, ast.Add) else left * right
-        raise ValueError(ast.dump(node))
-
-    try:
-        layers = value(ast.parse(str(spec), mode="eval").body)
-    except (SyntaxError, ValueError, TypeError):
-        raise BadInput(f"conv_feature_layers {spec!r} is not a list of (channels, kernel, stride)") from None
-    if (
-        not isinstance(layers, list)
-        or not layers
-        or not all(
-            isinstance(layer, tuple) and len(layer) == 3 and all(isinstance(n, int) and n > 0 for n in layer)
-            for layer in layers
-        )
-    ):
-        raise BadInput(f"conv_feature_layers {spec!r} is not a list of (channels, kernel, stride)")
-    return tuple(layers)
 
 
 def _gelu(x: Tensor) -> Tensor:

@@ -10,20 +10,22 @@ transformers' heads cannot compute the way S3PRL does is refused with its reason
 from __future__ import annotations
 
 import json
-import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from ...audio import MODEL_RATE, Clip
+from ...audio import MODEL_RATE
 from ...checkpoint import Checkpoint, StoredTensor, as_torch, load_checkpoint
-from ...comparison import SideOutput
 from ...errors import BadInput
 from ...plan import ConfigConflict
 from ...recipe import CardDetails, ConfigChoice, Detection, Recipe, SourceTensor, hub_model_id, read_config_json
 from ...rules import Rule, RuleSet, Stage, drop, refuse, rename
+from ...target_cache import PREPROCESSOR_FILE, ConfigSpec, TargetConfig
 from .._upstream import UpstreamRecipe
+
+if TYPE_CHECKING:  # the models run (torch) only where a comparison does: see sides.py
+    from ...audio import Clip
+    from ...comparison import SideOutput
 
 # S3PRL downstream (Args.downstream) -> task kind, the SUPERB task's name.
 DOWNSTREAMS = {
@@ -40,6 +42,9 @@ PIPELINE_TAG = {"cls": "audio-classification", "sd": "voice-activity-detection",
 # their original checkpoints (core/families/<family>/), converted in the same run.
 BASE_FAMILIES = {"wav2vec2": ("Wav2Vec2", "wav2vec2"), "hubert": ("Hubert", "hubert"), "wavlm": ("WavLM", "wavlm"),
                  "unispeech-sat": ("UniSpeechSat", "unispeech_sat"), "data2vec-audio": ("Data2VecAudio", "data2vec_audio")}
+# The head classes transformers does not have (known without importing it; a test checks the list
+# against the installed transformers).
+MISSING_HEAD_CLASSES = frozenset({"HubertForAudioFrameClassification", "HubertForXVector"})
 # sv_voxceleb1/model.py XVector: its five TDNN layers' context sizes and dilations.
 XVECTOR_CONTEXT = (5, 3, 3, 1, 1)
 XVECTOR_DILATION = (1, 2, 3, 1, 1)
@@ -142,17 +147,19 @@ class S3prlRecipe(Recipe):
             self._base = open_base_model(self.base_model)
         return self._base
 
-    def base_config(self):
+    def base_config(self) -> TargetConfig:
         """The base model's transformers config: the folder's, or the one its upstream file converts to."""
         if self._base_config is None:
             upstream = self.upstream()
             if upstream is not None:
                 self._base_config = upstream.choose_config(upstream.original_names()).config
             else:
-                import transformers
-
                 self.base()  # refuse a folder that is no base model before transformers reads it
-                self._base_config = transformers.AutoConfig.from_pretrained(self.base_model)
+                folder = Path(self.base_model)
+                data = read_config_json(folder, tuple(BASE_FAMILIES))
+                prefix, _ = BASE_FAMILIES[data["model_type"]]
+                self._base_config = self.build_config(ConfigSpec(
+                    f"{prefix}Config", data, build="from_pretrained", folder=str(folder), with_model=False))
         return self._base_config
 
     def base_summary(self) -> dict | None:
@@ -256,13 +263,11 @@ class S3prlRecipe(Recipe):
 
     # -- config ---------------------------------------------------------------------------
     def choose_config(self, names, *, config_path=None, labels=None) -> ConfigChoice:
-        import transformers
-
         base_model, layout, checkpoint = self.base_model, self.task, self.checkpoint
         base_config = self.base_config()
         prefix, _ = BASE_FAMILIES[base_config.model_type]
         class_name = prefix + HEAD_CLASS_SUFFIX[layout]
-        if not hasattr(transformers, class_name):
+        if class_name in MISSING_HEAD_CLASSES:
             raise BadInput(f"{base_model}: transformers has no {class_name}, so a {base_config.model_type} "
                            f"upstream cannot carry this {layout} head")
         facts = _head_facts(names, layout)
@@ -283,7 +288,7 @@ class S3prlRecipe(Recipe):
             _check_label_count(label_names, num_labels, "the labels file")
             values["id2label"] = dict(enumerate(label_names))
             values["label2id"] = {name: i for i, name in enumerate(label_names)}
-            config = type(base_config).from_dict(values)
+            config = self.build_config(ConfigSpec(base_config.config_class, values, build="from_dict"))
             inferred = {field: f"{value!r}: {evidence}" for field, (value, evidence) in facts.items()}
             upstream = self.upstream()
             inferred["(upstream)"] = (f"{base_config.model_type} from {Path(base_model).name}" if upstream is None else
@@ -294,12 +299,13 @@ class S3prlRecipe(Recipe):
             return ConfigChoice(config, "inferred", inferred=inferred, conflicts=conflicts, notes=notes)
 
         data = read_config_json(config_path, tuple(BASE_FAMILIES))
-        config = type(base_config).from_dict(data)
-        config.architectures = [class_name]
+        spec = ConfigSpec(base_config.config_class, data, build="from_dict", then={"architectures": [class_name]},
+                          source=str(config_path))
+        config = self.build_config(spec)
         if labels:
             _check_label_count(labels, config.num_labels, "the labels file")
-            config.id2label = dict(enumerate(labels))
-            config.label2id = {name: i for i, name in enumerate(labels)}
+            config = self.build_config(replace(spec, then={**spec.then, "id2label": dict(enumerate(labels)),
+                                                           "label2id": {name: i for i, name in enumerate(labels)}}))
         conflicts = [
             ConfigConflict(field, getattr(config, field, None), value, evidence)
             for field, (value, evidence) in facts.items()
@@ -321,6 +327,14 @@ class S3prlRecipe(Recipe):
 
         return getattr(transformers, config.architectures[0])
 
+    def target_extras(self) -> dict[str, Any]:
+        """The preprocessor config follows the upstream file's normalisation, or the base folder's own."""
+        upstream = self.upstream()
+        if upstream is not None:
+            return {"upstream_normalize": upstream.file.normalize}
+        found = Path(self.base_model) / PREPROCESSOR_FILE if self.base_model is not None else None
+        return {"base_preprocessor": found.read_text(encoding="utf-8") if found is not None and found.is_file() else None}
+
     def preprocessor_config(self, config) -> dict[str, Any]:
         from transformers import Wav2Vec2FeatureExtractor
 
@@ -331,7 +345,7 @@ class S3prlRecipe(Recipe):
         if upstream is not None:  # what the upstream's S3PRL expert does: its own normalisation, a mask always
             return Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=MODEL_RATE, padding_value=0.0,
                                             do_normalize=upstream.file.normalize, return_attention_mask=True).to_dict()
-        if base_model is not None and (Path(base_model) / "preprocessor_config.json").is_file():
+        if base_model is not None and (Path(base_model) / PREPROCESSOR_FILE).is_file():
             extractor = Wav2Vec2FeatureExtractor.from_pretrained(base_model, **overrides)
         else:
             extractor = Wav2Vec2FeatureExtractor(**overrides)
@@ -361,13 +375,17 @@ class S3prlRecipe(Recipe):
     def explain(self, original: SideOutput, converted: SideOutput) -> tuple[list[str], dict]:
         kind = converted.extras.get("kind")
         if kind == "cls":
-            return _explain_classification(original.primary, converted.primary, converted.extras["labels"])
+            from .sides import explain_classification
+
+            return explain_classification(original.primary, converted.primary, converted.extras["labels"])
         if kind == "sd":
             return [f"frame logits compared on the {original.primary.shape[0]} frames S3PRL keeps "
                     "(round(samples / 320)); S3PRL's evaluation also stretches them to the label length"], {}
         if kind == "asv":
             ours = original.extras["s3prl_embedding"]
             theirs = converted.extras["transformers_embedding_as_s3prl"]
+            import torch
+
             cosine = float(torch.nn.functional.cosine_similarity(ours, theirs, dim=0))
             notes = [
                 "transformers' Wav2Vec2ForXVector `embeddings` is linear1 without ReLU or normalisation, and its "
@@ -392,6 +410,8 @@ class S3prlRecipe(Recipe):
         return Stage("S3PRL head -> transformers", (*FEATURIZER_RULES, *HEAD_RULES.get(self.task, ())))
 
     def original_side(self, *, weights=None, backend="reference"):
+        import torch
+
         self.check_backend(backend)
         # What the original model uses, read now and in float32 whatever the file stores. `weights`
         # (S3PRL names, "Section.key") may add tensors found through the user's fixes.
@@ -411,6 +431,8 @@ class S3prlRecipe(Recipe):
             from .s3prl_backend import S3prlHeadSide
 
             return S3prlHeadSide(content, self.task, upstream)
+        from .sides import S3prlReferenceSide
+
         return S3prlReferenceSide(content, self.task, upstream)
 
     def base_upstream(self, upstream_state, backend: str):
@@ -430,6 +452,8 @@ class S3prlRecipe(Recipe):
         return lambda waves: original_upstream_hidden_states(model, waves)
 
     def converted_side(self, folder):
+        from .sides import TransformersHeadSide
+
         upstream = self.upstream()
         return TransformersHeadSide(folder, normalize=upstream.file.normalize if upstream is not None else False)
 
@@ -513,19 +537,6 @@ def _modelrc(content: dict) -> dict:
     return ((config.get("downstream_expert") or {}).get("modelrc")) or {}
 
 
-def _explain_classification(original: torch.Tensor, converted: torch.Tensor, labels: list[str]) -> tuple[list[str], dict]:
-    """Top-5 labels of both models side by side, and whether their best guesses agree."""
-    ours = torch.softmax(original.double(), dim=-1)
-    theirs = torch.softmax(converted.double(), dim=-1)
-    top = torch.topk(ours, k=min(5, ours.numel())).indices.tolist()
-    top5 = [{"label": labels[i], "original": float(ours[i]), "converted": float(theirs[i])} for i in top]
-    agree = int(ours.argmax()) == int(theirs.argmax())
-    overlap = len(set(top) & set(torch.topk(theirs, k=len(top)).indices.tolist()))
-    note = (f"top-1 {'agrees' if agree else 'DIFFERS'}: original {labels[int(ours.argmax())]} "
-            f"({float(ours.max()):.3f}), converted {labels[int(theirs.argmax())]} ({float(theirs.max()):.3f})")
-    return [note], {"top5": top5, "top1_agrees": agree, "top5_overlap": overlap}
-
-
 def _check_label_count(labels: list[str], num_labels: int, what: str) -> None:
     if len(labels) != num_labels:
         raise BadInput(f"{what} has {len(labels)} labels, but the head has {num_labels} classes")
@@ -579,107 +590,6 @@ def _base_conflicts(base_config, names: dict[str, StoredTensor], facts) -> list[
                 "hidden_size", base_config.hidden_size, int(head_input.shape[-1]),
                 f"{key} takes {head_input.shape[-1]} features, the base model gives {base_config.hidden_size}"))
     return conflicts
-
-
-# -- the two sides of a comparison ------------------------------------------------------------
-
-
-class S3prlReferenceSide:
-    """The original: the base model's hidden states through S3PRL's featurizer and head."""
-
-    name = "reference"
-
-    def __init__(self, content: dict, layout: str, upstream):
-        from .reference import build_s3prl_original
-
-        self.layout = layout
-        self.upstream = upstream  # waveforms -> (hidden states, S3PRL frame counts)
-        try:
-            self.model = build_s3prl_original(content, layout)
-        except (NotImplementedError, ValueError, KeyError) as exc:
-            raise BadInput(f"the S3PRL head cannot be run: {exc}") from None
-
-    def __call__(self, clip: Clip) -> SideOutput:
-        started = time.perf_counter()
-        hidden, lengths = self.upstream([clip.waveform])
-        frames = int(lengths[0])
-        features = self.model.featurizer(hidden)
-        output = self.model.head(features, lengths)
-        extras: dict = {}
-        if self.layout == "asv":
-            primary = output.linear1_pre[0]
-            extras["s3prl_embedding"] = output.embedding[0]
-        elif self.layout == "sd":
-            primary = output[0, :frames]
-        else:
-            primary = output[0]
-        stages = [*upstream_stages(hidden, frames), ("featurizer (weighted hidden states)", features[0, :frames]),
-                  ("head", primary)]
-        return SideOutput(primary, stages, time.perf_counter() - started, extras)
-
-
-class TransformersHeadSide:
-    """The converted folder: `from_pretrained` in float32 whatever dtype it stores (`notes` say
-    which), its own feature extractor, its own forward."""
-
-    name = "transformers"
-
-    def __init__(self, folder: Path, normalize: bool = False):
-        import transformers
-        from transformers import AutoConfig, AutoFeatureExtractor
-
-        from ...verification import stored_dtype_notes
-
-        config = AutoConfig.from_pretrained(folder)
-        self.model = getattr(transformers, config.architectures[0]).from_pretrained(folder, dtype=torch.float32).eval()
-        self.config = self.model.config
-        self.extractor = AutoFeatureExtractor.from_pretrained(folder)
-        self.kind = S3prlRecipe.rules_kind(config)
-        self.notes = stored_dtype_notes(folder)
-        # An upstream that normalises the waveform: S3PRL's F.layer_norm (eps 1e-5) differs from the
-        # feature extractor's (eps 1e-7) by about 5e-6 / variance; the weights are proven on the same input.
-        self.normalize = normalize
-        if normalize:
-            self.notes += ("the upstream normalises each waveform; the converted model was run on the waveform "
-                           "S3PRL normalises (eps 1e-5), its feature extractor would use eps 1e-7",)
-
-    def __call__(self, clip: Clip) -> SideOutput:
-        from ...reference.wav2vec2_blocks import normalize_waveform
-
-        started = time.perf_counter()
-        inputs = self.extractor(clip.waveform, sampling_rate=MODEL_RATE, return_tensors="pt")
-        if self.normalize:
-            inputs["input_values"] = normalize_waveform(torch.from_numpy(clip.waveform))[None]
-        captured = {}
-        hook = None
-        if getattr(self.model.config, "use_weighted_layer_sum", False):
-            first = self.model.projector if self.kind in ("cls", "asv") else self.model.classifier
-            hook = first.register_forward_pre_hook(lambda _m, args: captured.setdefault("weighted", args[0]))
-        try:
-            with torch.inference_mode():
-                output = self.model(**inputs, output_hidden_states=True)
-        finally:
-            if hook is not None:
-                hook.remove()
-        stages = upstream_stages(output.hidden_states, None)
-        if "weighted" in captured:
-            stages.append(("featurizer (weighted hidden states)", captured["weighted"][0]))
-        extras: dict = {"kind": self.kind}
-        if self.kind == "asv":
-            primary = output.embeddings[0]
-            # S3PRL scores with l2norm(ReLU(linear1)); the same transform of transformers' output:
-            extras["transformers_embedding_as_s3prl"] = torch.nn.functional.normalize(torch.relu(primary), dim=-1)
-        else:
-            primary = output.logits[0]
-            extras["labels"] = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
-        stages.append(("head", primary))
-        return SideOutput(primary, stages, time.perf_counter() - started, extras)
-
-
-def upstream_stages(hidden_states, frames: int | None) -> list[tuple[str, torch.Tensor]]:
-    """The upstream's hidden states as comparison stages (both models of a head carry them)."""
-    return [(f"upstream hidden state {index}", state[0, :frames] if frames is not None else state[0])
-            for index, state in enumerate(hidden_states)]
 
 
 # -- which clips a head can be compared on ------------------------------------------------------
