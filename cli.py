@@ -59,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--duration", metavar="SECONDS", type=_positive_number, default=None,
                          help="compare this many seconds of each clip (default: to its end, at most --max-seconds)")
 
+    def cache_option(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--no-cache", action="store_true",
+                         help="build the target model with transformers instead of reading it from the user cache, "
+                              "and hash the source again (nothing is read from or written to the cache)")
+
     def source_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("source", metavar="SOURCE", help="checkpoint file (.pt, .ckpt, .safetensors)")
         sub.add_argument("--config", metavar="F", help="target config.json (default: inferred from the checkpoint)")
@@ -68,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "original checkpoint file (fairseq, Microsoft or S3PRL), converted along with the head")
         sub.add_argument("--labels", metavar="FILE", help="class names, one per line, in class-index order (classification heads)")
         sub.add_argument("--recipe", metavar="NAME", help="skip detection and use this recipe")
+        cache_option(sub)
         sub.add_argument("--trust-pickle", action="store_true", help="load a pickle that needs globals beyond "
                          "the safe allow-list (this can run code from the file: only for files you trust)")
         sub.add_argument("--json", action="store_true", help="print a JSON document on stdout")
@@ -102,11 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--json", action="store_true", help="print a JSON document on stdout")
     compare.add_argument("--quiet", action="store_true", help="no progress bar")
     audio_options(compare, required=True)
+    cache_option(compare)
 
     demo = commands.add_parser("demo", help="convert the built-in demo checkpoint and reload it with transformers")
     demo.add_argument("--out", metavar="DIR", help="keep the converted folder here (default: a temporary folder)")
     demo.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
     demo.add_argument("--json", action="store_true", help="print a JSON document on stdout")
+
+    cache = commands.add_parser("cache", help="show or clear what Speechport keeps in the user cache")
+    cache.add_argument("action", choices=("info", "clear"), nargs="?", default="info",
+                       help="info (default): where the cache is and what it holds; clear: remove it all")
+    cache.add_argument("--json", action="store_true", help="print a JSON document on stdout")
 
     gui = commands.add_parser("gui", help="open the Speechport window")
     gui.add_argument("source", metavar="SOURCE", nargs="?", help="checkpoint to open")
@@ -163,21 +175,27 @@ def main(argv: list[str] | None = None) -> int:
         if "--json" in argv:
             _print_json({"error": {"kind": "bad_input", "message": str(error)}})
         return EXIT_BAD_INPUT
-    handlers = {"inspect": _inspect, "convert": _convert, "compare": _compare, "demo": _demo, "gui": _gui, None: _gui}
+    handlers = {"inspect": _inspect, "convert": _convert, "compare": _compare, "demo": _demo, "cache": _cache,
+                "gui": _gui, None: _gui}
     if args.command is None:
         args.source = args.config = args.base_model = args.out = None
         args.demo = False
     if args.command == "convert" and Path(args.source).is_file():
         from .core.hashing import BackgroundHash
 
-        # Checksumming a multi-GB file takes seconds: start now, while torch and transformers import.
-        args.early_hash = BackgroundHash(args.source)
+        # Checksumming a multi-GB file takes about as long as copying it: start now, to overlap the two.
+        args.early_hash = BackgroundHash(args.source, use_cache=not args.no_cache)
     else:
         args.early_hash = None
     # Ctrl+C, SIGTERM and SIGHUP unwind the command like an exception, so a staged output folder is
     # removed on the way out; the window handles its own signals.
     restore_signals = _signals_interrupt() if args.command not in (None, "gui") else None
     try:
+        if getattr(args, "no_cache", False):
+            from .core.target_cache import CACHE
+
+            with CACHE.disabled():
+                return _run_command(handlers[args.command], args)
         return _run_command(handlers[args.command], args)
     except KeyboardInterrupt as interrupt:
         return _interrupted(interrupt, args)
@@ -393,6 +411,31 @@ def _demo(args) -> int:
         for line in outcome["lines"]:
             print(line)
     return EXIT_OK if outcome["ok"] else EXIT_FAILED
+
+
+def _cache(args) -> int:
+    from .core import target_cache
+    from .core.digest_cache import digests_folder
+
+    before = target_cache.summary()
+    if args.action == "clear":
+        removed, size = target_cache.clear()
+        outcome = {"action": "clear", "folder": str(target_cache.cache_root()), "removed_files": removed,
+                   "removed_bytes": size}
+        line = f"removed {removed} cached file{'s' if removed != 1 else ''} ({_human_bytes(size)}) from {target_cache.cache_root()}"
+    else:
+        digests = sum(1 for item in digests_folder().iterdir() if item.is_file()) if digests_folder().is_dir() else 0
+        outcome = {"action": "info", "folder": str(target_cache.cache_root()), "targets": before["entries"],
+                   "target_bytes": before["bytes"], "digests": digests,
+                   "enabled": target_cache.CACHE.is_enabled()}
+        line = (f"{target_cache.cache_root()}: {before['entries']} target model{'s' if before['entries'] != 1 else ''} "
+                f"({_human_bytes(before['bytes'])}), {digests} source digest{'s' if digests != 1 else ''}"
+                + ("" if outcome["enabled"] else f" (not used: {target_cache.NO_CACHE_ENV} is set)"))
+    if args.json:
+        _print_json(outcome)
+    else:
+        print(line)
+    return EXIT_OK
 
 
 def _display_available() -> bool:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import BadInput, UnsafePickle
 from .files import regular_file, unreadable
+from .library_guard import need_libraries
 from .safe_pickle import PLAIN_GLOBALS
 from .safetensors_file import looks_like_safetensors, read_safetensors
 from .stored_tensor import FileSpan, MemoryTensor, StoredTensor, iter_tensors
@@ -156,6 +157,7 @@ def _load_torch_legacy(path: Path, size: int, trust_pickle: bool) -> Checkpoint:
 
 def _globals_torch_allows() -> set[str]:
     """What `torch.load(weights_only=True)` accepts, plus Speechport's own allow-list."""
+    need_libraries("telling which pickled globals torch allows")
     import torch
 
     allowed = {f"{g.__module__}.{g.__qualname__}" for g in ALLOWED_GLOBALS} | set(PLAIN_GLOBALS)
@@ -170,6 +172,7 @@ def _globals_torch_allows() -> set[str]:
 
 
 def _torch_load(path: Path, *, trust: bool) -> Any:
+    need_libraries(f"reading {path.name} (torch.load)")
     import torch
 
     try:

@@ -20,6 +20,7 @@ from .errors import BadInput, NeedsBaseModel, PlanProblems
 from .families import detect, forced, recipe_named
 from .files import regular_file
 from .hashing import BackgroundHash
+from .library_guard import without_libraries
 from .mapping_file import Overrides
 from .original_weights import OriginalWeights, resolve_original_weights
 from .output_folder import StagedFolder, check_output_path, protected_inputs
@@ -114,13 +115,20 @@ def prepare(
     trust_pickle: bool = False,
     progress: Progress | None = None,
     hasher: BackgroundHash | None = None,
+    libraries: bool = True,
 ) -> Prepared:
     """Open, detect, configure and plan. `source` is a file path, or an already opened checkpoint.
 
     `mapping` is a mapping file or the fixes themselves (the window keeps them as `Overrides`).
     `hasher` is the source's checksum if the caller started it already (the CLI starts it before
-    importing torch, so it is done by the time the weights are written).
+    anything else, so it is done by the time the weights are written). `libraries=False`: raise
+    `core.library_guard.NeedsLibraries` rather than import torch or transformers (the window then
+    opens it again once they are loaded).
     """
+    if not libraries:
+        with without_libraries():
+            return prepare(source, config=config, mapping=mapping, base_model=base_model, labels=labels,
+                           recipe=recipe, trust_pickle=trust_pickle, progress=progress, hasher=hasher)
     progress = ensure(progress)
     timings: dict[str, float] = {}
     started = time.perf_counter()

@@ -10,7 +10,9 @@ afterwards, so a conversion of a known architecture imports neither torch nor tr
 
 An entry is trusted only when it is exactly what its key says: its recorded inputs equal the
 key's, its checksum matches its content and every field has the expected type. Anything else —
-a corrupt, truncated, edited or stale file — is rebuilt and replaced, never used.
+a corrupt, truncated, edited or stale file — is rebuilt and replaced, never used. (The checksum
+guards against damage and mistakes; whoever can write the user's cache can as well edit the
+installed code.)
 
 Recipes see the config as a `TargetConfig`: a read-only view of the config's values, the same
 object whether it came from the cache or was just built, so both paths write identical bytes.
@@ -25,12 +27,14 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import BadInput
+from .library_guard import need_libraries
 from .plan import TargetTensor
 
 if TYPE_CHECKING:
@@ -150,6 +154,16 @@ class TargetCache:
     def where(self) -> Path:
         return self.folder or targets_folder()
 
+    @contextmanager
+    def disabled(self) -> Iterator[None]:
+        """Nothing read from or written to the cache until the block ends (`--no-cache`)."""
+        before = self.enabled
+        self.enabled = False
+        try:
+            yield
+        finally:
+            self.enabled = before
+
     def is_enabled(self) -> bool:
         if self.enabled is not None:
             return self.enabled
@@ -171,6 +185,7 @@ class TargetCache:
         return TargetConfig(entry)
 
     def _build(self, recipe: Recipe, spec: ConfigSpec, inputs: dict) -> dict:
+        need_libraries(f"building the {spec.config_class} target model")
         started = time.perf_counter()
         recipe.load_libraries()
         self.import_seconds += time.perf_counter() - started
@@ -326,19 +341,15 @@ def _no_init_weights():
 
 
 def _well_formed(entry: dict) -> bool:
-    try:
-        checks = (
-            all(name in entry for name in _PAYLOAD),
-            isinstance(entry["config_class"], str) and isinstance(entry["target_class"], str),
-            all(isinstance(entry[name], dict) for name in ("config", "diff", "properties", "files", "preprocessor",
-                                                           "targets")),
-            all(isinstance(name, str) and isinstance(text, str) for name, text in entry["files"].items()),
-            CONFIG_FILE in entry["files"],
-            all(_target_record(record) for record in entry["targets"].values()),
-        )
-    except (TypeError, AttributeError):
+    if not all(name in entry for name in _PAYLOAD):
         return False
-    return all(checks)
+    if not (isinstance(entry["config_class"], str) and isinstance(entry["target_class"], str)):
+        return False
+    if not all(isinstance(entry[name], dict) for name in _PAYLOAD[2:]):
+        return False
+    files, targets = entry["files"], entry["targets"]
+    return (CONFIG_FILE in files and all(isinstance(text, str) for text in files.values())
+            and all(_target_record(record) for record in targets.values()))
 
 
 def _target_record(record) -> bool:

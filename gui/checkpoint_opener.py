@@ -10,6 +10,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QWidget
 
 from ..core.errors import NeedsBaseModel, UnsafePickle
+from ..core.library_guard import NeedsLibraries
 from . import commands, dialogs, workers
 from .libraries import LibraryLoader
 from .workspace import Workspace
@@ -39,11 +40,10 @@ class CheckpointOpener(QObject):
         if not source:
             workspace.opening.drop()
             return
-        if not self.libraries.ready():
-            workspace.set_waiting_for_libraries(True)  # opened as soon as torch and transformers are in
-            self.libraries.load()
-            return
         workspace.messages.hide()
+        # Before torch and transformers are in, a known architecture opens from the target cache;
+        # anything that needs them stops with NeedsLibraries and opens again once they are loaded.
+        libraries = self.libraries.ready()
         task = workers.Task(
             "prepare", workers.prepare_job, source,
             config=workspace.config or None,
@@ -53,6 +53,7 @@ class CheckpointOpener(QObject):
             fixes=commands.copy_overrides(workspace.fixes),
             with_progress=True,
             **({"recipe": workspace.recipe} if workspace.recipe else {}),
+            **({} if libraries else {"libraries": False}),
         )
         task.source = source
         workspace.opening.start(task, self._succeeded, failed=self._failed, progressed=self._progress, stale=_release)
@@ -131,6 +132,14 @@ class CheckpointOpener(QObject):
         workspace = self.workspace
         messages = workspace.messages
         messages.status("")
+        if isinstance(error, NeedsLibraries):  # opened again as soon as torch and transformers are in
+            messages.log(f"Opening {Path(task.source).name} waits for torch and transformers: {error}")
+            if self.libraries.ready():  # they came in meanwhile
+                self.open()
+            else:
+                workspace.set_waiting_for_libraries(True)
+                self.libraries.load()
+            return True
         workspace.set_prepared(None)
         if isinstance(error, UnsafePickle):
             messages.log(f"refused: {error}")

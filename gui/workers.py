@@ -162,13 +162,15 @@ def _map_torch_libraries() -> None:
 
 
 def prepare_job(source: str, *, config: str | None, base_model: str | None, trust_pickle: bool, fixes, progress: Progress,
-                labels: str | None = None, recipe: str | None = None):
+                labels: str | None = None, recipe: str | None = None, libraries: bool = True):
     """Open, detect (unless the user chose a `recipe`), configure and plan with the user's fixes (and a
-    classification head's labels file)."""
+    classification head's labels file); `libraries=False`: without importing torch or transformers
+    (core.library_guard.NeedsLibraries when that cannot be done)."""
     from ..core.conversion import prepare
 
     return prepare(source, config=config or None, base_model=base_model or None, labels=labels or None,
-                   mapping=fixes, trust_pickle=trust_pickle, progress=progress, recipe=recipe or None)
+                   mapping=fixes, trust_pickle=trust_pickle, progress=progress, recipe=recipe or None,
+                   libraries=libraries)
 
 
 def convert_job(prepared, out: str, *, force: bool, progress: Progress):
