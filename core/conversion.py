@@ -58,6 +58,7 @@ class Prepared:
     config_names: set[str] = field(default_factory=set)  # the original's names the config was settled from
     config_path: Path | None = None
     labels: list[str] | None = None
+    targets_built: int = 0  # targets built with transformers while preparing (0: all from the target cache)
 
     @property
     def detection(self) -> Detection:
@@ -102,6 +103,9 @@ class ConversionResult:
     report: dict
     seconds: float
     comparison: Comparison | None = None
+    # "write": the weights; "wait_for_hash": after them, until the source's digest was known; "hash":
+    # the digest's own time on its thread (0 when known from the digest cache).
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def prepare(
@@ -164,13 +168,14 @@ def prepare(
         targets = choice.config.targets()
         timings["import"] = CACHE.import_seconds - imports_before  # 0 when the target cache knew it
         timings["target"] = time.perf_counter() - mark - timings["import"]
-        timings["targets_built"] = CACHE.builds - builds_before
+        targets_built = CACHE.builds - builds_before
         prepared = Prepared(
             source, checkpoint, chosen, tensors, chosen.other_entries(),
             choice, targets, overrides, plan=None, hasher=hasher,  # type: ignore[arg-type]
             mapping_path=Path(mapping) if mapping and not isinstance(mapping, Overrides) else None,
             base_model=base_model, labels_path=Path(labels).expanduser().absolute() if labels else None, timings=timings,
             inferred=inferred, config_names=set(names), config_path=config_path, labels=label_names,
+            targets_built=targets_built,
         )
         mark = time.perf_counter()
         prepared.plan = _build_plan(prepared)
@@ -216,9 +221,12 @@ def convert(
         for clip in clips:  # a clip the model cannot be compared on is refused before anything is written
             prepared.recipe.check_clip(clip, prepared.config.config)
     comparison = None
+    timings: dict[str, float] = {}
     with StagedFolder(out, force, protected) as staged:
         items = [WriteItem(row.target_key, prepared.tensors[row.source_key].tensor) for row in prepared.plan.mapped()]
+        mark = time.perf_counter()
         weights = write_weights(staged.path, items, progress, max_shard_size)
+        timings["write"] = time.perf_counter() - mark
         progress.stage("writing config, preprocessor config, report and model card")
         config = prepared.config.config
         for name, text in config.files().items():  # what transformers' save_pretrained writes for it
@@ -226,8 +234,11 @@ def convert(
         preprocessor = config.preprocessor()
         (staged.path / PREPROCESSOR_FILE).write_text(json.dumps(preprocessor, indent=2, sort_keys=True) + "\n")
         progress.stage("checksumming the source")
+        mark = time.perf_counter()
         while not prepared.hasher.wait(0.05):
             progress.check()
+        timings["wait_for_hash"] = time.perf_counter() - mark
+        timings["hash"] = prepared.hasher.seconds if not prepared.hasher.from_cache else 0.0
         seconds = time.perf_counter() - started
         if clips:
             comparison = _verify(prepared, staged.path, clips, tolerance, original_backend, progress)
@@ -241,7 +252,7 @@ def convert(
         write_model_card(staged.path, prepared, report)
         output = staged.commit()
     progress.finish()
-    return ConversionResult(output, weights, report, seconds, comparison)
+    return ConversionResult(output, weights, report, seconds, comparison, timings)
 
 
 def _verify(prepared: Prepared, folder: Path, clips, tolerance: float, backend: str, progress: Progress):

@@ -1,3 +1,4 @@
+import atexit
 import os
 import shutil
 import subprocess
@@ -11,9 +12,10 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # A user cache of the test run's own (the target and digest caches): starts empty, never the user's.
 TEST_CACHE_HOME = tempfile.mkdtemp(prefix="speechport-test-cache-")
 os.environ["XDG_CACHE_HOME"] = TEST_CACHE_HOME
+atexit.register(shutil.rmtree, TEST_CACHE_HOME, True)
 os.environ.pop("SPEECHPORT_NO_CACHE", None)
 
-import pytest
+import pytest  # noqa: E402  (after the environment above)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CONFORMER_SHAW = FIXTURES / "conformer_shaw"

@@ -194,7 +194,7 @@ def test_opening_without_the_libraries_needs_them_only_for_an_unknown_target(cac
     prepare(source).hasher.cancel()  # builds and keeps it
     prepared = prepare(source, libraries=False)
     prepared.hasher.cancel()
-    assert prepared.plan.ok and prepared.timings["import"] == 0.0 and prepared.timings["targets_built"] == 0
+    assert prepared.plan.ok and prepared.timings["import"] == 0.0 and prepared.targets_built == 0
 
 
 def test_a_legacy_pickle_needs_the_libraries(cache_home, tmp_path):
