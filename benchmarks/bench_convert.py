@@ -392,7 +392,7 @@ def extract_phases(name: str, stdout: str) -> dict[str, float]:
     detail = document.get("convert_detail")
     if isinstance(detail, dict):  # inside "convert": not phases of their own, kept apart
         phases.update({f"convert.{key}": float(value) for key, value in detail.items()
-                       if isinstance(value, (int, float)) and not isinstance(value, bool)})
+                       if isinstance(value, float)})  # seconds; not the counts and flags beside them
     return phases
 
 

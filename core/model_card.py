@@ -12,6 +12,11 @@ if TYPE_CHECKING:
     from .conversion import Prepared
 
 
+def load_card_library() -> None:
+    """Import huggingface_hub's card classes (about 0.3 s), at a moment the caller would wait anyway."""
+    from huggingface_hub import ModelCard, ModelCardData  # noqa: F401
+
+
 def write_model_card(folder: Path, prepared: Prepared, report: dict) -> None:
     from huggingface_hub import ModelCard, ModelCardData
 
