@@ -396,7 +396,7 @@ def test_needs_base_model_flow(make_window, answers, qtbot, tmp_path, monkeypatc
     real = workers.prepare_job
     seen = []
 
-    def head_only(source, *, config, base_model, trust_pickle, fixes, progress, labels=None):
+    def head_only(source, *, config, base_model, trust_pickle, fixes, progress, labels=None, **_):
         seen.append(base_model)
         if not base_model:
             raise NeedsBaseModel(str(source), "s3prl")
