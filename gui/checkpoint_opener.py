@@ -21,6 +21,7 @@ def _release(prepared) -> None:
 
 
 class CheckpointOpener(QObject):
+    librariesWanted = Signal()  # a checkpoint opened (or could not): time to load torch and transformers
     baseModelRequested = Signal(str)  # the user pressed "Choose base model folder…" ("folder") or "…file…" ("file")
 
     def __init__(self, workspace: Workspace, libraries: LibraryLoader, dialog_parent: QWidget):
@@ -73,6 +74,10 @@ class CheckpointOpener(QObject):
     def _key(source: str) -> str:
         return str(Path(source).expanduser().absolute())
 
+    def _load_libraries(self) -> None:
+        """Start loading torch and transformers in the background (for the window, via its status line)."""
+        self.librariesWanted.emit()
+
     def _libraries_loaded(self, _loaded) -> None:
         if self.workspace.waiting_for_libraries:
             self.open()
@@ -96,6 +101,7 @@ class CheckpointOpener(QObject):
         for line in plan.problem_lines():
             log(f"problem: {line}")
         self._offer_alternative(prepared)
+        self._load_libraries()  # the Audition tab needs them; the table is filled already
 
     def _offer_alternative(self, prepared) -> None:
         """A checkpoint the detected recipe cannot convert whole, but another can in part (a UnitY speech
@@ -138,9 +144,10 @@ class CheckpointOpener(QObject):
                 self.open()
             else:
                 workspace.set_waiting_for_libraries(True)
-                self.libraries.load()
+                self._load_libraries()
             return True
         workspace.set_prepared(None)
+        self._load_libraries()
         if isinstance(error, UnsafePickle):
             messages.log(f"refused: {error}")
             if dialogs.ask_trust_pickle(self.dialog_parent, error):

@@ -264,6 +264,7 @@ class MainWindow(QMainWindow):
         inputs.output_field.pathChosen.connect(lambda path: workspace.set_output(path, chosen=True))
         inputs.output_field.edit.textEdited.connect(lambda text: workspace.set_output(text.strip(), chosen=True))
         self.opener.baseModelRequested.connect(self.choose_base_model)
+        self.opener.librariesWanted.connect(self.start_loading_libraries)
         inputs.detectRequested.connect(lambda: self.opener.choose_recipe(""))
 
         page = self.mapping_page
@@ -558,7 +559,10 @@ class MainWindow(QMainWindow):
         super().showEvent(event)
         if "shown" not in self.timings:
             self.timings["shown"] = time.perf_counter()
-            QTimer.singleShot(0, self.start_loading_libraries)  # after the first paint
+            # After the first paint; with a checkpoint to open, after it opened (or found it needs
+            # them): the import and the table filling would otherwise share one GIL and stall the window.
+            if not self.workspace.is_opening():
+                QTimer.singleShot(0, self.start_loading_libraries)
 
     def closeEvent(self, event) -> None:
         if not self.fixes_editor.may_leave("closing Speechport", then=self.close):
