@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PLAN_PROBLEMS, EXIT_INTERNAL = 0, 1, 2, 3, 4
+EXIT_BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE
 DEFAULT_TOLERANCE = 5e-3  # kept equal to core.comparison.DEFAULT_TOLERANCE; here to keep --help light
 
 
@@ -216,6 +217,11 @@ def _run_command(handler, args) -> int:
         if getattr(args, "json", False):
             _print_json({"error": {"kind": error.kind, "message": error.for_cli()}})
         return error.exit_code
+    except BrokenPipeError:
+        # Whoever read stdout stopped reading (`speechport inspect ... | head`): nothing is wrong and
+        # nobody is left to tell; exit as a shell reports a process that SIGPIPE ended.
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except Exception as error:  # noqa: BLE001 - the last line of defence: one line, no traceback
         if os.environ.get("SPEECHPORT_DEBUG"):
             raise
@@ -583,9 +589,25 @@ def run() -> None:
     nothing a finished command needs: every file has been closed, so flush stdio and exit.
     """
     code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = EXIT_BROKEN_PIPE
+    try:
+        sys.stderr.flush()
+    except BrokenPipeError:
+        pass
     os._exit(code)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that what is still buffered for a closed pipe is dropped quietly."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

@@ -56,7 +56,8 @@ class Prepared:
     base_model: Path | None = None
     labels_path: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
-    inferred: list[Rule] = field(default_factory=list)  # source renames Speechport inferred (a wrapper prefix)
+    inferred: list[Rule] = field(default_factory=list)  # source renames Speechport inferred and applies
+    inferred_found: list[Rule] = field(default_factory=list)  # ... and those it found, applied or not (kept by the fixes)
     config_names: set[str] = field(default_factory=set)  # the original's names the config was settled from
     config_path: Path | None = None
     labels: list[str] | None = None
@@ -75,12 +76,11 @@ class Prepared:
         claimed = {row.target_key for row in self.plan.rows if row.source_key is not None and row.target_key}
         return sorted(key for key in self.targets if key not in claimed)
 
-    def replan(self, overrides: Overrides, inferred: list[Rule] | None = None) -> Plan:
-        """A new plan with other fixes (and inferred renames, which the window can undo); cheap,
-        since the target model is already known."""
+    def replan(self, overrides: Overrides) -> Plan:
+        """A new plan with other fixes (which say whether the inferred renames apply); cheap, since
+        the target model is already known."""
         self.overrides = overrides
-        if inferred is not None:
-            self.inferred = list(inferred)
+        self.inferred = [] if overrides.keep_wrapper_prefix else list(self.inferred_found)
         names = _original_names(self.recipe, self.tensors, overrides, self.inferred)
         if set(names) != self.config_names:  # a fix names a tensor the config is read from: settle it again
             self.config = self.recipe.choose_config(names, config_path=self.config_path, labels=self.labels)
@@ -162,7 +162,8 @@ def prepare(
         mark = time.perf_counter()
         imports_before, builds_before = CACHE.import_seconds, CACHE.builds
         tensors = chosen.source_tensors()
-        inferred = infer_source_renames(chosen, tensors, None)
+        found = infer_source_renames(chosen, tensors, None)
+        inferred = [] if overrides.keep_wrapper_prefix else found
         names = _original_names(chosen, tensors, overrides, inferred)
         config_path = Path(config).expanduser() if config else None
         label_names = read_labels(labels) if labels else None
@@ -176,7 +177,8 @@ def prepare(
             choice, targets, overrides, plan=None, hasher=hasher,  # type: ignore[arg-type]
             mapping_path=Path(mapping) if mapping and not isinstance(mapping, Overrides) else None,
             base_model=base_model, labels_path=Path(labels).expanduser().absolute() if labels else None, timings=timings,
-            inferred=inferred, config_names=set(names), config_path=config_path, labels=label_names,
+            inferred=inferred, inferred_found=found, config_names=set(names), config_path=config_path,
+            labels=label_names,
             targets_built=targets_built,
         )
         mark = time.perf_counter()

@@ -15,6 +15,8 @@
     match = '\\.query\\.'          # ... or say that their `query` is the recipe's `q_proj`
     replace = '.q_proj.'
 
+    keep_wrapper_prefix = true     # (top level) read the keys as saved: do not strip a DDP/compile/Lightning prefix
+
 The window saves the same format, so fixes made by hand there work from the CLI and back.
 """
 
@@ -44,9 +46,17 @@ class Overrides:
     drop: dict[str, str] = field(default_factory=dict)  # source key (as in the file) -> reason
     rules: list[Rule] = field(default_factory=list)  # on source keys, giving target keys (or drops)
     source_rules: list[Rule] = field(default_factory=list)  # renames of source keys, before any rule
+    # Speechport strips a training wrapper's prefix (DDP's `module.`...) it finds on every key; True
+    # reads the keys as saved (the window's "Undo" of that inferred fix, kept with the fixes).
+    keep_wrapper_prefix: bool = False
 
     def is_empty(self) -> bool:
-        return not (self.rename or self.drop or self.rules or self.source_rules)
+        return not (self.rename or self.drop or self.rules or self.source_rules or self.keep_wrapper_prefix)
+
+    def copy(self) -> Overrides:
+        """An independent copy (the window's undo history keeps one per step)."""
+        return Overrides(dict(self.rename), dict(self.drop), list(self.rules), list(self.source_rules),
+                         self.keep_wrapper_prefix)
 
     def unused_entries(self, source_keys: Iterable[str]) -> list[str]:
         """Notes for entries that name no source key: usually a file made for another checkpoint."""
@@ -67,16 +77,22 @@ class Overrides:
             ]
         if self.source_rules:
             data["source_rules"] = [{"match": r.pattern, "replace": r.target} for r in self.source_rules]
+        if self.keep_wrapper_prefix:
+            data["keep_wrapper_prefix"] = True
         return data
 
     @classmethod
     def from_dict(cls, data: dict, origin: str = "mapping") -> Overrides:
         if not isinstance(data, dict):
             raise BadInput(f"{origin}: a mapping file must be a table with 'rename' and/or 'drop'")
-        unknown = set(data) - {"speechport_mapping", "rename", "drop", "rules", "source_rules", "recipe", "source"}
+        unknown = set(data) - {"speechport_mapping", "rename", "drop", "rules", "source_rules", "keep_wrapper_prefix",
+                               "recipe", "source"}
         if unknown:
             raise BadInput(f"{origin}: unknown section(s) {sorted(unknown)}; "
-                           "expected 'rename', 'drop', 'rules', 'source_rules'")
+                           "expected 'rename', 'drop', 'rules', 'source_rules', 'keep_wrapper_prefix'")
+        keep = data.get("keep_wrapper_prefix", False)
+        if not isinstance(keep, bool):
+            raise BadInput(f"{origin}: keep_wrapper_prefix must be true or false")
         rename = _string_table(data.get("rename", {}), "rename", origin)
         drop_entries = data.get("drop", {})
         if isinstance(drop_entries, list):  # a plain list of keys is accepted too
@@ -88,7 +104,7 @@ class Overrides:
         rules = [_rule(entry, index, origin) for index, entry in enumerate(_table_list(data, "rules", origin))]
         source_rules = [_source_rule(entry, index, origin)
                         for index, entry in enumerate(_table_list(data, "source_rules", origin))]
-        return cls(rename, {k: v or "dropped in the mapping file" for k, v in drop.items()}, rules, source_rules)
+        return cls(rename, {k: v or "dropped in the mapping file" for k, v in drop.items()}, rules, source_rules, keep)
 
     @classmethod
     def load(cls, path: str | Path) -> Overrides:

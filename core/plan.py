@@ -255,31 +255,42 @@ def _kind_changes(rows: list[PlanRow], targets: Mapping[str, TargetTensor]) -> l
 
 
 class _SourceRenames:
-    """Speechport's inferred source renames, then the user's source rules: each a stage in which
-    the first matching rule renames the key and a key no rule matches keeps its name."""
+    """Speechport's inferred source renames (the first that matches), then each of the user's source
+    rules in turn, as a sed script runs: every rule whose pattern is found renames what the rules
+    before it made of the key (every occurrence, as `re.sub` does); a key no rule matches keeps its name."""
 
     def __init__(self, inferred: Sequence[Rule], user: Sequence[Rule]):
         self.inferred = Stage("inferred", inferred, keep_unmatched=True)
-        self.user = Stage("source rules", user, keep_unmatched=True)
+        self.user = list(user)
         self.used: set[str] = set()
 
     def apply(self, key: str) -> tuple[str, list[str], list[str], bool]:
         """(the name the rules see, intermediate names, rule descriptions, renamed by the user)."""
         via, applied, by_user = [], [], False
-        for stage in (self.inferred, self.user):
-            rule = stage.first_match(key) if stage.rules else None
-            if rule is None or rule.target is None:
+        inferred = self.inferred.first_match(key) if self.inferred.rules else None
+        steps = [(inferred, False)] if inferred is not None and inferred.target is not None else []
+        for rule, user in [*steps, *((rule, True) for rule in self.user)]:
+            if user and not rule.search(key):
                 continue
-            key = rule.sub(key)
+            renamed = rule.sub(key)
+            if user:
+                self.used.add(rule.pattern)
+            if renamed == key:
+                continue
+            key = renamed
             via.append(key)
-            applied.append(f"{rule.note}: {rule.pattern!r} -> {rule.target!r}")
-            self.used.add(rule.pattern)
-            by_user = by_user or stage is self.user
+            applied.append(f"{rule.note}: {_shown(rule.pattern)} -> {_shown(rule.target)}")
+            by_user = by_user or user
         return key, via, applied, by_user
 
     def unused_notes(self) -> list[str]:
-        return [f"{rule.note} {rule.pattern!r} matches no source key"
-                for rule in self.user.rules if rule.pattern not in self.used]
+        return [f"{rule.note} {_shown(rule.pattern)} matches no source key"
+                for rule in self.user if rule.pattern not in self.used]
+
+
+def _shown(pattern: str) -> str:
+    """A pattern as the user wrote it, in quotes (repr would double every backslash)."""
+    return f"'{pattern}'" if "'" not in pattern else f'"{pattern}"'
 
 
 def _decide(source: SourceEntry, rules: RuleSet, user_rules: RuleSet | None, overrides: Overrides,

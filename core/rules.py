@@ -242,7 +242,7 @@ def user_search(pattern: str, key: str, origin: str = "pattern"):
 
 def user_sub(pattern: str, replacement: str, key: str, origin: str = "pattern") -> str:
     try:
-        return compile_user_pattern(pattern, origin).sub(replacement, key, count=1, timeout=USER_PATTERN_SECONDS)
+        return compile_user_pattern(pattern, origin).sub(replacement, key, timeout=USER_PATTERN_SECONDS)
     except TimeoutError:
         raise _too_slow(pattern, key, origin) from None
     except (regex.error, IndexError) as exc:

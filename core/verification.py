@@ -438,7 +438,7 @@ def check_pairing(recipe: Recipe, folder: Path, fixes: Overrides | None = None) 
     fixes = fixes if fixes is not None else (_recorded_fixes(folder) or Overrides())
     plan = build_plan(recipe=recipe.name, layout=recipe.layout, target_class="", sources=sources,
                       rules=recipe.rules(config), targets=targets, overrides=fixes,
-                      inferred=infer_source_renames(recipe, tensors, config))
+                      inferred=[] if fixes.keep_wrapper_prefix else infer_source_renames(recipe, tensors, config))
     wrong = [row for row in plan.rows
              if row.status in (Status.SHAPE_MISMATCH, Status.MISSING) or (row.status is Status.UNMAPPED and row.target_key)]
     if not wrong:

@@ -113,7 +113,7 @@ class BulkRenameDialog(QDialog):
         scopes.addButton(self.scope_filtered)
         (self.scope_selected if len(selected) > 1 else self.scope_filtered).setChecked(True)
         self.scope_selected.setEnabled(bool(selected))
-        self.scope_all = QLabel(f"Every key of the checkpoint ({len(prepared.tensors)})", self)
+        self.scope_all = QLabel(f"Every tensor of the checkpoint ({len(prepared.tensors)})", self)
         self.scope_all.setObjectName("bulkScopeAll")
 
         self.preview = QTableWidget(0, 3, self)
@@ -293,7 +293,7 @@ class BulkRenameDialog(QDialog):
 
 def _status_text(status: Status, mode: str) -> str:
     if status is Status.MAPPED:
-        return "✓ mapped"
+        return "mapped"  # the row has its status icon beside the word
     if status is Status.UNMAPPED and mode == TARGET_KEYS:
         return "not in the model"
     return status.value

@@ -4,9 +4,10 @@ Everything the user changes by hand is an `Overrides` object, the same thing a `
 holds. Each command swaps one `Overrides` for another; applying one asks the core for a new plan
 (`Prepared.replan`, milliseconds even for 800-row plans), so undo and redo are immediate.
 
-Fixes Speechport inferred itself (a training wrapper's prefix stripped from every key) are no
-`Overrides`: a mapping file cannot hold them, the checkpoint implies them. Their command switches
-them on or off, so that Ctrl+Z shows the keys as saved and redo strips them again.
+Fixes Speechport inferred itself (a training wrapper's prefix stripped from every key) are implied
+by the checkpoint; whether they apply is part of the `Overrides` (`keep_wrapper_prefix`), so the
+mapping file remembers an undo of them. Their command switches them on or off, so that Ctrl+Z shows
+the keys as saved and redo strips them again.
 """
 
 from __future__ import annotations
@@ -22,12 +23,11 @@ DROP_REASON = "dropped by hand in the Speechport window"
 
 
 def copy_overrides(overrides: Overrides) -> Overrides:
-    return Overrides(dict(overrides.rename), dict(overrides.drop), list(overrides.rules), list(overrides.source_rules))
+    return overrides.copy()
 
 
 def same_overrides(a: Overrides, b: Overrides) -> bool:
-    return (a.rename == b.rename and a.drop == b.drop and list(a.rules) == list(b.rules)
-            and list(a.source_rules) == list(b.source_rules))
+    return a == b
 
 
 class FixesCommand(QUndoCommand):

@@ -141,7 +141,8 @@ class FixesEditor(QObject):
         """A checkpoint opened with inferred fixes: they become the first step of its history, done
         already. Recorded once per checkpoint (reopening it keeps the history as it is)."""
         workspace = self.workspace
-        if workspace.prepared is None or not workspace.inferred_found or workspace.inferred_recorded:
+        if (workspace.prepared is None or not workspace.inferred_found or workspace.inferred_recorded
+                or not workspace.inferred_applied):  # opened with fixes that keep the prefix: nothing was done
             return
         workspace.inferred_recorded = True
         was_clean = self.undo_stack.isClean()

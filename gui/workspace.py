@@ -93,7 +93,6 @@ class Workspace(QObject):
         self.fixes = Overrides()
         self.undo_stack = QUndoStack(self)
         self.inferred_found = []  # core.rules.Rule: the fixes Speechport inferred when it opened the checkpoint
-        self.inferred_applied = True  # False once the user undid them: the keys are read as saved
         self.inferred_recorded = False  # they are a step of the undo history
         self.mapping_file = ""  # where the fixes were last saved
         self.result = None  # core.conversion.ConversionResult of the last conversion
@@ -149,7 +148,6 @@ class Workspace(QObject):
             self.undo_stack.clear()
             self.mapping_file = ""
         self.inferred_found = []
-        self.inferred_applied = True
         self.inferred_recorded = False
         self.base_model_wanted = bool(self.base_model)
         self.base_model_needed_by = ""
@@ -174,9 +172,7 @@ class Workspace(QObject):
             self.prepared.hasher.cancel()
         self.prepared = prepared
         if prepared is not None:
-            self.inferred_found = list(prepared.inferred)
-            if prepared.inferred and not self.inferred_applied:  # the user undid them before this reopening
-                prepared.replan(commands.copy_overrides(self.fixes), inferred=[])
+            self.inferred_found = list(prepared.inferred_found)
             self.base_model_needed_by = ""
             if prepared.recipe.needs_base_model or prepared.base_model is not None:
                 self.base_model_wanted = True
@@ -236,12 +232,16 @@ class Workspace(QObject):
             self.prepared.replan(commands.copy_overrides(fixes))
         self._emit(self.fixesChanged, self.planChanged)
 
+    @property
+    def inferred_applied(self) -> bool:
+        """Whether the fixes Speechport inferred apply; False once the user undid them (keys read as saved)."""
+        return not self.fixes.keep_wrapper_prefix
+
     def set_inferred_fixes(self, applied: bool) -> None:
         """Apply the fixes Speechport inferred (strip a wrapper prefix), or read the keys as saved."""
-        self.inferred_applied = applied
-        if self.prepared is not None:
-            self.prepared.replan(commands.copy_overrides(self.fixes), inferred=self.inferred_found if applied else [])
-        self._emit(self.fixesChanged, self.planChanged)
+        fixes = self.fixes.copy()
+        fixes.keep_wrapper_prefix = not applied  # part of the fixes: saved with them, reopened with them
+        self.set_fixes(fixes)
 
     def set_result(self, result) -> None:
         """A conversion wrote its folder (or one starts: None); the audition compares against it from now on."""

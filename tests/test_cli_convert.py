@@ -208,3 +208,18 @@ def test_console_script_and_module_entry_points():
     probe = subprocess.run([sys.executable, "-c", "import sys; from speechport.cli import build_parser; "
                             "build_parser(); print('torch' in sys.modules)"], capture_output=True, text=True)
     assert probe.stdout.strip() == "False"
+
+
+def test_a_reader_that_stops_reading_ends_the_command_quietly_with_141():
+    """`speechport inspect ... | head -1`: once the pipe closes, exit as SIGPIPE would, saying nothing."""
+    import fcntl
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, 1031, 4096)  # F_SETPIPE_SZ: the output is far larger than the pipe
+    os.close(read_end)  # the reader is gone before a byte is written
+    process = subprocess.run([sys.executable, "-m", "speechport", "inspect", str(checkpoint_path("cs_s64")),
+                              "--rows", "--json"], stdout=write_end, stderr=subprocess.PIPE, timeout=120)
+    os.close(write_end)
+    assert process.returncode == 141 and process.stderr == b""

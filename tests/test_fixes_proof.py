@@ -152,6 +152,41 @@ def test_wrapper_prefixes_are_stripped_as_an_inferred_fix(run_cli, tmp_path, pre
     assert verification["verdict"] == "pass" and verification["fixes_used"] == []
 
 
+def test_a_mapping_file_may_keep_the_wrapper_prefix(run_cli, tmp_path):
+    source = wrapped(tmp_path, "module.", "model")
+    keep = tmp_path / "keep.json"
+    keep.write_text(json.dumps({"keep_wrapper_prefix": True}))
+    code, stdout, _ = run_cli("inspect", source, "--mapping", keep, "--json")
+    report = json.loads(stdout)
+    assert code == 3 and not any("inferred fix" in note for note in report["plan"]["notes"])
+    # ... and a source rule written against the keys as saved then does the stripping.
+    strip = tmp_path / "strip.toml"
+    strip.write_text("keep_wrapper_prefix = true\n[[source_rules]]\nmatch = '^module\\.'\nreplace = ''\n")
+    code, _, stderr = run_cli("inspect", source, "--mapping", strip)
+    assert code == 0, stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"keep_wrapper_prefix": "yes"}))
+    code, _, stderr = run_cli("inspect", source, "--mapping", bad)
+    assert code == 2 and "keep_wrapper_prefix must be true or false" in stderr
+
+
+def test_source_rules_apply_in_turn_and_replace_every_occurrence(run_cli, tmp_path):
+    # Layer 1's keys saved with `/` separators under `net/`; two rules, each applied to what the other made.
+    state = {("net/" + key.replace(".", "/") if key.startswith("encoder.layers.1.") else key): value
+             for key, value in load_fs2("cs_s64").items()}
+    source = tmp_path / "slashes.pt"
+    torch.save({"model": state}, source)
+    fixes = tmp_path / "fixes.toml"
+    fixes.write_text("[[source_rules]]\nmatch = '^net/'\nreplace = ''\n[[source_rules]]\nmatch = '/'\nreplace = '.'\n")
+    code, stdout, stderr = run_cli("inspect", source, "--mapping", fixes, "--json")
+    assert code == 0, stderr
+    row = next(r for r in json.loads(stdout)["plan"]["rows"]
+               if r["source_key"] == "net/encoder/layers/1/ffn1/inner_proj/weight")
+    assert row["via"] == ["encoder/layers/1/ffn1/inner_proj/weight", "encoder.layers.1.ffn1.inner_proj.weight"]
+    assert row["target_key"] == "encoder.layers.1.ffn1.intermediate_dense.weight" and row["by_fix"]
+    assert "source_rules[1]: '/' -> '.'" in row["rule"]  # the pattern as written, not repr'd
+
+
 def test_a_prefix_that_does_not_help_is_not_stripped(run_cli, tmp_path):
     # Every key of an S3PRL head starts with its section: no wrapper, nothing inferred.
     code, stdout, _ = run_cli("inspect", S3PRL / "sid" / "dev-best.ckpt", "--base-model", S3PRL / "base_model")

@@ -86,6 +86,25 @@ def test_a_wrapper_prefix_is_stripped_as_a_fix_that_ctrl_z_undoes_and_redo_appli
     assert row_of(window, "module." + KEY).status is Status.UNMAPPED
 
 
+def test_undoing_the_prefix_strip_is_saved_with_the_fixes_and_the_cli_reads_the_keys_as_saved(
+        make_window, answers, qtbot, tmp_path, ddp_checkpoint, run_cli):
+    window = make_window(source=ddp_checkpoint, output=tmp_path / "out")
+    wait_open(qtbot, window)
+    notice(window).linkActivated.emit("#keep")
+    assert window.isWindowModified()  # a choice of the user's, to save
+    saved = tmp_path / "fixes.toml"
+    window.save_mapping(saved)
+    qtbot.waitUntil(lambda: not window.busy() and saved.is_file())
+    assert "keep_wrapper_prefix = true" in saved.read_text()
+    code, stdout, _ = run_cli("inspect", ddp_checkpoint, "--mapping", saved)
+    assert code == 3 and "inferred fix" not in stdout  # the keys as saved, as in the window
+    # Opened again with that file, the window reads them as saved too, and offers to strip it.
+    window.load_mapping(saved)
+    qtbot.waitUntil(lambda: not window.busy())
+    assert row_of(window, "module." + KEY).status is Status.UNMAPPED
+    assert "Strip it again" in notice(window).text()
+
+
 def test_a_checkpoint_without_a_wrapper_prefix_says_nothing_about_one(make_window, qtbot, tmp_path, backbone_checkpoint):
     window = make_window(source=backbone_checkpoint, output=tmp_path / "out")
     wait_open(qtbot, window)
@@ -110,7 +129,7 @@ def test_a_source_rule_is_previewed_on_the_plan_then_applied_in_one_undoable_ste
     assert len(preview.rows) == dialog.preview.rowCount() == 64 and preview.count(Status.MAPPED) == 64
     first = [dialog.preview.item(0, column).text() for column in range(4)]
     assert first[0].startswith("backbone.encoder.") and first[1] == first[0].removeprefix("backbone.")
-    assert first[3] == "✓ mapped"
+    assert first[3] == "mapped"
     assert "Renames 64 of 77 source keys: 64 map." in dialog.status.text()
     assert "no problems" in dialog.status.text()
     assert window.fixes.is_empty() and problems(window) == before  # only previewed
