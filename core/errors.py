@@ -8,6 +8,24 @@ in the window too; what to type on the command line (a flag) is `cli_hint`, whic
 from __future__ import annotations
 
 
+# Anything quoted from a user's file (a key, a pattern, a value) is cut to this many characters in a
+# message: an error stays one readable line even when the file holds a 48 MB key.
+QUOTED_LIMIT = 200
+
+
+def quoted(text: object, limit: int = QUOTED_LIMIT) -> str:
+    """`repr(text)` for a message, its middle elided when longer than `limit` characters (both ends
+    kept: a key's prefix and its parameter's own name are what tell it apart)."""
+    text = text if isinstance(text, str) else str(text)
+    if len(text) > 2 * limit:  # never build the repr of a whole 48 MB key to show 200 characters of it
+        text = text[:limit] + text[-limit:]
+    shown = repr(text)
+    if len(shown) <= limit:
+        return shown
+    keep = max(limit - 1, 2)
+    return f"{shown[: keep - keep // 2]}…{shown[len(shown) - keep // 2:]}"
+
+
 class SpeechportError(Exception):
     """Base of every error Speechport reports to a user."""
 
