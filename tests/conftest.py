@@ -62,13 +62,56 @@ class AudioServer:
     def address(self) -> str:
         return f"unix:{self.socket}"
 
-    def record_monitor(self) -> subprocess.Popen:
-        """Record what the null sink plays, as 16 kHz mono 16-bit samples on stdout (`parec`)."""
-        return subprocess.Popen(
+    def record_monitor(self) -> "MonitorRecording":
+        """Record what the null sink plays, as 16 kHz mono 16-bit samples (`parec` on its monitor)."""
+        return MonitorRecording(subprocess.Popen(
             ["parec", f"--server={self.address}", "-d", f"{self.sink}.monitor", "--format=s16le", "--rate=16000",
-             "--channels=1"],
+             "--channels=1", "--latency-msec=20"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        )
+        ))
+
+
+class MonitorRecording:
+    """What the null sink's monitor hears, read as it comes. The sink runs whether or not anything
+    plays (no suspend-on-idle module is loaded), so the monitor streams silence from the moment the
+    recording is up: the first bytes say it is, with no guess at how long that takes."""
+
+    RATE = 16_000
+
+    def __init__(self, process: subprocess.Popen):
+        import threading
+
+        self.process = process
+        self._chunks: list[bytes] = []
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while chunk := self.process.stdout.read1(4096):
+            with self._lock:
+                self._chunks.append(chunk)
+
+    def samples(self):
+        import numpy as np
+
+        with self._lock:
+            data = b"".join(self._chunks)
+        return np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2").astype(np.float64) / 32768
+
+    def wait_until(self, condition, limit_s: float = 60.0) -> bool:
+        """Wait until `condition(samples)` holds (the limit only ends a hang)."""
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            if condition(self.samples()):
+                return True
+            time.sleep(0.02)
+        return False
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        self._reader.join(timeout=10)
 
 
 _audio_server: AudioServer | None = None
@@ -120,8 +163,23 @@ def _stop(process: subprocess.Popen) -> None:
             process.wait(timeout=5)
 
 
+# A wait for the window ends as soon as its condition holds; its limit only turns a hang into a failure,
+# so it is generous enough for a machine whose cores are busy with something else.
+WAIT_LIMIT_MS = 180_000
+
+
+def _generous_qt_waits() -> None:
+    try:
+        from pytestqt.qtbot import QtBot
+    except ImportError:
+        return
+    for name in ("waitUntil", "waitSignal", "waitSignals", "waitExposed", "waitActive", "waitCallback"):
+        getattr(QtBot, name).__kwdefaults__["timeout"] = WAIT_LIMIT_MS
+
+
 def pytest_configure(config):
     global _audio_server, _previous_pulse_server
+    _generous_qt_waits()
     _audio_server = _start_audio_server()
     if _audio_server is not None:
         _previous_pulse_server = os.environ.get("PULSE_SERVER")
@@ -229,3 +287,30 @@ def make_window(qtbot, settings, answers):
         return window
 
     return make
+
+
+# -- the GUI thread does no heavy work ---------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def gui_thread_guard(request):
+    """In every test that drives Qt (it asks for `qtbot`), model code, bulk file I/O and the core's heavy
+    entry points set off by the window must run on worker threads: the test fails otherwise
+    (`gui_thread_guard.py` says how that is watched)."""
+    if "qtbot" not in request.fixturenames:
+        yield None
+        return
+    from gui_thread_guard import install
+
+    guard = install()
+    guard.trips.clear()
+    guard.seen_on_workers.clear()
+    guard.active = True
+    try:
+        yield guard
+    finally:
+        guard.active = False
+    failure = guard.failure()
+    guard.trips.clear()
+    if failure:
+        pytest.fail(failure, pytrace=False)

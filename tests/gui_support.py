@@ -3,13 +3,19 @@ widgets, type keys, drop files, audition a clip."""
 
 from __future__ import annotations
 
+import re
+
+import pytest
+
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QLabel, QLineEdit, QPushButton, QTableView
 
 from speechport.gui.plan_model import Column
 
-OPEN_TIMEOUT_MS = 60_000  # the first open in a process also imports torch and transformers
+from conftest import WAIT_LIMIT_MS
+
+OPEN_TIMEOUT_MS = WAIT_LIMIT_MS  # the first open in a process also imports torch and transformers
 
 
 def wait_idle(qtbot, window, timeout: int = OPEN_TIMEOUT_MS) -> None:
@@ -84,7 +90,7 @@ def open_audition(qtbot, window, converted_folder=None):
 
 def choose_clip(qtbot, page, path) -> None:
     page.choose_clip(path)
-    qtbot.waitUntil(lambda: page.clip is not None and str(page.clip.path) == str(path), timeout=10_000)
+    qtbot.waitUntil(lambda: page.clip is not None and str(page.clip.path) == str(path))
 
 
 def compare(qtbot, page, timeout: int = OPEN_TIMEOUT_MS) -> str:
@@ -94,7 +100,7 @@ def compare(qtbot, page, timeout: int = OPEN_TIMEOUT_MS) -> str:
     qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: page.compare_bar.task is None, timeout=timeout)
     if page.comparison is not None:  # the plots follow the verdict in the next turn of the event loop
-        qtbot.waitUntil(lambda: page.timeline.comparison is page.comparison.clips[0], timeout=5_000)
+        qtbot.waitUntil(lambda: page.timeline.comparison is page.comparison.clips[0])
     return page.findChild(QLabel, "compareVerdict").text()
 
 
@@ -133,3 +139,22 @@ def drag_on_plot(plot, start_seconds: float, end_seconds: float, steps: int = 12
         point = start + (end - start) * (step / steps)
         send(QEvent.Type.MouseMove, point, none, left)
     send(QEvent.Type.MouseButtonRelease, end, left, none)
+
+
+CLOSENESS = re.compile(r"(?:exactly|to within (less than 0\.000001|[0-9.]+) — (?:far below|within) the ([0-9.]+) tolerance)")
+
+
+def assert_says_how_close(said: str, max_abs_diff: float, tolerance: float) -> None:
+    """A passing comparison's closeness in words, checked against the numbers it came from, whichever of
+    its forms the last bits of this run's floats gave ("exactly", "less than 0.000001", "0.000014")."""
+    match = CLOSENESS.fullmatch(said)
+    assert match, said
+    within, stated_tolerance = match.groups()
+    if within is None:
+        assert max_abs_diff == 0, said
+        return
+    assert float(stated_tolerance) == tolerance, said
+    if within == "less than 0.000001":
+        assert 0 < max_abs_diff < 1e-6, said
+    else:
+        assert float(within) == pytest.approx(max_abs_diff, rel=0.05), said

@@ -75,7 +75,7 @@ def test_open_folder_without_a_file_manager_says_where_the_folder_is(make_window
     window = make_window(source=checkpoint_path("cs_s64"), output=out)
     wait_open(qtbot, window)
     qtbot.mouseClick(convert_button(window), Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: window.result is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: window.result is not None)
     asked = []
     monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: asked.append(url.toLocalFile()) and False)
     window.act_open_folder.trigger()

@@ -41,8 +41,7 @@ def test_a_classification_head_takes_its_labels_file_and_forgets_it_with_the_che
     labels = tmp_path / "speakers.txt"
     labels.write_text("\n".join(names) + "\n")
     drop(window, labels)  # a .txt dropped while a classification head is open: its labels
-    qtbot.waitUntil(lambda: window.prepared is not None and window.prepared.labels is not None and not window.busy(),
-                    timeout=60_000)
+    qtbot.waitUntil(lambda: window.prepared is not None and window.prepared.labels is not None and not window.busy())
     assert window.findChild(QLineEdit, "labelsPath").text() == str(labels)
     assert window.prepared.labels == names and window.prepared.labels_path == labels
     assert window.prepared.config.config.id2label[classes - 1] == names[-1]

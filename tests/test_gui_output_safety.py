@@ -37,7 +37,7 @@ def test_window_refuses_an_output_folder_holding_the_checkpoint_without_asking(
     window = make_window(source=source, output=out)
     wait_open(qtbot, window)
     qtbot.mouseClick(convert_button(window), Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: message(window) == refusal, timeout=30_000)
+    qtbot.waitUntil(lambda: message(window) == refusal)
     wait_idle(qtbot, window)
     assert answers.questions == []  # never asked whether to replace it
     assert window.result is None
@@ -45,7 +45,7 @@ def test_window_refuses_an_output_folder_holding_the_checkpoint_without_asking(
     # Consent to replace does not change the answer.
     window.message_bar.hide()
     window.convert(force=True)
-    qtbot.waitUntil(lambda: message(window) == refusal, timeout=30_000)
+    qtbot.waitUntil(lambda: message(window) == refusal)
     wait_idle(qtbot, window)
     assert answers.questions == [] and window.result is None
     assert sorted(os.listdir(source.parent)) == ["model.pt"]

@@ -115,10 +115,10 @@ def test_replan_updates_rows_in_place(qtbot, clean_plan, broken_plan):
     model = PlanTableModel()
     model.set_plan(clean_plan)
     with qtbot.assertNotEmitted(model.modelReset):
-        with qtbot.waitSignal(model.rowsInserted, timeout=1000):
+        with qtbot.waitSignal(model.rowsInserted):
             model.set_plan(broken_plan)
     assert model.rowCount() == 78  # the target the broken key no longer fills
-    with qtbot.waitSignal(model.rowsRemoved, timeout=1000):
+    with qtbot.waitSignal(model.rowsRemoved):
         model.set_plan(clean_plan)
     assert model.rowCount() == 77
 
@@ -127,12 +127,12 @@ def test_edit_becomes_a_rename_request(qtbot, clean_plan, broken_plan):
     model = PlanTableModel()
     model.set_plan(clean_plan)
     row = model.row_of_source(BROKEN_KEY)
-    with qtbot.waitSignal(model.renameRequested, timeout=1000) as signal:
+    with qtbot.waitSignal(model.renameRequested) as signal:
         assert model.setData(model.index(row, Column.TARGET), "encoder.other.weight")
     assert signal.args == [BROKEN_KEY, "encoder.other.weight"]
     model.set_plan(broken_plan)
     missing = model.row_of_missing_target(ITS_TARGET)
-    with qtbot.waitSignal(model.renameRequested, timeout=1000) as signal:
+    with qtbot.waitSignal(model.renameRequested) as signal:
         assert model.setData(model.index(missing, Column.SOURCE), BROKEN_KEY)
     assert signal.args == [BROKEN_KEY, ITS_TARGET]
     model.set_editable(False)
@@ -194,7 +194,7 @@ def test_a_confident_suggestion_is_shown_in_the_target_cell_of_its_row(qtmodelte
     cell = model.index(row, Column.TARGET)
     sure = Suggestion(ITS_TARGET, shape_matches=True, similarity=0.9, same_layer=True, confident=True)
     unsure = Suggestion(ITS_TARGET, shape_matches=True, similarity=0.4, same_layer=True, confident=False)
-    with qtbot.waitSignal(model.dataChanged, timeout=1000):
+    with qtbot.waitSignal(model.dataChanged):
         model.set_suggestions({BROKEN_KEY: [sure]})
     assert cell.data() == f"did you mean {ITS_TARGET}?"
     assert "did you mean:" in cell.data(Qt.ItemDataRole.ToolTipRole)

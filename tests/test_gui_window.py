@@ -130,7 +130,7 @@ def test_break_fix_with_completion_undo_redo_convert_and_load(make_window, qtbot
     # Convert, then load the result the way users will.
     progress = window.findChild(QProgressBar, "conversionProgress")
     qtbot.mouseClick(convert_button(window), Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: window.result is not None or not window.busy(), timeout=60_000)
+    qtbot.waitUntil(lambda: window.result is not None or not window.busy())
     assert window.result is not None, message(window)
     assert progress.value() == progress.maximum()
     assert "Converted" in message(window)
@@ -168,7 +168,7 @@ def test_cancel_in_the_middle_leaves_nothing(make_window, qtbot, tmp_path, monke
     assert not cancel.isEnabled()
     qtbot.mouseClick(convert_button(window), Qt.MouseButton.LeftButton)
     eta = window.findChild(QLabel, "etaLabel")
-    qtbot.waitUntil(lambda: progress.value() > 100 and eta.text().startswith("about"), timeout=30_000)
+    qtbot.waitUntil(lambda: progress.value() > 100 and eta.text().startswith("about"))
     assert cancel.isEnabled() and not convert_button(window).isEnabled()
     assert "tensors" in progress.format() and "KB /" in progress.format()  # tensors and bytes
     assert eta.text().endswith("s left")
@@ -189,12 +189,12 @@ def test_non_empty_output_folder_is_replaced_only_on_yes(make_window, answers, q
     wait_open(qtbot, window)
     answers.reply = QMessageBox.StandardButton.No
     qtbot.mouseClick(convert_button(window), Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: "not empty" in message(window), timeout=30_000)
+    qtbot.waitUntil(lambda: "not empty" in message(window))
     assert answers.questions[-1][2] == QMessageBox.StandardButton.No  # the default answer
     assert (out / "keep.txt").exists()
     answers.reply = QMessageBox.StandardButton.Yes
     qtbot.mouseClick(convert_button(window), Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: window.result is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: window.result is not None)
     assert not (out / "keep.txt").exists() and (out / "model.safetensors").exists()
     assert len(answers.questions) == 2
 
