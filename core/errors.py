@@ -26,6 +26,13 @@ def quoted(text: object, limit: int = QUOTED_LIMIT) -> str:
     return f"{shown[: keep - keep // 2]}…{shown[len(shown) - keep // 2:]}"
 
 
+def named(text: object, limit: int = QUOTED_LIMIT) -> str:
+    """A name from a user's file (a pickled global, a storage key) as it is when it is short and
+    printable, else `quoted`: a name that is a whole line, or holds a line break, is never pasted."""
+    text = text if isinstance(text, str) else str(text)
+    return text if len(text) <= limit and text.isprintable() else quoted(text, limit)
+
+
 class SpeechportError(Exception):
     """Base of every error Speechport reports to a user."""
 
@@ -58,10 +65,14 @@ class UnsafePickle(BadInput):
 
     kind = "unsafe_pickle"
 
+    NAMES_SHOWN = 10  # a crafted pickle can name thousands of globals: the message names the first ones
+
     def __init__(self, path: str, globals_needed: list[str]):
         self.path = path
-        self.globals_needed = sorted(globals_needed)
-        names = ", ".join(self.globals_needed)
+        self.globals_needed = sorted(named(name) for name in globals_needed)
+        names = ", ".join(self.globals_needed[: self.NAMES_SHOWN])
+        if len(self.globals_needed) > self.NAMES_SHOWN:
+            names += f" and {len(self.globals_needed) - self.NAMES_SHOWN:,} more"
         super().__init__(
             f"{path}: refused to unpickle: it needs {names}, which could run code when loaded",
             hint="load it only if you trust where this file came from",
