@@ -60,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--duration", metavar="SECONDS", type=_positive_number, default=None,
                          help="compare this many seconds of each clip (default: to its end, at most --max-seconds)")
 
+    def mismatch_option(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--base-model-mismatch-ok", action="store_true",
+                         help="use a base model of another family or layer count than the upstream the S3PRL head "
+                              "records (Args.upstream, its Featurizer); the report and the model card say so")
+
     def cache_option(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--no-cache", action="store_true",
                          help="build the target model with transformers instead of reading it from the user cache, "
@@ -74,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "original checkpoint file (fairseq, Microsoft or S3PRL), converted along with the head")
         sub.add_argument("--labels", metavar="FILE", help="class names, one per line, in class-index order (classification heads)")
         sub.add_argument("--recipe", metavar="NAME", help="skip detection and use this recipe")
+        mismatch_option(sub)
         cache_option(sub)
         sub.add_argument("--trust-pickle", action="store_true", help="load a pickle that needs globals beyond "
                          "the safe allow-list (this can run code from the file: only for files you trust)")
@@ -105,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "original checkpoint file (fairseq, Microsoft or S3PRL), run as the original's upstream")
     compare.add_argument("--mapping", metavar="F", help="the fixes the conversion used (default: those recorded in "
                          "CONVERTED_DIR/speechport_report.json)")
+    mismatch_option(compare)
     compare.add_argument("--trust-pickle", action="store_true", help="load a source pickle beyond the safe allow-list")
     compare.add_argument("--json", action="store_true", help="print a JSON document on stdout")
     compare.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -287,11 +294,23 @@ def _interrupted(interrupt: KeyboardInterrupt, args) -> int:
 # -- commands -------------------------------------------------------------------------------
 
 
+def _base_model_consent(args):
+    """--base-model-mismatch-ok: heads opened within are accepted on a base model other than the upstream they record."""
+    import contextlib
+
+    if not getattr(args, "base_model_mismatch_ok", False):
+        return contextlib.nullcontext()
+    from .core.families.s3prl_heads.identity import mismatch_accepted
+
+    return mismatch_accepted()
+
+
 def _inspect(args) -> int:
     from .core.conversion import prepare
 
-    prepared = prepare(args.source, config=args.config, mapping=args.mapping, base_model=args.base_model,
-                       labels=args.labels, recipe=args.recipe, trust_pickle=args.trust_pickle)
+    with _base_model_consent(args):
+        prepared = prepare(args.source, config=args.config, mapping=args.mapping, base_model=args.base_model,
+                           labels=args.labels, recipe=args.recipe, trust_pickle=args.trust_pickle)
     prepared.hasher.cancel()
     if args.json:
         _print_json(_prepared_json(prepared))
@@ -315,9 +334,10 @@ def _convert(args) -> int:
     progress = _terminal_progress(enabled=not args.quiet and not args.json)
     if args.verify:
         _quiet_transformers()
-    prepared = prepare(args.source, config=args.config, mapping=args.mapping, base_model=args.base_model,
-                       labels=args.labels, recipe=args.recipe, trust_pickle=args.trust_pickle, progress=progress,
-                       hasher=args.early_hash)
+    with _base_model_consent(args):
+        prepared = prepare(args.source, config=args.config, mapping=args.mapping, base_model=args.base_model,
+                           labels=args.labels, recipe=args.recipe, trust_pickle=args.trust_pickle, progress=progress,
+                           hasher=args.early_hash)
     try:
         result = convert(prepared, args.out, force=args.force,
                          max_shard_size=args.max_shard_size or DEFAULT_MAX_SHARD_SIZE, progress=progress,
@@ -369,8 +389,9 @@ def _compare(args) -> int:
     fixes = Overrides.load(args.mapping) if args.mapping else None
     progress = _terminal_progress(enabled=not args.quiet and not args.json)
     _quiet_transformers()
-    sides = open_sides(args.source, args.converted, base_model=args.base_model, backend=args.original_backend,
-                       trust_pickle=args.trust_pickle, fixes=fixes, progress=progress)
+    with _base_model_consent(args):
+        sides = open_sides(args.source, args.converted, base_model=args.base_model, backend=args.original_backend,
+                           trust_pickle=args.trust_pickle, fixes=fixes, progress=progress)
     comparison = compare_clips(sides, args.audio, tolerance=args.tolerance, channels=args.channels,
                                max_seconds=args.max_seconds, start=args.start, duration=args.duration,
                                save_outputs=args.save_outputs, progress=progress)

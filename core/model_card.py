@@ -51,6 +51,9 @@ def card_body(prepared: Prepared, report: dict, description: str) -> str:
     ]
     if prepared.base_model:
         lines.append(f"- Base model: `{prepared.base_model.name}`")
+    mismatch = report.get("base_model_mismatch")
+    if mismatch:
+        lines.append(f"- **Base model mismatch**: {mismatch['note']}.")
     if prepared.mapping_path:
         lines.append(f"- User fixes: `{prepared.mapping_path.name}`")
     if report["dropped_summary"]:

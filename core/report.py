@@ -43,6 +43,9 @@ def build_report(prepared: Prepared, weights: WrittenWeights, seconds: float) ->
         },
         "base_model": str(prepared.base_model) if prepared.base_model else None,
         "base_model_recipe": prepared.recipe.base_summary(),  # an upstream checkpoint converted with the head
+        # A head converted on another upstream than the one it records, as the user accepted (only
+        # recipes with a base model have one to accept).
+        "base_model_mismatch": getattr(prepared.recipe, "accepted_base_model_mismatch", None),
         "recipe": {
             "name": prepared.recipe.name,
             "layout": prepared.layout,

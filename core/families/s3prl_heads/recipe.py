@@ -10,18 +10,20 @@ transformers' heads cannot compute the way S3PRL does is refused with its reason
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...audio import MODEL_RATE
 from ...checkpoint import Checkpoint, StoredTensor, as_torch, load_checkpoint
-from ...errors import BadInput
+from ...errors import BadInput, quoted
 from ...plan import ConfigConflict
 from ...recipe import CardDetails, ConfigChoice, Detection, Recipe, SourceTensor, hub_model_id, read_config_json
 from ...rules import Rule, RuleSet, Stage, drop, refuse, rename
 from ...target_cache import PREPROCESSOR_FILE, ConfigSpec, TargetConfig
 from .._upstream import UpstreamRecipe
+from . import identity
 
 if TYPE_CHECKING:  # the models run (torch) only where a comparison does: see sides.py
     from ...audio import Clip
@@ -108,6 +110,9 @@ class S3prlRecipe(Recipe):
         self._base: Checkpoint | None = None
         self._upstream: UpstreamRecipe | None = None
         self._base_config = None
+        # Whether the user accepts a base model other than the upstream the head records (read once:
+        # the window's worker threads and a CLI command's context see the recipe alike).
+        self.mismatch_accepted = identity.is_mismatch_accepted()
 
     @classmethod
     def layout_of(cls, detection: Detection) -> str:
@@ -123,7 +128,7 @@ class S3prlRecipe(Recipe):
         if "Downstream" not in markers and len(markers) < 2:
             return None
         kind, task = _task(content)
-        downstream = getattr(content.get("Args"), "downstream", None) or "unknown downstream"
+        downstream = _downstream(content) or "unknown downstream"
         return Detection(cls, "s3prl", kind, float(len(markers)) + 10.0,  # top-level names no other family uses
                          f"S3PRL run_downstream.py checkpoint ({downstream}: {task})")
 
@@ -131,6 +136,10 @@ class S3prlRecipe(Recipe):
         content = self.checkpoint.content
         if not isinstance(content.get("Downstream"), dict):
             raise BadInput(f"{self.checkpoint.path}: an S3PRL checkpoint without 'Downstream' (no head weights to convert)")
+        named = getattr(content.get("Args"), "downstream", None)
+        if named is not None and not isinstance(named, str):
+            raise BadInput(f"{self.checkpoint.path}: Args.downstream is a {type(named).__name__}, not the name of an S3PRL "
+                           f"downstream ({', '.join(DOWNSTREAMS)})")
         if self.task == "unknown":
             raise BadInput(f"{self.checkpoint.path}: cannot tell which SUPERB task this head is for "
                            f"(Args.downstream={getattr(content.get('Args'), 'downstream', None)!r})")
@@ -168,6 +177,47 @@ class S3prlRecipe(Recipe):
             return None
         return {"recipe": upstream.name, "layout": upstream.layout, "target_class": upstream.target_name,
                 "evidence": upstream.detection.evidence}
+
+    # -- is the base model the upstream the head was trained on? ----------------------------
+    def base_identity(self) -> identity.Upstream:
+        """The base model as the head would see it: its family and the hidden states it gives."""
+        config = self.base_config()
+        upstream = self.upstream()
+        if upstream is None:
+            return identity.base_folder(config.model_type, config.num_hidden_layers)
+        family = upstream.file.family
+        states = config.num_hidden_layers + 1
+        if family == "distiller":  # S3PRL's DistilHuBERT adds one hidden state per prediction head
+            heads = upstream.file.settings().get("n_tasks")
+            states = states + heads if isinstance(heads, int) and not isinstance(heads, bool) else None
+        return identity.base_file(family, states)
+
+    def base_mismatch(self) -> str | None:
+        """The sentence naming both, when the base model is known to be another upstream than the
+        head's; None when they agree as far as either side tells."""
+        head = identity.trained_on(self.checkpoint.content)
+        base = self.base_identity()
+        return identity.mismatch_sentence(head, base) if identity.differ(head, base) else None
+
+    def check_base_model(self) -> None:
+        """Refuse a base model other than the upstream the head records, unless the user accepts it."""
+        sentence = self.base_mismatch()
+        if sentence is not None and not self.mismatch_accepted:
+            raise BadInput(f"{self.base_model}: {sentence}", hint="give the base model the head was trained on",
+                           cli_hint="to use this base model anyway: --base-model-mismatch-ok")
+
+    @property
+    def accepted_base_model_mismatch(self) -> dict | None:
+        """For the report: the upstream the head records and the base model used instead, when the
+        user accepted the difference (None when there is none)."""
+        if not self.mismatch_accepted or self.base_model is None:
+            return None
+        head, base = identity.trained_on(self.checkpoint.content), self.base_identity()
+        if not identity.differ(head, base):
+            return None
+        sentence = identity.mismatch_sentence(head, base)
+        return {"trained_on": head.to_dict(), "base_model": base.to_dict(), "accepted": True,
+                "sentence": sentence, "note": identity.accepted_note(sentence)}
 
     # -- sources and rules ----------------------------------------------------------------
     def source_tensors(self) -> dict[str, SourceTensor]:
@@ -270,8 +320,12 @@ class S3prlRecipe(Recipe):
         if class_name in MISSING_HEAD_CLASSES:
             raise BadInput(f"{base_model}: transformers has no {class_name}, so a {base_config.model_type} "
                            f"upstream cannot carry this {layout} head")
+        self.check_base_model()
         facts = _head_facts(names, layout)
         notes = []
+        accepted = self.accepted_base_model_mismatch
+        if accepted is not None:
+            notes.append(accepted["note"])
         content = checkpoint.content
         args = content.get("Args")
         selection = getattr(args, "upstream_layer_selection", None)
@@ -353,7 +407,7 @@ class S3prlRecipe(Recipe):
 
     def card_details(self, config) -> CardDetails:
         kind = self.rules_kind(config)
-        downstream = getattr(self.checkpoint.content.get("Args"), "downstream", "s3prl")
+        downstream = _downstream(self.checkpoint.content) or "s3prl"
         _, task = DOWNSTREAMS.get(downstream, (kind, "a SUPERB task"))
         base_id = hub_model_id(getattr(config, "_name_or_path", "") or "")
         return CardDetails(
@@ -370,6 +424,15 @@ class S3prlRecipe(Recipe):
     def rules_kind(config) -> str:
         architecture = config.architectures[0]
         return next(kind for kind, suffix in HEAD_CLASS_SUFFIX.items() if architecture.endswith(suffix))
+
+    @classmethod
+    def head_architecture(cls, folder: Path, architectures) -> str:
+        """The class a converted folder's config names first, refused (naming it) unless it is an S3PRL head's."""
+        first = architectures[0] if isinstance(architectures, list) and architectures else architectures
+        if first not in cls.converted_architectures():
+            raise BadInput(f"{folder}: its config names {quoted(first)} as its model class, which no S3PRL head converts to "
+                           f"(one of {', '.join(cls.converted_architectures())})")
+        return first
 
     # -- verification ---------------------------------------------------------------------
     def explain(self, original: SideOutput, converted: SideOutput) -> tuple[list[str], dict]:
@@ -413,6 +476,7 @@ class S3prlRecipe(Recipe):
         import torch
 
         self.check_backend(backend)
+        self.check_base_model()  # `compare` runs the head on a base model without settling a config first
         # What the original model uses, read now and in float32 whatever the file stores. `weights`
         # (S3PRL names, "Section.key") may add tensors found through the user's fixes.
         weights = weights if weights is not None else self.original_names()
@@ -455,7 +519,11 @@ class S3prlRecipe(Recipe):
         from .sides import TransformersHeadSide
 
         upstream = self.upstream()
-        return TransformersHeadSide(folder, normalize=upstream.file.normalize if upstream is not None else False)
+        side = TransformersHeadSide(folder, normalize=upstream.file.normalize if upstream is not None else False)
+        accepted = self.accepted_base_model_mismatch
+        if accepted is not None:  # said of every clip, in the report and the model card too
+            side.notes += (accepted["note"],)
+        return side
 
     def check_clip(self, clip: Clip, config=None) -> None:
         if config is not None:
@@ -496,12 +564,14 @@ def open_base_model(folder: Path) -> Checkpoint:
     if not config_file.is_file():
         raise BadInput(f"{folder}: not a transformers model folder (no config.json)")
     try:  # is_file() above is False for a FIFO or a device, so this read cannot block
-        model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        model_type = config.get("model_type")
     except (OSError, UnicodeDecodeError, ValueError, AttributeError) as exc:
         raise BadInput(f"{config_file}: not a readable config ({exc})") from None
-    if model_type not in BASE_FAMILIES:
+    if not isinstance(model_type, str) or model_type not in BASE_FAMILIES:
         raise BadInput(f"{folder}: a {model_type!r} model; S3PRL's transformers upstreams are "
                        f"{' and '.join(BASE_FAMILIES)} models")
+    _check_base_architecture(folder, model_type, config.get("architectures"))
     single = folder / "model.safetensors"
     index = folder / "model.safetensors.index.json"
     if single.is_file():
@@ -517,9 +587,27 @@ def open_base_model(folder: Path) -> Checkpoint:
     raise BadInput(f"{folder}: no model.safetensors in the base model folder")
 
 
+def _downstream(content: dict) -> str | None:
+    """Args.downstream, the S3PRL downstream's name (None when absent or not a name: `check_checkpoint` refuses that)."""
+    downstream = getattr(content.get("Args"), "downstream", None)
+    return downstream if isinstance(downstream, str) else None
+
+
+def _check_base_architecture(folder: Path, model_type: str, architectures) -> None:
+    """A base folder's config may name no class, but one it names must be of its model_type's family
+    (`Wav2Vec2Model`, `Wav2Vec2ForCTC`... for wav2vec2): another says the config was not written for these weights."""
+    if architectures is None or architectures == []:
+        return
+    prefix = BASE_FAMILIES[model_type][0]
+    first = architectures[0] if isinstance(architectures, list) else architectures
+    if not isinstance(first, str) or not re.fullmatch(rf"{prefix}(?:Model|For\w+)", first):
+        raise BadInput(f"{folder}: its config names {quoted(first)} as its model class, which is no {model_type} model "
+                       f"(its model_type); a base model folder holds a {prefix}Model or one of its heads")
+
+
 def _task(content: dict) -> tuple[str, str]:
     """The task kind from Args.downstream, else from the head's key names."""
-    downstream = getattr(content.get("Args"), "downstream", None)
+    downstream = _downstream(content)
     if downstream in DOWNSTREAMS:
         return DOWNSTREAMS[downstream]
     keys = set(content.get("Downstream") or {})

@@ -63,10 +63,12 @@ class TransformersHeadSide:
         from ...verification import stored_dtype_notes
 
         config = AutoConfig.from_pretrained(folder)
-        self.model = getattr(transformers, config.architectures[0]).from_pretrained(folder, dtype=torch.float32).eval()
+        # A config may list several classes; the first is the one loaded, so it must be a head's.
+        architecture = S3prlRecipe.head_architecture(folder, config.architectures)
+        self.model = getattr(transformers, architecture).from_pretrained(folder, dtype=torch.float32).eval()
         self.config = self.model.config
         self.extractor = AutoFeatureExtractor.from_pretrained(folder)
-        self.kind = S3prlRecipe.rules_kind(config)
+        self.kind = S3prlRecipe.rules_kind(self.model.config)
         self.notes = stored_dtype_notes(folder)
         # An upstream that normalises the waveform: S3PRL's F.layer_norm (eps 1e-5) differs from the
         # feature extractor's (eps 1e-7) by about 5e-6 / variance; the weights are proven on the same input.

@@ -11,11 +11,24 @@ what detection finds) refuses them by name. The encoder-only conversion (`unity_
 chosen explicitly) keeps the frontend and the inner conformer layers — exactly a conformer_shaw
 encoder — drops everything else with its reason, and is proven against the inner encoder's output
 by the conformer_shaw reference.
+
+A proof must be about the model the source is. Speechport's reference runs the inner encoder only,
+so the whole-encoder recipe never converts: a mapping that drops its LayerNorms (accepting the
+difference) would otherwise convert the inner encoder under the whole encoder's name and "verify" it
+against the inner encoder. What the speech encoder computes after its inner encoder is a plan
+problem no mapping can drop, and a comparison of the whole encoder runs only against a folder that
+says it holds the inner encoder.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 from ...checkpoint import Checkpoint
+from ...errors import BadInput
+from ...plan import ConfigConflict
 from ...recipe import Alternative, Detection
 from ...rules import Stage, drop, refuse, rename
 from ...wrapper_prefix import unwrapped
@@ -45,6 +58,12 @@ INNER_ENCODER = Stage("UnitY inner encoder -> conformer_shaw", (
     drop(_SPEECH + r"\.layer_norm\.", "outside the inner conformer encoder: the final LayerNorm"),
     OUTSIDE_THE_SPEECH_ENCODER,
 ))
+
+
+# The modules the whole speech encoder computes with after its inner encoder: the inner LayerNorm,
+# the feed-forward block, the length adaptor and the final LayerNorm.
+AFTER_THE_INNER_ENCODER = re.compile(_SPEECH + r"\.(?:inner_layer_norm|proj1|proj2|adaptor_layers|layer_norm)(?=\.)")
+WHOLE = "the whole UnitY speech encoder"
 
 
 def _unity_naming(checkpoint: Checkpoint) -> str | None:
@@ -79,11 +98,47 @@ class UnitySpeechEncoderRecipe(ConformerShawRecipe):
     def naming_stages(self) -> list[Stage]:
         return [WHOLE_ENCODER]
 
+    def after_the_inner_encoder(self) -> list[str]:
+        """The modules this checkpoint's speech encoder computes with after its inner encoder, in file order."""
+        found: list[str] = []
+        for key in unwrapped(_state_dict(self.checkpoint)):
+            match = AFTER_THE_INNER_ENCODER.match(key)
+            if match is not None and match.group(0) not in found:
+                found.append(match.group(0))
+        return found
+
     def choose_config(self, names, *, config_path=None, labels=None):
         choice = super().choose_config(names, config_path=config_path, labels=labels)
         choice.notes.append(f"the whole UnitY speech encoder cannot be converted: {self.alternative.why}; its inner "
                             f"conformer encoder can be converted on its own (--recipe {self.alternative.recipe})")
+        after = self.after_the_inner_encoder()
+        if after:
+            # Not a row a mapping can drop: leaving any of these out converts another model than the source.
+            choice.conflicts.append(ConfigConflict(
+                "architectures", list(self.converted_architectures()), WHOLE,
+                f"the source is {WHOLE}, which after its inner encoder computes with {', '.join(after)}; "
+                f"{self.converted_architectures()[0]} cannot hold them, and a conversion that leaves them out "
+                f"(even by a mapping's drop) is another model than the source (convert the inner encoder on its own: "
+                f"--recipe {self.alternative.recipe})"))
         return choice
+
+    def converted_side(self, folder):
+        """Speechport runs the inner encoder only: a whole speech encoder is compared only with a folder that
+        says it holds the inner encoder (its report names the unity_inner_encoder recipe), and the result says so."""
+        after = self.after_the_inner_encoder()
+        if not after:
+            return super().converted_side(folder)
+        if _converted_with(folder) != UnityInnerEncoderRecipe.name:
+            raise BadInput(
+                f"{folder}: the source is {WHOLE}, which after its inner encoder computes with {', '.join(after)}, "
+                f"and Speechport can run only its inner encoder; a comparison is made only with a folder converted "
+                f"from the inner encoder (its speechport_report.json names the {UnityInnerEncoderRecipe.name} recipe)",
+                cli_hint=f"convert it with --recipe {UnityInnerEncoderRecipe.name}")
+        side = super().converted_side(folder)
+        side.notes += (f"both models are the source's inner conformer encoder ({Path(folder).name} was converted with "
+                       f"{UnityInnerEncoderRecipe.name}): what {WHOLE} computes after it ({', '.join(after)}) is in "
+                       "neither",)
+        return side
 
 
 class UnityInnerEncoderRecipe(ConformerShawRecipe):
@@ -117,3 +172,17 @@ class UnityInnerEncoderRecipe(ConformerShawRecipe):
                          "transformers' `Wav2Vec2BertModel`: the frontend and the conformer layers, without the "
                          "LayerNorm, feed-forward block and length adaptor that follow them in the original."),
         )
+
+
+def _converted_with(folder: Path) -> str | None:
+    """The recipe a Speechport conversion recorded in its report (None for any other folder)."""
+    from ...conversion import REPORT_NAME
+
+    report = Path(folder) / REPORT_NAME
+    if not report.is_file():  # never open a FIFO or a device: the read would block
+        return None
+    try:
+        recipe = json.loads(report.read_text(encoding="utf-8"))["recipe"]["name"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return None
+    return recipe if isinstance(recipe, str) else None
