@@ -29,6 +29,12 @@ class UsageError(Exception):
         super().__init__(message)
         self.parser = parser
 
+    @property
+    def about_a_value(self) -> bool:
+        """A value given to a flag is refused ("argument --start: 'nan' must be ..."): the line says
+        all there is to say, without the usage (kept for a missing or unknown argument)."""
+        return str(self).startswith("argument ")
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
@@ -163,6 +169,16 @@ def _positive_number(text: str) -> float:
     return value
 
 
+def _check_segment_flags(parser: argparse.ArgumentParser, args) -> None:
+    """--duration longer than --max-seconds asks for more than a comparison covers, whatever the clip."""
+    duration, limit = getattr(args, "duration", None), getattr(args, "max_seconds", None)
+    if duration is not None and limit is not None and duration > limit:
+        from .core.audio import seconds_as_given
+
+        raise UsageError(parser, f"argument --duration: {seconds_as_given(duration)} s is more than a comparison "
+                                 f"covers (--max-seconds {seconds_as_given(limit)}); shorten it, or raise --max-seconds")
+
+
 def _shard_size(text: str) -> int:
     from .core.errors import BadInput
     from .core.safetensors_writer import parse_size
@@ -176,10 +192,15 @@ def _shard_size(text: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        _check_segment_flags(parser, args)
     except UsageError as error:
-        error.parser.print_usage(sys.stderr)
-        print(f"{error.parser.prog}: error: {error}", file=sys.stderr)
+        if error.about_a_value:
+            print(f"speechport: error: {error}", file=sys.stderr)
+        else:
+            error.parser.print_usage(sys.stderr)
+            print(f"{error.parser.prog}: error: {error}", file=sys.stderr)
         if "--json" in argv:
             _print_json({"error": {"kind": "bad_input", "message": str(error)}})
         return EXIT_BAD_INPUT

@@ -8,6 +8,7 @@ high-quality preset.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def load_clip(
     if len(data) / rate > max_seconds:
         if known_seconds is not None:
             rest = known_seconds - start
-            length = f"{rest if duration is None else min(duration, rest):.1f} s long"
+            length = f"{_seconds(rest if duration is None else min(duration, rest), lambda shown: shown > max_seconds)} s long"
         else:
             length = f"longer than {max_seconds:g} s (its header does not state its length)"
         subject = "the clip" if start == 0 and duration is None else "the segment"
@@ -122,13 +123,16 @@ def _read(path: str | Path, channels: str, start: float, duration: float | None,
         raise BadInput(f"{path}: the clip is empty (no audio samples)")
     rate = info.samplerate
     length_known = info.frames < UNKNOWN_FRAMES
-    first = round(start * rate)
-    wanted = round(duration * rate) if duration is not None else None
+    # In frames, never past UNKNOWN_FRAMES: `--start 1e308` is a start past the end, not an overflow.
+    # The first frame is the one the start falls in, so a start before the clip's end is inside it.
+    first = math.floor(min(start * rate, UNKNOWN_FRAMES))
+    wanted = round(min(duration * rate, UNKNOWN_FRAMES)) if duration is not None else None
     if limit is not None:
-        cap = math.floor(limit * rate) + 1  # one frame more than allowed: enough to know it is too long
+        cap = math.floor(min(limit * rate, UNKNOWN_FRAMES)) + 1  # one frame more than allowed: enough to know it is too long
         wanted = cap if wanted is None else min(wanted, cap)
     if length_known and first >= info.frames:
-        raise BadInput(f"{path}: the segment starts at {start:g} s, but the clip is {info.frames / rate:.1f} s long")
+        length = _seconds(info.frames / rate, lambda shown: shown <= start)
+        raise BadInput(f"{path}: the segment starts at {seconds_as_given(start)} s, but the clip is {length} s long")
     try:
         if length_known:
             stop = info.frames if wanted is None else min(info.frames, first + wanted)
@@ -139,7 +143,7 @@ def _read(path: str | Path, channels: str, start: float, duration: float | None,
             data, _ = _read_until(path, first + wanted if wanted is not None else None)
             data = data[first:]
             if len(data) == 0:
-                raise BadInput(f"{path}: the segment starts at {start:g} s, past the end of the clip")
+                raise BadInput(f"{path}: the segment starts at {seconds_as_given(start)} s, past the end of the clip")
     except (soundfile.LibsndfileError, RuntimeError, OSError) as exc:
         raise BadInput(f"{path}: the audio cannot be decoded ({_reason(exc)})") from None
     if len(data) == 0:
@@ -159,6 +163,23 @@ def _clip(path: Path, data: np.ndarray, rate: int, channels: str, start: float, 
         )
     _check_sound(path, data, mono, channels)
     return Clip(path, np.ascontiguousarray(waveform, dtype=np.float32), rate, data.shape[1], channels, start, whole)
+
+
+def _seconds(value: float, keeps: Callable[[float], bool]) -> str:
+    """`value` seconds with as few decimals (at least one) as keep the statement `keeps` makes of
+    the number shown true: a clip 4.16 s long is not "4.2 s long" in a message about a start at
+    4.1615 s, nor is a clip 120.04 s long "120.0 s long" beside a limit of 120 s."""
+    for digits in range(1, 7):
+        text = f"{value:.{digits}f}"
+        if keeps(float(text)):
+            return text
+    return repr(value)
+
+
+def seconds_as_given(value: float) -> str:
+    """A number of seconds as given (`6`, `4.1615`, `1e+308`), never rounded."""
+    text = f"{value:g}"
+    return text if float(text) == value else repr(value)
 
 
 def check_max_seconds(max_seconds: float) -> float:

@@ -7,7 +7,6 @@ in the window too; what to type on the command line (a flag) is `cli_hint`, whic
 
 from __future__ import annotations
 
-
 # Anything quoted from a user's file (a key, a pattern, a value) is cut to this many characters in a
 # message: an error stays one readable line even when the file holds a 48 MB key.
 QUOTED_LIMIT = 200

@@ -28,9 +28,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import BadInput
+from .errors import BadInput, quoted
 from .files import regular_file
-from .rules import Rule, compile_user_pattern
+from .rules import Rule, check_user_replacement, compile_user_pattern
+from .strict_json import check_nesting, too_deep
+from .strict_json import loads as json_loads
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -62,7 +64,7 @@ class Overrides:
         """Notes for entries that name no source key: usually a file made for another checkpoint."""
         known = set(source_keys)
         return [
-            f"mapping file: {kind} entry {key!r} matches no source key"
+            f"mapping file: {kind} entry {quoted(key)} matches no source key"
             for kind, entries in (("rename", self.rename), ("drop", self.drop))
             for key in entries
             if key not in known
@@ -88,7 +90,7 @@ class Overrides:
         unknown = set(data) - {"speechport_mapping", "rename", "drop", "rules", "source_rules", "keep_wrapper_prefix",
                                "recipe", "source"}
         if unknown:
-            raise BadInput(f"{origin}: unknown section(s) {sorted(unknown)}; "
+            raise BadInput(f"{origin}: unknown section(s) {', '.join(quoted(name) for name in sorted(unknown)[:5])}; "
                            "expected 'rename', 'drop', 'rules', 'source_rules', 'keep_wrapper_prefix'")
         keep = data.get("keep_wrapper_prefix", False)
         if not isinstance(keep, bool):
@@ -100,7 +102,7 @@ class Overrides:
         drop = _string_table(drop_entries, "drop", origin)
         both = sorted(set(rename) & set(drop))
         if both:
-            raise BadInput(f"{origin}: {both[0]!r} is both renamed and dropped; keep one")
+            raise BadInput(f"{origin}: {quoted(both[0])} is both renamed and dropped; keep one")
         rules = [_rule(entry, index, origin) for index, entry in enumerate(_table_list(data, "rules", origin))]
         source_rules = [_source_rule(entry, index, origin)
                         for index, entry in enumerate(_table_list(data, "source_rules", origin))]
@@ -115,12 +117,15 @@ class Overrides:
             raise BadInput(f"{path}: no such mapping file") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise BadInput(f"{path}: cannot read the mapping file ({exc})") from None
+        if path.suffix.lower() != ".toml":
+            return cls.from_dict(json_loads(text, str(path), "the mapping file"), str(path))
         try:
-            data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
-        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-            kind = "TOML" if path.suffix.lower() == ".toml" else "JSON"
-            raise BadInput(f"{path}: not valid {kind} ({exc})") from None
-        return cls.from_dict(data, str(path))
+            data = tomllib.loads(text)
+        except RecursionError:  # tomllib recurses once per level of nested arrays and inline tables
+            raise too_deep(str(path), "the mapping file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise BadInput(f"{path}: not valid TOML ({exc})") from None
+        return cls.from_dict(check_nesting(data, str(path), "the mapping file"), str(path))
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
@@ -153,6 +158,7 @@ def _source_rule(entry, index: int, origin: str) -> Rule:
             isinstance(entry[k], str) for k in ("match", "replace")):
         raise BadInput(f"{where} needs exactly 'match' and 'replace', both strings (source rules only rename)")
     compile_user_pattern(entry["match"], where)
+    check_user_replacement(entry["replace"], where)
     return source_rule(entry["match"], entry["replace"], f"source rule source_rules[{index}]")
 
 
@@ -167,6 +173,8 @@ def _rule(entry, index: int, origin: str) -> Rule:
     if not isinstance(entry["match"], str):
         raise BadInput(f"{origin}: rules[{index}] 'match' must be a string")
     compile_user_pattern(entry["match"], f"{origin}: rules[{index}]")
+    if "replace" in entry:
+        check_user_replacement(str(entry["replace"]), f"{origin}: rules[{index}]")
     if "drop" in entry:
         return Rule(entry["match"], None, str(entry["drop"]) or "dropped by a mapping-file rule", user=True)
     return Rule(entry["match"], str(entry["replace"]), f"mapping-file rule rules[{index}]", user=True)

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 
 from .mapping_file import Overrides
-from .rules import Decision, Rule, RuleSet, Stage
+from .rules import Decision, Rule, RuleSet, Stage, bounded_user_patterns
 from .stored_tensor import DTYPES
 
 
@@ -217,7 +217,8 @@ def build_plan(
     overrides = overrides or Overrides()
     renames = _SourceRenames(inferred, overrides.source_rules)
     user_rules = RuleSet([Stage("mapping file", overrides.rules)]) if overrides.rules else None
-    rows = [_decide(source, rules, user_rules, overrides, renames) for source in sources]
+    with bounded_user_patterns([*overrides.source_rules, *overrides.rules], [source.key for source in sources]):
+        rows = [_decide(source, rules, user_rules, overrides, renames) for source in sources]
     rows += [
         PlanRow(key, None, None, None, None, Status.DROPPED, "recipe", reason)
         for key, reason in (other_entries or {}).items()

@@ -14,12 +14,12 @@ implementation of the original model and its upstream backend.
 from __future__ import annotations
 
 import abc
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from . import strict_json
 from .checkpoint import Checkpoint, StoredTensor
 from .errors import BadInput
 from .files import regular_file
@@ -252,13 +252,12 @@ def read_config_json(path: Path, expected_model_types: tuple[str, ...]) -> dict[
         path = path / "config.json"
     regular_file(path, "config file")  # never open a FIFO or a device: the read would block
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise BadInput(f"{path}: no such config file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInput(f"{path}: cannot read the config ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"{path}: the config is not valid JSON ({exc})") from None
+    data = strict_json.loads(text, str(path), "the config")
     if not isinstance(data, dict):
         raise BadInput(f"{path}: the config must be a JSON object")
     model_type = data.get("model_type")

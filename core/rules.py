@@ -5,25 +5,42 @@ nothing (dropped, with the reason users will read). Rules are grouped in stages 
 another, e.g. "fairseq1 names -> fairseq2 names" and then "fairseq2 names -> transformers names".
 Within a stage the first matching rule wins, which is how fairseq2's checkpoint converters behave.
 
-Patterns users write (mapping files, the window's bulk rename) are run by the `regex` module with
-a time limit per key, so that one with catastrophic backtracking (`^(a+)+$`) is refused by name
-instead of hanging; the recipes' own patterns are plain `re`.
+Patterns users write (mapping files, the window's bulk rename) are bounded before they run, so
+that none can hang a plan. Each is refused, by name, when it is longer than any key pattern needs
+or has the shape that backtracks exponentially: a repeated group that can split a key among its
+repetitions in more than one way (`(a+)+`, `(a|aa)+`, `(.*\\.)+`). The work of all of them together
+is counted before any of them runs: each pattern reads every key once, so a plan's patterns read
+(patterns x characters of keys), refused past USER_PATTERN_WORK. What the shape check cannot see
+(a polynomial blow-up) is cut by the `regex` module's time limit, per match and for the whole plan.
+The recipes' own patterns are plain `re`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import regex
 
-from .errors import BadInput
+from .errors import BadInput, quoted
 
-# A sane pattern matches a checkpoint key in microseconds; one that needs this long per key is
-# backtracking catastrophically, and would take hours over a whole plan.
+# The longest pattern a user may write: a key pattern needs a few dozen characters, and the
+# shape check below parses the pattern in Python.
+MAX_USER_PATTERN_CHARS = 1_000
+# The work of a plan's user patterns, counted before any runs: characters of keys read, each
+# pattern reading every key (plus one per key). Matched and renamed, keys of 80 characters go
+# through at about 30 million characters a second (2 cores, 2026), so the limit is under two
+# seconds of matching; a mapping file of 20 patterns on a checkpoint of 10,000 such keys reads 16 million.
+USER_PATTERN_WORK = 50_000_000
+# Backstops for what the shape check cannot see: no match may take longer than this...
 USER_PATTERN_SECONDS = 0.25
+# ... nor the matches of one plan longer than this in all.
+USER_PATTERNS_TOTAL_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -143,7 +160,7 @@ class RuleSet:
                     continue
                 return Decision(
                     target=None,
-                    reason=f"no {stage.name} rule maps it" + (f" (as {current!r})" if current != key else ""),
+                    reason=f"no {stage.name} rule maps it" + (f" (as {quoted(current)})" if current != key else ""),
                     rule=" | ".join(applied),
                     via=via,
                 )
@@ -179,81 +196,331 @@ def _compiled(pattern: str) -> re.Pattern:
 
 
 def compile_user_pattern(pattern: str, origin: str = "pattern") -> regex.Pattern:
-    """A user's pattern, compiled as `re` would (VERSION0 semantics); `BadInput` when it is invalid
-    or repeats a repetition, the textbook form of catastrophic backtracking."""
+    """A user's pattern, compiled as `re` would (VERSION0 semantics); `BadInput` when it is invalid,
+    too long, or has a shape that backtracks exponentially (see `_backtracking_shape`)."""
+    if len(pattern) > MAX_USER_PATTERN_CHARS:
+        raise BadInput(f"{origin}: the regular expression {quoted(pattern)} is {len(pattern):,} characters long; "
+                       f"a pattern may have at most {MAX_USER_PATTERN_CHARS:,}")
     try:
         compiled = _user_compiled(pattern)
     except regex.error as exc:
-        raise BadInput(f"{origin}: invalid regular expression {pattern!r} ({exc})") from None
-    if _repeated_repetition(pattern):
+        raise BadInput(f"{origin}: invalid regular expression {quoted(pattern)} ({exc})") from None
+    shape = _backtracking_shape(pattern)
+    if shape == "nested":
         raise BadInput(
-            f"{origin}: the regular expression {pattern!r} repeats a repetition (as (a+)+ does), which can take "
+            f"{origin}: the regular expression {quoted(pattern)} repeats a repetition (as (a+)+ does), which can take "
             "exponential time on a key it does not match; write it without the outer repetition"
+        )
+    if shape == "ambiguous":
+        raise BadInput(
+            f"{origin}: the regular expression {quoted(pattern)} repeats a group that can split a key among its "
+            "repetitions in more than one way (as (a|aa)+ and (.*\\.)+ do), which can take exponential time on a key "
+            "it does not match; let each repetition end where the next cannot begin, e.g. ([^.]*\\.)+"
         )
     return compiled
 
 
-@functools.lru_cache(maxsize=256)  # checked once per pattern, not once per key matched
-def _repeated_repetition(pattern: str) -> bool:
-    """`(a+)+`, `(?:x*)*`, `(a{1,5})+`: a group repeated more than once whose whole body is itself a
-    variable repetition matches one string in exponentially many ways (and means the same as the
-    inner repetition alone). Patterns like `(\\w+\\.)*` (a separator after the repetition) are fine."""
+def check_user_replacement(replacement: str, origin: str = "pattern") -> str:
+    """A user's replacement template, refused when longer than MAX_USER_PATTERN_CHARS."""
+    if len(replacement) > MAX_USER_PATTERN_CHARS:
+        raise BadInput(f"{origin}: the replacement {quoted(replacement)} is {len(replacement):,} characters long; "
+                       f"a replacement may have at most {MAX_USER_PATTERN_CHARS:,}")
+    return replacement
+
+
+def user_pattern_work(patterns: int, keys: Iterable[str]) -> int:
+    """The work `patterns` user patterns do on `keys`: characters read, every pattern reading every key."""
+    return patterns * sum(len(key) + 1 for key in keys)
+
+
+@dataclass
+class _PlanBudget:
+    work_left: int  # characters the plan's user patterns may still read, or add to keys
+    deadline: float  # time.monotonic() by which they must be done
+
+
+# The budget of the plan being built in this thread, or None outside a plan (the window's previews).
+_BUDGET: contextvars.ContextVar[_PlanBudget | None] = contextvars.ContextVar("user_pattern_budget", default=None)
+
+
+@contextlib.contextmanager
+def bounded_user_patterns(rules: Sequence[Rule], keys: Sequence[str]) -> Iterator[None]:
+    """The user patterns among `rules` are about to run on `keys` (one plan): refuse them, before any
+    runs, when their work is over USER_PATTERN_WORK. While they run, what they read is counted
+    against the same budget, and so is every character a rename adds to a key (source rules that
+    lengthen keys make the rules after them read more); their matches together may take
+    USER_PATTERNS_TOTAL_SECONDS at most."""
+    patterns = sum(1 for rule in rules if rule.user)
+    if patterns == 0:
+        yield
+        return
+    work = user_pattern_work(patterns, keys)
+    if work > USER_PATTERN_WORK:
+        raise BadInput(
+            f"the mapping file's {patterns} pattern(s) would read {work:,} characters of the checkpoint's "
+            f"{len(keys):,} keys, more than the {USER_PATTERN_WORK:,} one plan may read; use fewer rules "
+            "(one pattern can match many keys), or [rename] entries for single keys"
+        )
+    token = _BUDGET.set(_PlanBudget(USER_PATTERN_WORK, time.monotonic() + USER_PATTERNS_TOTAL_SECONDS))
     try:
-        from re import _parser as parser  # the stdlib's own parse of the pattern
-    except ImportError:  # Python 3.10
-        import sre_parse as parser
-    try:
-        tree = parser.parse(pattern)
-    except re.error:
-        return False
-    repeats = (parser.MAX_REPEAT, parser.MIN_REPEAT)
+        yield
+    finally:
+        _BUDGET.reset(token)
 
-    def body(items):
-        while len(items) == 1 and items[0][0] is parser.SUBPATTERN:
-            items = items[0][1][-1]
-        return items
 
-    def walk(items) -> bool:
-        for op, argument in items:
-            if op in repeats:
-                low, high, inner = argument
-                inner = list(body(list(inner)))
-                if high > 1 and len(inner) == 1 and inner[0][0] in repeats:
-                    inner_low, inner_high, _ = inner[0][1]
-                    if inner_high > inner_low:
-                        return True
-                if walk(inner):
-                    return True
-            elif op is parser.SUBPATTERN and walk(argument[-1]):
-                return True
-            elif op is parser.BRANCH and any(walk(branch) for branch in argument[1]):
-                return True
-        return False
-
-    return walk(tree.data if hasattr(tree, "data") else tree)
+def _spend(characters: int, pattern: str, origin: str) -> float:
+    """Count `characters` against the plan's budget; the time the next match may take."""
+    budget = _BUDGET.get()
+    if budget is None:
+        return USER_PATTERN_SECONDS
+    if characters > budget.work_left:
+        raise _over_budget(pattern, origin)
+    budget.work_left -= characters
+    left = budget.deadline - time.monotonic()
+    if left <= 0:
+        raise _out_of_time(pattern, origin)
+    return min(USER_PATTERN_SECONDS, left)
 
 
 def user_search(pattern: str, key: str, origin: str = "pattern"):
+    compiled = compile_user_pattern(pattern, origin)
+    limit = _spend(len(key) + 1, pattern, origin)
     try:
-        return compile_user_pattern(pattern, origin).search(key, timeout=USER_PATTERN_SECONDS)
+        return compiled.search(key, timeout=limit)
     except TimeoutError:
-        raise _too_slow(pattern, key, origin) from None
+        raise _too_slow(pattern, key, origin, limit) from None
 
 
 def user_sub(pattern: str, replacement: str, key: str, origin: str = "pattern") -> str:
+    """`key` with every match of `pattern` replaced (as `re.sub`). The key was searched just before,
+    so in a plan only what the rename adds to it counts against the budget; a rename that could add
+    more than is left is refused before it runs."""
+    compiled = compile_user_pattern(pattern, origin)
+    check_user_replacement(replacement, origin)
+    budget = _BUDGET.get()
+    if budget is not None:
+        # At most len(key) + 1 matches, each replaced by the template's text and (at most one per
+        # backslash) groups of at most the whole key: what it can add at most, known before it runs.
+        most = (len(key) + 1) * (len(replacement) + replacement.count("\\") * len(key))
+        if most > budget.work_left:
+            raise BadInput(
+                f"{origin}: {quoted(replacement)} in place of each match of {quoted(pattern)} could make a key of "
+                f"{len(key):,} characters {len(key) + most:,} long, more than the {budget.work_left:,} characters "
+                f"left of the {USER_PATTERN_WORK:,} one plan may read; simplify the rule"
+            )
+    limit = _spend(0, pattern, origin)
     try:
-        return compile_user_pattern(pattern, origin).sub(replacement, key, timeout=USER_PATTERN_SECONDS)
+        renamed = compiled.sub(replacement, key, timeout=limit)
     except TimeoutError:
-        raise _too_slow(pattern, key, origin) from None
+        raise _too_slow(pattern, key, origin, limit) from None
     except (regex.error, IndexError) as exc:
-        raise BadInput(f"{origin}: the replacement {replacement!r} does not fit {pattern!r} ({exc})") from None
+        raise BadInput(f"{origin}: the replacement {quoted(replacement)} does not fit {quoted(pattern)} ({exc})") from None
+    _spend(max(len(renamed) - len(key), 0), pattern, origin)
+    return renamed
 
 
-def _too_slow(pattern: str, key: str, origin: str) -> BadInput:
+def _over_budget(pattern: str, origin: str) -> BadInput:
+    return BadInput(f"{origin}: the mapping file's patterns would read more than the {USER_PATTERN_WORK:,} characters "
+                    f"of keys one plan may read (at {quoted(pattern)}, after renames made keys longer); simplify them")
+
+
+def _out_of_time(pattern: str, origin: str) -> BadInput:
+    return BadInput(f"{origin}: the mapping file's patterns took more than {USER_PATTERNS_TOTAL_SECONDS:g} s in "
+                    f"all to match the checkpoint's keys (stopped at {quoted(pattern)}); simplify them")
+
+
+def _too_slow(pattern: str, key: str, origin: str, limit: float) -> BadInput:
+    if limit < USER_PATTERN_SECONDS:  # the plan's time ran out, not this match's
+        return _out_of_time(pattern, origin)
     return BadInput(
-        f"{origin}: the regular expression {pattern!r} takes more than {USER_PATTERN_SECONDS:g} s to match "
-        f"{key!r}: it backtracks catastrophically (nested repetition like (a+)+); simplify it"
+        f"{origin}: the regular expression {quoted(pattern)} takes more than {USER_PATTERN_SECONDS:g} s to match "
+        f"{quoted(key)}: it backtracks catastrophically; simplify it"
     )
+
+
+# -- the shape of a pattern that backtracks exponentially ----------------------------------------
+#
+# A backtracking matcher tries every way a pattern can match a key before it gives up on it. A
+# repeated group that can split one string among its repetitions in several ways has exponentially
+# many: `(a|aa)+` splits forty 'a's in 2**40 ways, `(.*\.)+` a key of forty dots likewise. That
+# happens where, inside the repeated group, a choice (a repetition that can stop or go on, an
+# alternative among several) can be resolved two ways by the same next character: the repetition's
+# characters and what may follow it (the rest of the group, or the group's next repetition) share a
+# character, or two alternatives can begin with the same one. Patterns are read with the stdlib's
+# own parser; sets of characters are compared on an alphabet of ASCII, a few characters of each
+# Unicode class, and every character the pattern names.
+
+try:
+    from re import _parser as _sre  # Python 3.11+
+except ImportError:  # Python 3.10
+    import sre_parse as _sre  # type: ignore[no-redef]
+
+_REPEATS = {_sre.MAX_REPEAT, _sre.MIN_REPEAT, getattr(_sre, "POSSESSIVE_REPEAT", _sre.MAX_REPEAT)}
+_ATOMIC = getattr(_sre, "ATOMIC_GROUP", None)
+_ZERO_WIDTH = {_sre.AT, _sre.ASSERT, _sre.ASSERT_NOT}
+_CATEGORIES = {
+    _sre.CATEGORY_DIGIT: re.compile(r"\d"), _sre.CATEGORY_NOT_DIGIT: re.compile(r"\D"),
+    _sre.CATEGORY_SPACE: re.compile(r"\s"), _sre.CATEGORY_NOT_SPACE: re.compile(r"\S"),
+    _sre.CATEGORY_WORD: re.compile(r"\w"), _sre.CATEGORY_NOT_WORD: re.compile(r"\W"),
+}
+_OTHER_CHARACTERS = "\n\x85\xa0\xe9\xdf\u0130\u017f\u0663\u2028\u212a\u4e2d\U0001d7d8"
+
+
+@functools.lru_cache(maxsize=256)  # checked once per pattern, not once per key matched
+def _backtracking_shape(pattern: str) -> str | None:
+    """"nested" (a group repeated whose whole body is a repetition: `(a+)+`), "ambiguous" (a repeated
+    group that can split a string among its repetitions in several ways), or None."""
+    try:
+        tree = _sre.parse(pattern)
+    except (re.error, RecursionError):
+        return None  # `regex` compiled it; nothing the stdlib parser refuses is checked further
+    alphabet = _alphabet(pattern)
+    found: list[str] = []
+
+    def chars(test, ignore_case: bool) -> frozenset[str]:
+        if not ignore_case:
+            return frozenset(c for c in alphabet if test(c))
+        return frozenset(c for c in alphabet if test(c) or test(c.lower()) or test(c.upper()))
+
+    def in_set(items, ignore_case: bool) -> frozenset[str]:
+        negate = bool(items) and items[0][0] is _sre.NEGATE
+
+        def test(c: str) -> bool:
+            hit = any(_class_item_matches(op, argument, c) for op, argument in items if op is not _sre.NEGATE)
+            return hit != negate
+
+        return chars(test, ignore_case)
+
+    def first(items, ignore_case: bool) -> tuple[frozenset[str], bool]:
+        """(characters a match of `items` can begin with, whether it can be empty)."""
+        union: frozenset[str] = frozenset()
+        for op, argument in items:
+            begins, empty = first_of(op, argument, ignore_case)
+            union |= begins
+            if not empty:
+                return union, False
+        return union, True
+
+    def first_of(op, argument, ignore_case: bool) -> tuple[frozenset[str], bool]:
+        if op is _sre.LITERAL:
+            return chars(lambda c: c == chr(argument), ignore_case), False
+        if op is _sre.NOT_LITERAL:
+            return chars(lambda c: c != chr(argument), ignore_case), False
+        if op is _sre.ANY:
+            return chars(lambda c: c != "\n", False) | (alphabet if _dot_all(tree) else frozenset()), False
+        if op is _sre.IN:
+            return in_set(argument, ignore_case), False
+        if op in _ZERO_WIDTH:
+            return frozenset(), True
+        if op is _sre.SUBPATTERN:
+            return first(argument[-1], _group_ignore_case(argument, ignore_case))
+        if _ATOMIC is not None and op is _ATOMIC:
+            return first(argument, ignore_case)
+        if op is _sre.BRANCH:
+            parts = [first(branch, ignore_case) for branch in argument[1]]
+            return frozenset().union(*(begins for begins, _ in parts)), any(empty for _, empty in parts)
+        if op in _REPEATS:
+            low, _, body = argument
+            begins, empty = first(body, ignore_case)
+            return begins, empty or low == 0
+        if op is _sre.GROUPREF_EXISTS:
+            _, yes, no = argument
+            parts = [first(yes, ignore_case), first(no or [], ignore_case)]
+            return parts[0][0] | parts[1][0], parts[0][1] or parts[1][1]
+        return alphabet, True  # a back-reference: anything, or nothing
+
+    def choices(items, follows: frozenset[str], ignore_case: bool) -> bool:
+        """Whether a choice inside `items` can be resolved two ways by the same next character;
+        `follows` are the characters that can come after `items`."""
+        for index, (op, argument) in enumerate(items):
+            after, empty = first(items[index + 1:], ignore_case)
+            after = after | follows if empty else after
+            if op is _sre.SUBPATTERN:
+                if choices(argument[-1], after, _group_ignore_case(argument, ignore_case)):
+                    return True
+            elif _ATOMIC is not None and op is _ATOMIC:
+                if choices(argument, after, ignore_case):
+                    return True
+            elif op in _REPEATS:
+                low, high, body = argument
+                begins, _ = first(body, ignore_case)
+                if high > low and begins & after:
+                    return True  # stop here or repeat once more: the next character allows both
+                if choices(body, after | begins if high > 1 else after, ignore_case):
+                    return True
+            elif op is _sre.BRANCH or op is _sre.GROUPREF_EXISTS:
+                branches = argument[1] if op is _sre.BRANCH else [argument[1], argument[2] or []]
+                seen: frozenset[str] = frozenset()
+                for branch in branches:
+                    begins, empty = first(branch, ignore_case)
+                    begins = begins | after if empty else begins
+                    if begins & seen or choices(branch, after, ignore_case):
+                        return True
+                    seen |= begins
+        return False
+
+    def walk(items, ignore_case: bool) -> None:
+        for op, argument in items:
+            if op in _REPEATS:
+                _, high, body = argument
+                if high > 1:
+                    inner = _whole_body(body)
+                    if len(inner) == 1 and inner[0][0] in _REPEATS and inner[0][1][1] > inner[0][1][0]:
+                        found.append("nested")
+                    elif choices(body, first(body, ignore_case)[0], ignore_case):
+                        found.append("ambiguous")
+                walk(body, ignore_case)
+            elif op is _sre.SUBPATTERN:
+                walk(argument[-1], _group_ignore_case(argument, ignore_case))
+            elif _ATOMIC is not None and op is _ATOMIC:
+                walk(argument, ignore_case)
+            elif op is _sre.BRANCH:
+                for branch in argument[1]:
+                    walk(branch, ignore_case)
+            elif op is _sre.GROUPREF_EXISTS:
+                walk(argument[1], ignore_case)
+                walk(argument[2] or [], ignore_case)
+
+    try:
+        walk(list(tree), bool(tree.state.flags & re.IGNORECASE))
+    except RecursionError:
+        return "nested"  # groups nested hundreds deep: no key pattern needs them
+    return "nested" if "nested" in found else ("ambiguous" if found else None)
+
+
+def _whole_body(items):
+    """A repeated body without the groups that only wrap it: `((a+))` -> `a+`."""
+    items = list(items)
+    while len(items) == 1 and items[0][0] is _sre.SUBPATTERN:
+        items = list(items[0][1][-1])
+    return items
+
+
+def _group_ignore_case(argument, ignore_case: bool) -> bool:
+    _, add, remove, _ = argument
+    if add & re.IGNORECASE:
+        return True
+    return False if remove & re.IGNORECASE else ignore_case
+
+
+def _dot_all(tree) -> bool:
+    return bool(tree.state.flags & re.DOTALL)
+
+
+def _class_item_matches(op, argument, c: str) -> bool:
+    if op is _sre.LITERAL:
+        return c == chr(argument)
+    if op is _sre.RANGE:
+        return argument[0] <= ord(c) <= argument[1]
+    if op is _sre.CATEGORY:
+        test = _CATEGORIES.get(argument)
+        return test is None or test.match(c) is not None
+    return True  # anything else inside a class: assume it may match (only ever refuses more)
+
+
+def _alphabet(pattern: str) -> frozenset[str]:
+    """ASCII, a few characters of other classes, and every character written in the pattern."""
+    return frozenset(map(chr, range(128))) | frozenset(_OTHER_CHARACTERS) | frozenset(pattern)
 
 
 _USER_CACHE: dict[str, regex.Pattern] = {}

@@ -1,8 +1,12 @@
-"""JSON that every parser accepts: no bare NaN or Infinity.
+"""JSON that every parser accepts: no bare NaN or Infinity; and JSON read from users' files, bounded.
 
 Python's `json` writes `NaN` and `Infinity` for non-finite floats, which strict parsers (and the
 JSON specification) refuse. Everything Speechport writes as JSON (`--json` output, the report,
 exported comparisons) goes through `dumps`, which writes `null` for them instead.
+
+What users give (a mapping file, a config) is read by `loads`: Python's parsers recurse once per
+level of nesting, so `[[[[...]]]]` a hundred thousand deep would end in a RecursionError; such a
+file is refused by name instead, as is anything nested deeper than any of these files needs.
 """
 
 from __future__ import annotations
@@ -11,6 +15,12 @@ import json
 import math
 from pathlib import Path
 from typing import Any
+
+from .errors import BadInput
+
+# How deep arrays and tables may nest in a file a user gives. A mapping file needs 3 levels (the
+# file, its list of rules, a rule); a model's config.json a handful.
+MAX_NESTING = 32
 
 
 def plain(value: Any) -> Any:
@@ -33,3 +43,34 @@ def plain(value: Any) -> Any:
 def dumps(value: Any, **kwargs) -> str:
     """`json.dumps` of `plain(value)`; raises ValueError rather than ever writing NaN."""
     return json.dumps(plain(value), allow_nan=False, **kwargs)
+
+
+def loads(text: str, origin: str, what: str) -> Any:
+    """JSON text a user gave (`what`: "the mapping file", "the config") as Python values; BadInput,
+    in one sentence naming `origin`, when it is not valid JSON or nests deeper than MAX_NESTING."""
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise too_deep(origin, what) from None
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{origin}: {what} is not valid JSON ({exc})") from None
+    return check_nesting(data, origin, what)
+
+
+def check_nesting(data: Any, origin: str, what: str) -> Any:
+    """`data` (as a JSON or TOML parser returns it), or BadInput when it nests deeper than MAX_NESTING."""
+    level = [(data, 1)]  # walked with a stack of its own: the check must not recurse either
+    while level:
+        value, depth = level.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is None:
+            continue
+        if depth > MAX_NESTING:
+            raise too_deep(origin, what)
+        level.extend((child, depth + 1) for child in children)
+    return data
+
+
+def too_deep(origin: str, what: str) -> BadInput:
+    return BadInput(f"{origin}: {what} nests lists or tables more than {MAX_NESTING} levels deep, "
+                    f"deeper than any such file needs")

@@ -27,7 +27,6 @@ from support import (
     leftovers,
     load_fs2,
     recompress,
-    sha256,
 )
 
 SPEECH = CONFORMER_SHAW / "audio" / "s_speech_16k_mono.wav"
@@ -141,9 +140,10 @@ def test_a_device_is_refused_as_a_checkpoint(tmp_path, run_cli):
     "pattern, expected",
     [
         ("^(a+)+$", "rules[1]: the regular expression '^(a+)+$' repeats a repetition (as (a+)+ does)"),
-        ("^(a|aa)+$", "mapping rule: the regular expression '^(a|aa)+$' takes more than 0.25 s to match 'aaaa"),
+        ("^(a|aa)+$", "rules[1]: the regular expression '^(a|aa)+$' repeats a group that can split a key among its "
+                      "repetitions in more than one way"),
     ],
-    ids=["nested repetition, refused up front", "overlapping alternatives, stopped by the time limit"],
+    ids=["nested repetition, refused up front", "overlapping alternatives, refused up front"],
 )
 def test_a_catastrophically_backtracking_rule_is_refused_by_name(tmp_path, pattern, expected):
     # One key of forty 'a's and a '!': such a pattern tries about 2**40 ways to match it.
@@ -173,8 +173,11 @@ def test_a_global_whose_module_is_not_installed_is_a_refusal_naming_it(tmp_path,
     code, stdout, stderr = run_cli("inspect", source, "--json")
     assert code == 2 and "it needs speechport_absent_module.Config" in stderr
     assert json.loads(stdout)["error"]["kind"] == "unsafe_pickle"
-    code, _, stderr = run_cli("inspect", source, "--trust-pickle")
-    assert code == 2 and "needs the Python module 'speechport_absent_module', which is not installed" in stderr
+    # With consent the class that is not installed is a stand-in: the pickle loads, and what follows
+    # is about the checkpoint's content, never the pickle.
+    code, stdout, stderr = run_cli("inspect", source, "--trust-pickle", "--json")
+    assert "refused to unpickle" not in stderr and "not installed" not in stderr and "--trust-pickle" not in stderr
+    assert code == 0 or json.loads(stdout)["error"]["kind"] not in ("unsafe_pickle", "internal")
 
 
 @pytest.mark.parametrize("size", ["abc", "0", "-5", "5XB", "nan"])
@@ -206,21 +209,6 @@ def test_an_unexpected_error_is_exit_4_with_a_json_error(tmp_path, run_cli, monk
     assert stderr.strip() == ("speechport: internal error: ZeroDivisionError: a bug "
                               "(set SPEECHPORT_DEBUG=1 to see the traceback)")
     assert json.loads(stdout) == {"error": {"kind": "internal", "message": "ZeroDivisionError: a bug"}}
-
-
-def test_integer_weights_for_floating_parameters_get_a_plan_note(tmp_path, run_cli):
-    state = load_fs2("cs_s64")
-    state["encoder.layers.0.ffn1.inner_proj.weight"] = state["encoder.layers.0.ffn1.inner_proj.weight"].to(torch.int8)
-    source = tmp_path / "model.pt"
-    torch.save({"model": state}, source)
-    code, stdout, _ = run_cli("inspect", source)
-    assert code == 0
-    assert ("note:    encoder.layers.0.ffn1.inner_proj.weight: int8 in the checkpoint, but the model's parameter "
-            "is float32") in stdout
-    before = sha256(source)
-    code, stdout, _ = run_cli("inspect", source, "--json")
-    assert any("int8 in the checkpoint" in note for note in json.loads(stdout)["plan"]["notes"])
-    assert sha256(source) == before
 
 
 # -- a folder that is not this checkpoint's conversion ---------------------------------------------

@@ -27,8 +27,11 @@ Sources of the semantics (S3PRL 0.4.18, whose files are copies of the upstream c
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Mapping, Sequence
+import re
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,6 +72,21 @@ def normalize_waveform(wave: Tensor) -> Tensor:
     which shifts the result by about 5e-6 / variance).
     """
     return F.layer_norm(wave, wave.shape, eps=NORM_EPS)
+
+
+# transformers' WavLM attention hands torch a boolean key padding mask (made from the attention mask)
+# beside its float position bias as the attention mask; torch converts the boolean one to the
+# float -inf it means, with the same result, but warns on every layer that mixing the two is
+# deprecated. The masks are transformers' own: only that warning is silenced, around the call.
+MISMATCHED_MASKS_WARNING = "Support for mismatched key_padding_mask and attn_mask is deprecated"
+
+
+@contextlib.contextmanager
+def transformers_masks_quiet() -> Iterator[None]:
+    """Run a transformers model without torch's warning about transformers' mismatched masks."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=re.escape(MISMATCHED_MASKS_WARNING), category=UserWarning)
+        yield
 
 
 def pad_waveforms(waves: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor]:

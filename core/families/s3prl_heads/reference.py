@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ...reference.wav2vec2_blocks import transformers_masks_quiet
+
 SAMPLE_RATE = 16000
 # hf_wav2vec2/hf_hubert expert.py: get_downsample_rates() returns 320.
 DOWNSAMPLE_RATE = 320
@@ -161,7 +163,8 @@ def upstream_hidden_states(
             return_attention_mask=True,
             sampling_rate=SAMPLE_RATE,
         )
-        outputs = model(**inputs, output_hidden_states=True)
+        with transformers_masks_quiet():
+            outputs = model(**inputs, output_hidden_states=True)
     hidden_states = list(outputs.hidden_states)
     lengths = s3prl_feature_lengths([len(a) for a in arrays], hidden_states[0].shape[1])
     return hidden_states, torch.tensor(lengths, dtype=torch.long)

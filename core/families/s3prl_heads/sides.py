@@ -78,7 +78,7 @@ class TransformersHeadSide:
                            "S3PRL normalises (eps 1e-5), its feature extractor would use eps 1e-7",)
 
     def __call__(self, clip: Clip) -> SideOutput:
-        from ...reference.wav2vec2_blocks import normalize_waveform
+        from ...reference.wav2vec2_blocks import normalize_waveform, transformers_masks_quiet
 
         started = time.perf_counter()
         inputs = self.extractor(clip.waveform, sampling_rate=MODEL_RATE, return_tensors="pt")
@@ -90,7 +90,7 @@ class TransformersHeadSide:
             first = self.model.projector if self.kind in ("cls", "asv") else self.model.classifier
             hook = first.register_forward_pre_hook(lambda _m, args: captured.setdefault("weighted", args[0]))
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), transformers_masks_quiet():
                 output = self.model(**inputs, output_hidden_states=True)
         finally:
             if hook is not None:
