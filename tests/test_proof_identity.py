@@ -164,6 +164,17 @@ def test_the_mismatch_accepted_converts_and_the_report_card_and_comparisons_say_
     assert code == 0 and mismatch["note"] in json.loads(stdout)["plan"]["notes"]
 
 
+def test_in_the_window_the_refusal_is_a_message_and_nothing_can_be_converted(make_window, qtbot, tmp_path):
+    from gui_support import convert_button, message, wait_idle
+
+    window = make_window(source=WAVLM_SID, base_model=HUBERT_FILE, output=tmp_path / "out")
+    wait_idle(qtbot, window)
+    shown = message(window)
+    assert window.prepared is None and WAVLM_ON_HUBERT in shown and "give the base model the head was trained on" in shown
+    assert "--base-model-mismatch-ok" not in shown and "Traceback" not in shown  # the flag is the command line's
+    assert not convert_button(window).isEnabled() and not (tmp_path / "out").exists()
+
+
 def test_a_head_on_its_own_upstream_says_nothing_of_a_mismatch(run_cli, tmp_path):
     out = tmp_path / "out"
     assert run_cli("convert", WAVLM_SID, "--base-model", WAVLM_FILE, "--out", out, CONSENT)[0] == 0
