@@ -213,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         from .core.hashing import BackgroundHash
 
         # Checksumming a multi-GB file takes about as long as copying it: start now, to overlap the two.
-        args.early_hash = BackgroundHash(args.source, use_cache=not args.no_cache)
+        # --no-cache: no digest read or kept; without it, SPEECHPORT_NO_CACHE decides, as for the targets.
+        args.early_hash = BackgroundHash(args.source, use_cache=False if args.no_cache else None)
     else:
         args.early_hash = None
     # Ctrl+C, SIGTERM and SIGHUP unwind the command like an exception, so a staged output folder is
@@ -467,23 +468,25 @@ def _demo(args) -> int:
 
 
 def _cache(args) -> int:
-    from .core import target_cache
-    from .core.digest_cache import digests_folder
+    from .core import cache_store
+    from .core.target_cache import CACHE, NO_CACHE_ENV
 
-    before = target_cache.summary()
+    root = cache_store.cache_root()
+    held = cache_store.summary()  # a cache folder that is a link or another user's: bad input, nothing removed
     if args.action == "clear":
-        removed, size = target_cache.clear()
-        outcome = {"action": "clear", "folder": str(target_cache.cache_root()), "removed_files": removed,
-                   "removed_bytes": size}
-        line = f"removed {removed} cached file{'s' if removed != 1 else ''} ({_human_bytes(size)}) from {target_cache.cache_root()}"
+        removed, size = cache_store.clear()
+        outcome = {"action": "clear", "folder": str(root), "removed_files": removed, "removed_bytes": size}
+        line = f"removed {removed} cached file{'s' if removed != 1 else ''} ({_human_bytes(size)}) from {root}"
     else:
-        digests = sum(1 for item in digests_folder().iterdir() if item.is_file()) if digests_folder().is_dir() else 0
-        outcome = {"action": "info", "folder": str(target_cache.cache_root()), "targets": before["entries"],
-                   "target_bytes": before["bytes"], "digests": digests,
-                   "enabled": target_cache.CACHE.is_enabled()}
-        line = (f"{target_cache.cache_root()}: {before['entries']} target model{'s' if before['entries'] != 1 else ''} "
-                f"({_human_bytes(before['bytes'])}), {digests} source digest{'s' if digests != 1 else ''}"
-                + ("" if outcome["enabled"] else f" (not used: {target_cache.NO_CACHE_ENV} is set)"))
+        key_problem = cache_store.key_problem()
+        unused = f"{NO_CACHE_ENV} is set" if not CACHE.is_enabled() else key_problem
+        targets, digests = held["targets"], held["digests"]
+        outcome = {"action": "info", "folder": str(root), "targets": targets, "target_bytes": held["target_bytes"],
+                   "digests": digests, "enabled": unused is None, "key": str(cache_store.key_path()),
+                   "key_problem": key_problem}
+        line = (f"{root}: {targets} target model{'s' if targets != 1 else ''} "
+                f"({_human_bytes(held['target_bytes'])}), {digests} source digest{'s' if digests != 1 else ''}"
+                + ("" if unused is None else f" (not used: {unused})"))
     if args.json:
         _print_json(outcome)
     else:

@@ -141,10 +141,17 @@ def prepare(
     progress.stage("reading the checkpoint")
     if isinstance(source, Checkpoint):
         checkpoint, source = source, source.path
+        hasher = hasher or BackgroundHash(source)  # runs while the plan is built and the weights are written
     else:
         source = Path(source).expanduser().absolute()
-        checkpoint = load_checkpoint(source, trust_pickle=trust_pickle)
-    hasher = hasher or BackgroundHash(source)  # runs while the plan is built and the weights are written
+        # Started before the file is read: what it first sees of the file is what every later read
+        # is checked against (`BackgroundHash.confirm_unchanged`).
+        hasher = hasher or BackgroundHash(source)
+        try:
+            checkpoint = load_checkpoint(source, trust_pickle=trust_pickle)
+        except BaseException:
+            hasher.cancel()
+            raise
     try:
         detection = detect(checkpoint) if recipe is None else forced(recipe_named(recipe), checkpoint)
         timings["read"] = time.perf_counter() - started
@@ -245,11 +252,15 @@ def convert(
         mark = time.perf_counter()
         while not prepared.hasher.wait(0.05):
             progress.check()
+        # The digest describes the weights copied only if the file did not change while they were
+        # read (the copy and the hash read it side by side): else nothing is delivered.
+        prepared.hasher.confirm_unchanged()
         timings["wait_for_hash"] = time.perf_counter() - mark
         timings["hash"] = prepared.hasher.seconds if not prepared.hasher.from_cache else 0.0
         seconds = time.perf_counter() - started
         if clips:
             comparison = _verify(prepared, staged.path, clips, tolerance, original_backend, progress)
+            prepared.hasher.confirm_unchanged()  # the original model read the source again
         from .report import build_report, dump_report
 
         card_library.join()

@@ -12,7 +12,8 @@ folder and removed after it; the kernel drops the lock when its process dies, ho
 a reused process id cannot hold it. The next run aimed at the same output removes every staged
 folder whose lock it can take, or that has none, and, where a replacement without the one-step
 swap was cut between its two renames, puts the old folder back (`.NAME.replaced-TOKEN`). Only
-names of exactly these forms, for that output's name, are ever removed.
+names of exactly these forms, for that output's name, are ever removed; a lock that is not a regular
+file (a FIFO, a link) was made by no run, and is never opened beyond a look: it and its folders stay.
 
 An output folder that is, or holds, one of the conversion's inputs (the checkpoint, the base model
 folder, a config, mapping or labels file, a verification clip) is refused, force or not: replacing
@@ -33,6 +34,7 @@ import platform
 import re
 import secrets
 import shutil
+import stat
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
@@ -231,13 +233,16 @@ def _tidy_run(target: Path, token: str) -> None:
     parent, name = target.parent, target.name
     lock = parent / lock_name(name, token)
     try:
-        fd = os.open(lock, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        # Never waits on a FIFO's writer nor follows a link: only a regular file is a run's lock.
+        fd = os.open(lock, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         fd = None  # a run's lock outlives its folders, so without one its run is over
     except OSError:
         return  # cannot tell whether its run is alive: leave it
     try:
         if fd is not None:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return  # not a lock any run made: leave it, and the folders of its name
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:

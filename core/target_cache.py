@@ -8,11 +8,10 @@ model on the meta device; the result is kept as one small JSON file in the user 
 (`$XDG_CACHE_HOME/speechport/targets/<key>.json`, written atomically) and read from there
 afterwards, so a conversion of a known architecture imports neither torch nor transformers.
 
-An entry is trusted only when it is exactly what its key says: its recorded inputs equal the
-key's, its checksum matches its content and every field has the expected type. Anything else —
-a corrupt, truncated, edited or stale file — is rebuilt and replaced, never used. (The checksum
-guards against damage and mistakes; whoever can write the user's cache can as well edit the
-installed code.)
+An entry is trusted only when it is exactly what its key says: it is signed with the user's own
+key (`core.cache_store`), its recorded inputs equal the key's and every field has the expected
+type. Anything else — a corrupt, truncated, edited, copied or stale file, a FIFO, a file too large
+to be an entry — is rebuilt and replaced, never used.
 
 Recipes see the config as a `TargetConfig`: a read-only view of the config's values, the same
 object whether it came from the cache or was just built, so both paths write identical bytes.
@@ -33,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import cache_store
+from .cache_store import TARGETS, cache_root
 from .errors import BadInput
 from .library_guard import need_libraries
 from .plan import TargetTensor
@@ -40,8 +41,7 @@ from .plan import TargetTensor
 if TYPE_CHECKING:
     from .recipe import Recipe
 
-CACHE_FORMAT = 1  # bump when an entry's layout or meaning changes: older entries are then never read
-CACHE_ENV = "XDG_CACHE_HOME"
+CACHE_FORMAT = 2  # bump when an entry's layout or meaning changes: older entries are then never read
 NO_CACHE_ENV = "SPEECHPORT_NO_CACHE"  # set (to anything but "" or "0") to build every target afresh
 CONFIG_FILE = "config.json"
 PREPROCESSOR_FILE = "preprocessor_config.json"
@@ -49,15 +49,8 @@ PREPROCESSOR_FILE = "preprocessor_config.json"
 PROPERTIES = ("num_labels", "name_or_path")
 
 
-def cache_root() -> Path:
-    """Speechport's folder in the user cache (XDG: $XDG_CACHE_HOME, else ~/.cache)."""
-    base = os.environ.get(CACHE_ENV) or ""
-    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".cache"
-    return root / "speechport"
-
-
 def targets_folder() -> Path:
-    return cache_root() / "targets"
+    return cache_root() / TARGETS
 
 
 @dataclass(frozen=True)
@@ -224,63 +217,22 @@ def build_entry(recipe: Recipe, spec: ConfigSpec, inputs: dict) -> dict:
         "preprocessor": _plain(recipe.preprocessor_config(config)) if model_class is not None else {},
         "targets": _meta_targets(model_class, config, spec) if model_class is not None else {},
     }
-    return {"inputs": inputs, "payload_sha256": _digest(payload), **payload}
+    return {"inputs": inputs, **payload}
 
 
 def read_entry(path: Path, inputs: dict) -> dict | None:
-    """The entry at `path` if it is valid for `inputs`; None for a missing, corrupt or stale one."""
-    try:
-        entry = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None
-    if not isinstance(entry, dict) or entry.get("inputs") != inputs or not _well_formed(entry):
-        return None
-    payload = {name: entry[name] for name in _PAYLOAD}
-    if entry.get("payload_sha256") != _digest(payload):
+    """The entry at `path` if it is valid for `inputs`; None for a missing, corrupt, unsigned or
+    stale one (`core.cache_store.read_signed` says what is read at all)."""
+    entry = cache_store.read_signed(path)
+    if entry is None or entry.get("inputs") != inputs or not _well_formed(entry):
         return None
     return entry
 
 
 def write_entry(path: Path, entry: dict) -> None:
-    """Atomically: a reader sees the old entry, the new one or none, never half of one. A cache
-    that cannot be written only costs speed next time."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                json.dump(entry, stream, sort_keys=True, separators=(",", ":"))
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-    except OSError:
-        pass
-
-
-def clear(folder: Path | None = None) -> tuple[int, int]:
-    """Remove every cached target (and Speechport's digest cache): (files, bytes) removed."""
-    from .digest_cache import digests_folder
-
-    count = size = 0
-    for where in (folder or targets_folder(), digests_folder()):
-        if not where.is_dir():
-            continue
-        for item in where.iterdir():
-            if item.is_file() and not item.is_symlink():
-                size += item.stat().st_size
-                item.unlink()
-                count += 1
-    return count, size
-
-
-def summary(folder: Path | None = None) -> dict:
-    """What the cache holds: its folder, entries and bytes."""
-    where = folder or targets_folder()
-    files = [item for item in where.iterdir() if item.is_file()] if where.is_dir() else []
-    return {"folder": str(where), "entries": len(files), "bytes": sum(item.stat().st_size for item in files)}
+    """Signed and atomic (`core.cache_store.write_signed`); a cache that cannot be written only
+    costs speed next time."""
+    cache_store.write_signed(path, entry)
 
 
 # -- building ------------------------------------------------------------------------------------

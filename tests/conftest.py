@@ -13,6 +13,10 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 TEST_CACHE_HOME = tempfile.mkdtemp(prefix="speechport-test-cache-")
 os.environ["XDG_CACHE_HOME"] = TEST_CACHE_HOME
 atexit.register(shutil.rmtree, TEST_CACHE_HOME, True)
+# ... and a data folder of its own, where the cache's signing key is made: never the user's key.
+TEST_DATA_HOME = tempfile.mkdtemp(prefix="speechport-test-data-")
+os.environ["XDG_DATA_HOME"] = TEST_DATA_HOME
+atexit.register(shutil.rmtree, TEST_DATA_HOME, True)
 os.environ.pop("SPEECHPORT_NO_CACHE", None)
 
 import pytest  # noqa: E402  (after the environment above)

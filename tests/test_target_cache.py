@@ -15,7 +15,7 @@ import pytest
 import torch
 import transformers
 
-from speechport.core import digest_cache, target_cache
+from speechport.core import cache_store, digest_cache
 from speechport.core.conversion import prepare
 from speechport.core.hashing import BackgroundHash
 from speechport.core.library_guard import NeedsLibraries
@@ -117,11 +117,11 @@ def _edit_entry(path: Path, change) -> None:
 
 
 def _consistent(entry: dict) -> None:
-    """An edit that also fixes the checksum up: caught by what the checksum does not cover (the key's
-    inputs, the entry's shape). (Whoever can write the user's cache can also edit the installed code:
-    the checksum is against damage and mistakes, not against the user's own account.)"""
-    payload = {name: entry[name] for name in target_cache._PAYLOAD}
-    entry["payload_sha256"] = target_cache._digest(payload)
+    """An edit signed again with the user's own key (as only someone who can read the user's data
+    folder could): caught by what the signature does not vouch for (the key's inputs, the entry's
+    shape). Edits without the key are `test_cache_integrity.py`'s."""
+    entry.pop(cache_store.SIGNATURE)
+    entry[cache_store.SIGNATURE] = cache_store.sign(cache_store.signing_key(), entry)
 
 
 TAMPERING = {
@@ -129,7 +129,7 @@ TAMPERING = {
     "built by another transformers": lambda e: e["inputs"].__setitem__("transformers", "0.0.1"),
     "another entry's inputs": lambda e: e["inputs"]["spec"]["values"].__setitem__("num_hidden_layers", 99),
     "config.json edited": lambda e: e["files"].__setitem__("config.json", "{}"),
-    "the checksum edited": lambda e: e.__setitem__("payload_sha256", "0" * 64),
+    "the signature edited": lambda e: e.__setitem__(cache_store.SIGNATURE, "0" * 64),
     "another entry's inputs, checksum fixed": lambda e: (
         e["inputs"]["spec"]["values"].__setitem__("num_hidden_layers", 99), _consistent(e)),
     "no config.json, checksum fixed": lambda e: (e["files"].pop("config.json"), _consistent(e)),
