@@ -26,7 +26,7 @@ from .mapping_file import Overrides
 from .model_card import load_card_library, write_model_card
 from .original_weights import OriginalWeights, resolve_original_weights
 from .output_folder import StagedFolder, check_output_path, protected_inputs
-from .plan import Plan, SourceEntry, TargetTensor, build_plan
+from .plan import Plan, SourceEntry, TargetTensor, build_plan, refuse_non_floating_weights
 from .progress import Progress, ensure
 from .recipe import ConfigChoice, Detection, Recipe, SourceTensor
 from .rules import Rule
@@ -190,6 +190,7 @@ def prepare(
         )
         mark = time.perf_counter()
         prepared.plan = _build_plan(prepared)
+        refuse_non_floating_weights(prepared.plan.rows, targets, str(source))
         timings["plan"] = time.perf_counter() - mark
         return prepared
     except BaseException:
@@ -218,6 +219,7 @@ def convert(
     progress = ensure(progress)
     if not prepared.plan.ok:
         raise PlanProblems(prepared.plan)
+    refuse_non_floating_weights(prepared.plan.rows, prepared.targets, str(prepared.source))  # a fix may map one
     started = time.perf_counter()
     # An output folder holding an input would destroy it when replaced: refused, force or not.
     protected = protected_inputs(
@@ -275,7 +277,7 @@ def convert(
 
 
 def _verify(prepared: Prepared, folder: Path, clips, tolerance: float, backend: str, progress: Progress):
-    from .verification import Sides, accepted_differences_in, compare_clips
+    from .verification import Sides, accepted_differences_in, compare_clips, mapped_weights
 
     recipe = prepared.recipe
     progress.stage("verifying: loading the original and the converted model")
@@ -288,6 +290,7 @@ def _verify(prepared: Prepared, folder: Path, clips, tolerance: float, backend: 
         str(folder),
         accepted_differences_in([row.to_dict() for row in prepared.plan.rows]),
         original.fixes_used,
+        mapped_weights(prepared.plan, prepared.tensors),
     )
     return compare_clips(sides, clips, tolerance=tolerance, progress=progress)
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 
+from .errors import BadInput
 from .mapping_file import Overrides
 from .rules import Decision, Rule, RuleSet, Stage, bounded_user_patterns
 from .stored_tensor import DTYPES
@@ -29,6 +30,9 @@ class Status(str, Enum):
     def is_problem(self) -> bool:
         return self in PROBLEM_STATUSES
 
+
+# How many names (layer indices collapsed) a refusal lists before it says how many more there are.
+MAX_NAMED = 3
 
 PROBLEM_STATUSES = frozenset({Status.UNMAPPED, Status.MISSING, Status.SHAPE_MISMATCH, Status.DUPLICATE})
 
@@ -234,25 +238,30 @@ def build_plan(
     plan_notes = list(notes) + overrides.unused_entries(known_keys) + renames.unused_notes()
     if targets is not None:
         _check_against_targets(rows, targets)
-        plan_notes += _kind_changes(rows, targets)
     return Plan(recipe, layout, target_class, rows, list(config_conflicts), plan_notes)
 
 
-def _kind_changes(rows: list[PlanRow], targets: Mapping[str, TargetTensor]) -> list[str]:
-    """Notes for integer (or bool) tensors copied into floating-point parameters: transformers
-    casts the values on loading, so quantized weights would load without their scales."""
+def refuse_non_floating_weights(rows: Iterable[PlanRow], targets: Mapping[str, TargetTensor], where: str) -> None:
+    """Refuse (BadInput, naming the tensors and their dtypes) integer, bool or complex tensors mapped
+    onto floating-point parameters. Copied as they are, transformers would cast them on loading:
+    quantized weights would load without their scales, and the model would compute something else.
+    Parameters that are integers in the target (counters) take integer tensors, as they should."""
     keys_by_pair: dict[tuple[str, str], list[str]] = defaultdict(list)
     for row in rows:
-        if row.status is not Status.MAPPED or not row.source_dtype:
-            continue
-        target = targets[row.target_key].dtype
-        if _floating(target) and not _floating(row.source_dtype):
-            keys_by_pair[(row.source_dtype, target)].append(row.source_key)
-    return [
-        f"{', '.join(collapse_indices(keys))}: {source} in the checkpoint, but the model's parameter is {target}; "
-        "the integer values are copied as they are and cast when loaded (quantized weights would lose their scales)"
-        for (source, target), keys in keys_by_pair.items()
-    ]
+        target = targets.get(row.target_key) if row.status is Status.MAPPED and row.source_dtype else None
+        if target is not None and _floating(target.dtype) and not _floating(row.source_dtype):
+            keys_by_pair[(row.source_dtype, target.dtype)].append(row.source_key)
+    if not keys_by_pair:
+        return
+    said = []
+    for (source, target), keys in keys_by_pair.items():
+        names = collapse_indices(keys)
+        listed = ", ".join(names[:MAX_NAMED]) + (f" and {len(names) - MAX_NAMED} more" if len(names) > MAX_NAMED else "")
+        many = len(keys) > 1
+        said.append(f"{listed} {'are' if many else 'is'} {source} in the checkpoint, where the model's "
+                    f"{'parameters are' if many else 'parameter is'} {target}")
+    raise BadInput(f"{where}: {'; '.join(said)}: weights that are not floating point (quantized integers, say) "
+                   "cannot be converted or compared as they are; dequantize them to floating point first")
 
 
 class _SourceRenames:

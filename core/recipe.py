@@ -14,14 +14,17 @@ implementation of the original model and its upstream backend.
 from __future__ import annotations
 
 import abc
+import math
 import re
+import reprlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import strict_json
 from .checkpoint import Checkpoint, StoredTensor
-from .errors import BadInput
+from .errors import QUOTED_LIMIT, BadInput, quoted
 from .files import regular_file
 from .plan import ConfigConflict
 from .rules import RuleSet, Stage
@@ -32,6 +35,23 @@ if TYPE_CHECKING:
 
     from .audio import Clip
     from .comparison import IllConditionedInput, SideOutput
+
+
+# Config fields that count modules the model builds one after another, each holding weights (a list
+# field counts its entries): no checkpoint fills more of them than it has tensors.
+LAYER_COUNT_FIELDS = ("num_hidden_layers", "num_feat_extract_layers", "conv_dim", "num_adapter_layers")
+# Config fields that size or count something, and the least whole number each may be.
+WHOLE_NUMBER_FIELDS = {
+    "hidden_size": 1, "num_hidden_layers": 1, "num_attention_heads": 1, "intermediate_size": 1,
+    "num_feat_extract_layers": 1, "num_conv_pos_embeddings": 1, "num_conv_pos_embedding_groups": 1,
+    "conv_pos_kernel_size": 1, "conv_depthwise_kernel_size": 1, "feature_projection_input_dim": 1,
+    "left_max_position_embeddings": 0, "right_max_position_embeddings": 0, "num_buckets": 1,
+    "max_bucket_distance": 1, "num_adapter_layers": 1, "adapter_kernel_size": 1, "adapter_stride": 1,
+    "output_hidden_size": 1,
+}
+WHOLE_NUMBER_LIST_FIELDS = ("conv_dim", "conv_kernel", "conv_stride")
+# Config fields naming an activation function (transformers' ACT2FN).
+ACTIVATION_FIELDS = ("hidden_act", "feat_extract_activation")
 
 
 @dataclass(frozen=True)
@@ -104,6 +124,8 @@ class Recipe(abc.ABC):
     # A conversion the user may choose explicitly when this recipe cannot convert the checkpoint
     # whole (the window offers it as a button; the CLI names it with --recipe).
     alternative: ClassVar[Alternative | None] = None
+    # Config fields counting modules the target model builds one after another, each with weights.
+    layer_count_fields: ClassVar[tuple[str, ...]] = LAYER_COUNT_FIELDS
 
     def __init__(self, checkpoint: Checkpoint, detection: Detection, base_model: Path | None = None):
         self.checkpoint = checkpoint
@@ -169,12 +191,25 @@ class Recipe(abc.ABC):
         data: part of the target cache's key (`core.target_cache`)."""
         return {}
 
-    def build_config(self, spec: ConfigSpec) -> TargetConfig:
+    def build_config(self, spec: ConfigSpec, *, tensors: int | None = None) -> TargetConfig:
         """The config `spec` describes, with the target model it makes: from the target cache, or
-        built with transformers the first time (`core.target_cache`)."""
+        built with transformers the first time (`core.target_cache`).
+
+        Nothing is built from values that could not describe a model (`check_config_values`):
+        `tensors`, how many tensors the checkpoint holds, bounds every count of layers, since a
+        layer without weights cannot exist (and a billion of them would never finish building,
+        even on the meta device). What transformers itself refuses is said as bad input too."""
         from .target_cache import CACHE
 
-        return CACHE.config(self, spec)
+        where = spec.source or spec.folder or str(self.checkpoint.path)
+        check_config_values({**spec.values, **spec.then}, where, tensors, self.layer_count_fields)
+        try:
+            return CACHE.config(self, spec)
+        except Exception as exc:  # noqa: BLE001 - what is not a refusal of the config is raised as it is
+            refusal = _refused_by_transformers(exc, {**spec.values, **spec.then}, where)
+            if refusal is None:
+                raise
+            raise refusal from None
 
     # -- writing ----------------------------------------------------------------------------
     @abc.abstractmethod
@@ -230,6 +265,91 @@ class Recipe(abc.ABC):
             raise BadInput(
                 f"the {self.name} original model can run as: {', '.join(self.original_backends)} (not {backend!r})"
             )
+
+
+# -- a config's values, checked before anything is built from them ---------------------------------
+
+def shown(value: object) -> str:
+    """A value from a user's file as a one-line message quotes it: text quoted and cut
+    (`errors.quoted`), anything else as Python writes it, long lists and deep nesting cut short."""
+    return quoted(value) if isinstance(value, str) else reprlib.repr(value)
+
+
+def check_whole_number(value: object, name: str, least: int = 1) -> int:
+    """`value`, or BadInput naming `name` when it is not a whole number of at least `least`
+    (a float is refused, never truncated: 2.7 layers are no number of layers)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        bound = {1: "above 0", 0: "of 0 or more"}.get(least, f"of at least {least}")
+        raise BadInput(f"{name} is {shown(value)}; it must be a whole number {bound}")
+    return value
+
+
+def check_flag(value: object, name: str) -> bool:
+    """`value` as a bool, or BadInput naming `name` when it is no flag (the text "false" is true to Python)."""
+    if not (isinstance(value, bool) or (type(value) is int and value in (0, 1))):
+        raise BadInput(f"{name} is {shown(value)}; it must be true or false")
+    return bool(value)
+
+
+def check_layer_count(count: int, name: str, tensors: int, *, listed: bool = False) -> int:
+    """`count`, or BadInput when it is more layers than the checkpoint has tensors: a layer without
+    weights cannot exist, and building a billion of them would never finish."""
+    if count > tensors:
+        said = f"lists {count} layers" if listed else f"is {count}"
+        raise BadInput(f"{name} {said}, but the checkpoint holds only {tensors} tensors: a layer without weights "
+                       "cannot exist")
+    return count
+
+
+def check_config_values(values: Mapping[str, Any], where: str, tensors: int | None = None,
+                        layer_fields: tuple[str, ...] = LAYER_COUNT_FIELDS) -> None:
+    """Refuse (BadInput, one line naming the field and its value) a config no model can be built
+    from, before anything is built: a size or count that is not a whole number above 0 (or a list
+    of them), a number that is NaN or infinite, a hidden size the attention heads do not divide,
+    or (given the checkpoint's number of `tensors`) more layers than it has tensors. Types
+    transformers declares for its fields are checked by transformers when the config is built."""
+    for name, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BadInput(f"{where}: {name} is {value}; a config holds finite numbers only")
+        if name in WHOLE_NUMBER_FIELDS:
+            check_whole_number(value, f"{where}: {name}", WHOLE_NUMBER_FIELDS[name])
+        elif name in WHOLE_NUMBER_LIST_FIELDS:
+            if not isinstance(value, (list, tuple)) or not value:
+                raise BadInput(f"{where}: {name} is {shown(value)}; it must be a list of whole numbers above 0")
+            for item in value:
+                check_whole_number(item, f"{where}: {name} holds a value that", 1)
+    hidden, heads = values.get("hidden_size"), values.get("num_attention_heads")
+    if hidden is not None and heads is not None and hidden % heads:
+        raise BadInput(f"{where}: hidden_size {hidden} is not divisible by num_attention_heads {heads}")
+    if tensors is None:
+        return
+    for name in layer_fields:
+        if name not in values or (name == "num_adapter_layers" and not values.get("add_adapter")):
+            continue  # adapter layers are built only with an adapter
+        value = values[name]
+        listed = isinstance(value, (list, tuple))
+        check_layer_count(len(value) if listed else value, f"{where}: {name}", tensors, listed=listed)
+
+
+def _refused_by_transformers(exc: Exception, values: Mapping[str, Any], where: str) -> BadInput | None:
+    """The refusal of a config that transformers could not build, in one line, or None when the
+    failure is not the config's (a bug, raised as it is): a value of a type the config class does
+    not declare for it, or an activation transformers does not know."""
+    from huggingface_hub.errors import StrictDataclassError
+
+    if isinstance(exc, StrictDataclassError):
+        cause = exc.__cause__ or exc  # "Field 'hidden_size' expected int, got str (value: '48')"
+        text = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        cut = text if len(text) <= QUOTED_LIMIT else text[: QUOTED_LIMIT - 1] + "…"
+        return BadInput(f"{where}: {cut}")
+    if isinstance(exc, KeyError):
+        from transformers.activations import ACT2FN
+
+        for name in ACTIVATION_FIELDS:
+            if name in values and not (isinstance(values[name], str) and values[name] in ACT2FN):
+                return BadInput(f"{where}: {name} is {shown(values[name])}, no activation transformers knows "
+                                f"({', '.join(sorted(ACT2FN))})")
+    return None
 
 
 def hub_model_id(name: str) -> str | None:

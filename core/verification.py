@@ -31,7 +31,7 @@ from .errors import BadInput, Cancelled
 from .families import detect
 from .mapping_file import Overrides
 from .original_weights import resolve_original_weights
-from .plan import Plan
+from .plan import MAX_NAMED, Plan, TargetTensor, refuse_non_floating_weights
 from .progress import Progress, ensure
 from .recipe import Detection, Recipe, SourceTensor
 
@@ -47,6 +47,9 @@ class Sides:
     converted_name: str
     notes: tuple[str, ...] = ()  # said of every clip, e.g. differences the conversion accepted
     fixes_used: list[dict[str, str]] = field(default_factory=list)  # rows the original took on trust
+    # The checkpoint's tensors both models use, by their names in the file: searched for NaN and
+    # infinite values when an output is not finite (empty: every tensor of the checkpoint).
+    weights: dict[str, StoredTensor] = field(default_factory=dict)
 
     @property
     def detection(self) -> Detection:
@@ -92,8 +95,41 @@ def open_sides(
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise BadInput(f"{folder}: transformers cannot load the converted model ({reason})") from None
+    model = getattr(converted, "model", None)
+    if isinstance(model, torch.nn.Module):  # what each parameter is, as transformers loaded it
+        targets = {key: TargetTensor(tuple(value.shape), str(value.dtype).removeprefix("torch."))
+                   for key, value in model.state_dict().items()}
+        refuse_non_floating_weights(pairing.plan.rows, targets, str(checkpoint.path))
     return Sides(recipe, original, converted, getattr(original, "name", backend), str(folder),
-                 accepted_differences(folder), original_weights.fixes_used)
+                 accepted_differences(folder), original_weights.fixes_used, mapped_weights(pairing.plan, pairing.tensors))
+
+
+def mapped_weights(plan: Plan, tensors: dict[str, SourceTensor]) -> dict[str, StoredTensor]:
+    """The checkpoint's tensors the plan copies into the converted model, by their names in the file."""
+    return {row.source_key: tensors[row.source_key].tensor for row in plan.mapped() if row.source_key in tensors}
+
+
+def refuse_non_finite_weights(sides: Sides) -> None:
+    """When an output is NaN or infinite: refuse (BadInput) naming the checkpoint's tensors that
+    hold such values, if any. Neither model can then give a number to compare, and the fault is
+    the weights', not the clip's. Only searched when an output is not finite: the search reads
+    every tensor, which a passing comparison never needs."""
+    weights = sides.weights or {key: source.tensor for key, source in sides.recipe.source_tensors().items()}
+    found = []
+    for key, tensor in weights.items():
+        if not tensor.is_floating_point():
+            continue
+        values = tensor.to_torch()
+        if values.element_size() == 1:  # float8: torch.isfinite is not implemented for it
+            values = values.float()
+        bad = int((~torch.isfinite(values)).sum())
+        if bad:
+            found.append(f"{key} ({bad} of {values.numel()} values)")
+    if found:
+        listed = ", ".join(found[:MAX_NAMED]) + (f" and {len(found) - MAX_NAMED} more tensors" if len(found) > MAX_NAMED else "")
+        raise BadInput(f"{sides.recipe.checkpoint.path}: the checkpoint's weights hold NaN or infinite values, in "
+                       f"{listed}: neither model can give a number to compare, on any clip; use a checkpoint whose "
+                       "weights are finite")
 
 
 @contextlib.contextmanager
@@ -215,19 +251,26 @@ def compare_clips(
     names = output_names(clips)
     results: list[ClipComparison] = []
     written: list[Path] = []
+    weights_searched = False
     try:
         for index, (clip, caveat) in enumerate(zip(clips, caveats)):
             steps = side_steps(sides.original) + side_steps(sides.converted)
             progress.stage(f"comparing {clip.path.name} ({index + 1}/{len(clips)})", items_total=steps)
             original = run_side(sides.original, clip, progress)
             converted = run_side(sides.converted, clip, progress)
+            if not (_finite(original.primary) and _finite(converted.primary)) and not weights_searched:
+                weights_searched = True
+                try:
+                    refuse_non_finite_weights(sides)
+                except BadInput as refusal:
+                    raise BadInput(f"{refusal} ({describe_written(written)})" if written else str(refusal)) from None
             result = compare_outputs(str(clip.path), original, converted, tolerance)
             notes, details = recipe.explain(original, converted)
             result.notes += [*sides.notes, *getattr(sides.converted, "notes", ()), *notes]
             result.details.update(details)
             result.frame_seconds = recipe.frame_seconds
             result.segment = clip.segment
-            if not bool(torch.isfinite(original.primary).all()):
+            if not _finite(original.primary):
                 # Not the conversion's doing: the original itself gives no number to compare with.
                 result.bad_input = (f"{clip.path}: the original model itself outputs NaN or infinite values on this "
                                     "clip, so it cannot show whether the conversion is right")
@@ -253,6 +296,10 @@ def compare_clips(
             refusal += f" ({describe_written(written)})"
         raise BadInput(refusal, hint="compare on a clip with varied sound, such as speech")
     return Comparison(tolerance, results, list(sides.fixes_used))
+
+
+def _finite(tensor: torch.Tensor) -> bool:
+    return bool(torch.isfinite(tensor).all())
 
 
 def _judge_ill_conditioned(result: ClipComparison, caveat: IllConditionedInput, converted, tolerance: float) -> None:

@@ -27,7 +27,6 @@ from support import (
     leftovers,
     load_fs2,
     recompress,
-    sha256,
 )
 
 SPEECH = CONFORMER_SHAW / "audio" / "s_speech_16k_mono.wav"
@@ -207,21 +206,6 @@ def test_an_unexpected_error_is_exit_4_with_a_json_error(tmp_path, run_cli, monk
     assert stderr.strip() == ("speechport: internal error: ZeroDivisionError: a bug "
                               "(set SPEECHPORT_DEBUG=1 to see the traceback)")
     assert json.loads(stdout) == {"error": {"kind": "internal", "message": "ZeroDivisionError: a bug"}}
-
-
-def test_integer_weights_for_floating_parameters_get_a_plan_note(tmp_path, run_cli):
-    state = load_fs2("cs_s64")
-    state["encoder.layers.0.ffn1.inner_proj.weight"] = state["encoder.layers.0.ffn1.inner_proj.weight"].to(torch.int8)
-    source = tmp_path / "model.pt"
-    torch.save({"model": state}, source)
-    code, stdout, _ = run_cli("inspect", source)
-    assert code == 0
-    assert ("note:    encoder.layers.0.ffn1.inner_proj.weight: int8 in the checkpoint, but the model's parameter "
-            "is float32") in stdout
-    before = sha256(source)
-    code, stdout, _ = run_cli("inspect", source, "--json")
-    assert any("int8 in the checkpoint" in note for note in json.loads(stdout)["plan"]["notes"])
-    assert sha256(source) == before
 
 
 # -- a folder that is not this checkpoint's conversion ---------------------------------------------

@@ -28,14 +28,32 @@ from ..audio import MODEL_RATE
 from ..checkpoint import Checkpoint, StoredTensor, as_torch, iter_tensors
 from ..errors import BadInput
 from ..plan import ConfigConflict
-from ..recipe import CardDetails, ConfigChoice, Detection, Recipe, SourceTensor, hub_model_id, read_config_json
+from ..recipe import (
+    CardDetails,
+    ConfigChoice,
+    Detection,
+    Recipe,
+    SourceTensor,
+    check_flag,
+    check_layer_count,
+    check_whole_number,
+    hub_model_id,
+    read_config_json,
+    shown,
+)
 from ..reference.upstream_settings import (
+    ACTIVATIONS,
+    CHOICE_SETTINGS,
+    CONV_SETTINGS,
     DISTILLER_DEFAULTS,
+    EXTRACTOR_MODES,
     FAIRSEQ_FAMILIES,
+    FLAG_SETTINGS,
     HUBERT_DEFAULTS,
     TASK_NORMALIZE_DEFAULT,
     WAV2VEC2_DEFAULTS,
     WAVLM_DEFAULTS,
+    WHOLE_NUMBER_SETTINGS,
     checkpoint_format,
     parse_conv_feature_layers,
 )
@@ -71,6 +89,17 @@ class UpstreamFile:
     def container(self) -> str:
         return CONTAINER[self.naming]
 
+    @property
+    def where(self) -> str:
+        """Where in the file its settings are, as a message names them: "cfg", "args"..."""
+        return {"microsoft": "cfg", "fairseq_cfg": "cfg", "fairseq_args": "args", "s3prl": "model_cfg",
+                "s3prl_distiller": "Config.distiller"}[self.naming]
+
+    @property
+    def conv_layers(self) -> str:
+        """The setting that lists the conv feature extractor's layers (the distiller's has its own name)."""
+        return "extractor_conv_feature_layers" if self.family == "distiller" else "conv_feature_layers"
+
     def settings(self) -> dict:
         """The model's options: the file's, over the original code's defaults for those it omits
         (S3PRL's merge_with_parent)."""
@@ -85,6 +114,36 @@ class UpstreamFile:
         if self.family == "distiller":
             return False
         return bool(self.task_cfg.get("normalize", TASK_NORMALIZE_DEFAULT))
+
+    def check(self, path: Path, tensors: int) -> None:
+        """Refuse (BadInput, naming the setting and its value) settings no model can be built from:
+        the wrong kind of value ("twelve", NaN, None, 2.7 layers), an unknown activation, zero
+        heads, or more layers than the checkpoint has tensors (`tensors`: a layer without weights
+        cannot exist). Checked before anything is built from them, the target model or the original."""
+        settings = self.settings()
+        where = f"{path}: {self.where}"
+        for name, value in settings.items():
+            if name in WHOLE_NUMBER_SETTINGS:
+                check_whole_number(value, f"{where} {name}", WHOLE_NUMBER_SETTINGS[name])
+            elif name in FLAG_SETTINGS:
+                check_flag(value, f"{where} {name}")
+            elif name in CHOICE_SETTINGS and value not in CHOICE_SETTINGS[name]:
+                raise BadInput(f"{where} {name} is {shown(value)}; the original code knows "
+                               f"{', '.join(CHOICE_SETTINGS[name])}")
+            elif name in CONV_SETTINGS:
+                try:
+                    conv = parse_conv_feature_layers(value, name)
+                except BadInput as refusal:
+                    raise BadInput(f"{where} {refusal}") from None
+                check_layer_count(len(conv), f"{where} {name}", tensors, listed=True)
+        if self.family not in ("wavlm", "unispeech_sat", "distiller"):
+            check_flag(self.task_cfg.get("normalize", TASK_NORMALIZE_DEFAULT), f"{path}: task normalize")
+        embed, heads = settings["encoder_embed_dim"], settings["encoder_attention_heads"]
+        if embed % heads:
+            raise BadInput(f"{where} encoder_embed_dim {embed} is not divisible by encoder_attention_heads {heads}")
+        for name in ("encoder_layers", "pos_conv_depth"):
+            if name in settings:
+                check_layer_count(settings[name], f"{where} {name}", tensors)
 
 
 def read_upstream(content: Any) -> UpstreamFile | None:
@@ -193,6 +252,7 @@ class UpstreamRecipe(Recipe):
         if found is None:
             raise BadInput(f"{checkpoint.path}: not an upstream checkpoint of a known layout")
         self.file = found
+        found.check(checkpoint.path, sum(1 for _ in iter_tensors(self.state())))
 
     # -- recognising ------------------------------------------------------------------------
     @classmethod
@@ -234,25 +294,25 @@ class UpstreamRecipe(Recipe):
     # -- config -------------------------------------------------------------------------------
     def config_values(self, names: Mapping[str, StoredTensor]) -> dict[str, tuple[Any, str]]:
         """transformers config fields from the checkpoint's own options, each with its evidence."""
-        s = self.file.settings()
-        where = "cfg" if self.file.naming in ("microsoft", "fairseq_cfg") else {
-            "fairseq_args": "args", "s3prl": "model_cfg", "s3prl_distiller": "Config.distiller"}[self.file.naming]
-        conv = parse_conv_feature_layers(s.get("conv_feature_layers") or s.get("extractor_conv_feature_layers"))
+        s = self.file.settings()  # checked when the recipe opened the file (`UpstreamFile.check`)
+        where = self.file.where
+        conv = parse_conv_feature_layers(s[self.file.conv_layers], self.file.conv_layers)
+        activation = s["activation_fn"]
         values: dict[str, tuple[Any, str]] = {
-            "hidden_size": (int(s["encoder_embed_dim"]), f"{where} encoder_embed_dim"),
-            "num_hidden_layers": (int(s["encoder_layers"]), f"{where} encoder_layers"),
-            "num_attention_heads": (int(s["encoder_attention_heads"]), f"{where} encoder_attention_heads"),
-            "intermediate_size": (int(s["encoder_ffn_embed_dim"]), f"{where} encoder_ffn_embed_dim"),
-            "hidden_act": (s["activation_fn"], f"{where} activation_fn"),
-            "conv_dim": ([c for c, _, _ in conv], f"{where} conv_feature_layers"),
-            "conv_kernel": ([k for _, k, _ in conv], f"{where} conv_feature_layers"),
-            "conv_stride": ([t for _, _, t in conv], f"{where} conv_feature_layers"),
-            "num_feat_extract_layers": (len(conv), f"{where} conv_feature_layers"),
+            "hidden_size": (s["encoder_embed_dim"], f"{where} encoder_embed_dim"),
+            "num_hidden_layers": (s["encoder_layers"], f"{where} encoder_layers"),
+            "num_attention_heads": (s["encoder_attention_heads"], f"{where} encoder_attention_heads"),
+            "intermediate_size": (s["encoder_ffn_embed_dim"], f"{where} encoder_ffn_embed_dim"),
+            "hidden_act": (ACTIVATIONS[activation], f"{where} activation_fn {activation!r}"),
+            "conv_dim": ([c for c, _, _ in conv], f"{where} {self.file.conv_layers}"),
+            "conv_kernel": ([k for _, k, _ in conv], f"{where} {self.file.conv_layers}"),
+            "conv_stride": ([t for _, _, t in conv], f"{where} {self.file.conv_layers}"),
+            "num_feat_extract_layers": (len(conv), f"{where} {self.file.conv_layers}"),
             "conv_bias": (bool(s.get("conv_bias", False)), f"{where} conv_bias"),
-            "feat_extract_norm": ("group" if s["extractor_mode"] == "default" else "layer", f"{where} extractor_mode {s['extractor_mode']!r}"),
+            "feat_extract_norm": (EXTRACTOR_MODES[s["extractor_mode"]], f"{where} extractor_mode {s['extractor_mode']!r}"),
             "do_stable_layer_norm": (bool(s["layer_norm_first"]), f"{where} layer_norm_first (pre-LN layers)"),
-            "num_conv_pos_embeddings": (int(s["conv_pos"]), f"{where} conv_pos"),
-            "num_conv_pos_embedding_groups": (int(s["conv_pos_groups"]), f"{where} conv_pos_groups"),
+            "num_conv_pos_embeddings": (s["conv_pos"], f"{where} conv_pos"),
+            "num_conv_pos_embedding_groups": (s["conv_pos_groups"], f"{where} conv_pos_groups"),
             "layer_norm_eps": (1e-5, "every LayerNorm of the original uses eps 1e-5"),
         }
         for field in ("hidden_dropout", "activation_dropout", "attention_dropout", "feat_proj_dropout", "layerdrop",
@@ -274,18 +334,19 @@ class UpstreamRecipe(Recipe):
         if config_path is None:
             values = {field: value for field, (value, _) in facts.items()}
             config = self.build_config(ConfigSpec(self.config_name, {**values, "architectures": [self.target_name]},
-                                                  then={"dtype": _dominant_dtype(names)}))
+                                                  then={"dtype": _dominant_dtype(names)}), tensors=len(names))
             inferred = {field: f"{value!r}: {evidence}" for field, (value, evidence) in facts.items()}
             return ConfigChoice(config, "inferred", inferred=inferred, notes=self.config_notes())
         data = read_config_json(config_path, (self.model_type,))
         spec = ConfigSpec(self.config_name, data, build="from_dict", then={"architectures": [self.target_name]},
                           source=str(config_path))
-        config = self.build_config(spec)
+        config = self.build_config(spec, tensors=len(names))
         notes = self.config_notes()
         if "mask_emb" not in self.state() and (config.mask_time_prob > 0 or getattr(config, "mask_feature_prob", 0) > 0):
             # The config asks for masked_spec_embed (SpecAugment during training), which nothing in the
             # checkpoint fills; an unfilled parameter would be initialised at random on loading.
-            config = self.build_config(replace(spec, then={**spec.then, "mask_time_prob": 0.0, "mask_feature_prob": 0.0}))
+            config = self.build_config(replace(spec, then={**spec.then, "mask_time_prob": 0.0, "mask_feature_prob": 0.0}),
+                                       tensors=len(names))
             notes.append(f"{config_path}: mask_time_prob and mask_feature_prob set to 0 in the converted config: the "
                          "checkpoint has no mask embedding to fill the model's masked_spec_embed (used only to train)")
         ignored = {"hidden_dropout", "activation_dropout", "attention_dropout", "feat_proj_dropout", "layerdrop",
@@ -377,8 +438,7 @@ class UpstreamRecipe(Recipe):
     def check_clip(self, clip: Clip, config=None) -> None:
         from .s3prl_heads.recipe import check_upstream_clip
 
-        conv = parse_conv_feature_layers(self.file.settings().get("conv_feature_layers")
-                                         or self.file.settings().get("extractor_conv_feature_layers"))
+        conv = parse_conv_feature_layers(self.file.settings()[self.file.conv_layers], self.file.conv_layers)
         check_upstream_clip(clip, [k for _, k, _ in conv], [s for _, _, s in conv], "encoder")
 
 

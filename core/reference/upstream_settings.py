@@ -10,10 +10,14 @@ import argparse
 import ast
 from collections.abc import Mapping
 
-from ..errors import BadInput
+from ..errors import BadInput, quoted
 
 ConvLayer = tuple[int, int, int]  # (channels, kernel, stride), as in conv_feature_layers
 MAX_CONV_LAYERS = 64  # far more than any real extractor (7); a bound on what a config may ask to build
+# Each layer is written as one tuple, in at most one list, after at most one `+` and one `*`: a
+# longer spec lists more layers than the bound allows. It is refused before it is parsed, since
+# Python's parser recurses once per operator (60,000 `+` would exhaust the stack).
+MAX_CONV_SPEC_SYMBOLS = 4 * MAX_CONV_LAYERS
 
 FAMILIES = ("wavlm", "unispeech_sat", "wav2vec2", "hubert", "data2vec", "distiller")
 
@@ -96,6 +100,34 @@ DISTILLER_DEFAULTS = {
 # The task config's normalize (AudioPretrainingConfig / HubertPretrainingConfig default).
 TASK_NORMALIZE_DEFAULT = False
 
+# What each setting the conversion or the original model reads must be, as the original code's
+# config dataclasses type them: a whole number of at least this much...
+WHOLE_NUMBER_SETTINGS = {
+    "encoder_layers": 1, "encoder_embed_dim": 1, "encoder_ffn_embed_dim": 1, "encoder_attention_heads": 1,
+    "conv_pos": 1, "conv_pos_groups": 1, "pos_conv_depth": 1, "crop_seq_to_multiple": 1,
+    "num_buckets": 1, "max_distance": 1, "final_dim": 1, "n_tasks": 1,
+    "out_layer_inter_dim": -1,  # -1: the distiller's heads have no inner layer of their own size
+}
+# ... a flag ...
+FLAG_SETTINGS = frozenset({"layer_norm_first", "conv_bias", "normalize", "relative_position_embedding", "gru_rel_pos",
+                           "quantize_input"})
+# ... or one of a few words: the feature extractor's mode (-> transformers' feat_extract_norm) ...
+EXTRACTOR_MODES = {"default": "group", "layer_norm": "layer"}
+# ... and the activation (fairseq's get_activation_fn and unilm's, as Speechport's reference computes
+# them) -> transformers' hidden_act of the same function. "swish" and "glu" are not among them:
+# fairseq hands the nn.SiLU class itself to the layer, and "glu" is WavLM's GLU_Linear fc1.
+ACTIVATIONS = {
+    "relu": "relu",
+    "relu_squared": "relu2",
+    "gelu": "gelu",
+    "gelu_fast": "gelu_fast",  # the tanh approximation, as gelu_accurate
+    "gelu_accurate": "gelu_accurate",
+    "tanh": "tanh",
+    "linear": "linear",
+}
+CHOICE_SETTINGS = {"extractor_mode": tuple(EXTRACTOR_MODES), "activation_fn": tuple(ACTIVATIONS)}
+CONV_SETTINGS = ("conv_feature_layers", "extractor_conv_feature_layers")
+
 FORMATS = ("microsoft", "s3prl", "fairseq_cfg", "fairseq_args", "s3prl_distiller")
 
 # fairseq model `_name` / `--arch` -> family
@@ -123,12 +155,19 @@ def checkpoint_format(content: object) -> str:
     )
 
 
-def parse_conv_feature_layers(spec: str) -> tuple[ConvLayer, ...]:
+def parse_conv_feature_layers(spec: str, name: str = "conv_feature_layers") -> tuple[ConvLayer, ...]:
     """The fairseq ``conv_feature_layers`` string, e.g. ``"[(512,10,5)] + [(512,3,2)] * 4"``.
 
     The originals ``eval()`` it; here only list/tuple literals of integers, ``+`` and ``*`` are
-    accepted, so a config cannot run code.
+    accepted, so a config cannot run code, and at most MAX_CONV_LAYERS layers. `name` is the
+    setting's name in the config, for the message.
     """
+    text = str(spec)
+    if sum(text.count(symbol) for symbol in "+*[(") > MAX_CONV_SPEC_SYMBOLS:
+        raise BadInput(f"{name} {quoted(text)} has more brackets and operators than a list of {MAX_CONV_LAYERS} "
+                       "layers needs")
+    too_many = BadInput(f"{name} {quoted(text)} lists more than {MAX_CONV_LAYERS} layers, more than any feature "
+                        "extractor has")
 
     def value(node: ast.AST):
         if isinstance(node, ast.Constant) and type(node.value) is int:
@@ -139,19 +178,21 @@ def parse_conv_feature_layers(spec: str) -> tuple[ConvLayer, ...]:
             return tuple(value(e) for e in node.elts)
         if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mult)):
             left, right = value(node.left), value(node.right)
-            if isinstance(node.op, ast.Mult) and not (isinstance(left, list) and type(right) is int
-                                                      and 0 < right * len(left) <= MAX_CONV_LAYERS):
-                raise ValueError("only a short list may be repeated")  # `[...] * 10**9` would exhaust memory
+            if isinstance(node.op, ast.Mult) and not (isinstance(left, list) and type(right) is int and right > 0):
+                raise ValueError("only a list may be repeated, a whole number of times")
+            if isinstance(node.op, ast.Mult) and right * len(left) > MAX_CONV_LAYERS:
+                raise too_many  # `[...] * 10**9` would exhaust memory
             result = left + right if isinstance(node.op, ast.Add) else left * right
             if isinstance(result, list) and len(result) > MAX_CONV_LAYERS:
-                raise ValueError("too many layers")
+                raise too_many
             return result
         raise ValueError(ast.dump(node))
 
+    not_layers = BadInput(f"{name} {quoted(text)} is not a list of (channels, kernel, stride)")
     try:
-        layers = value(ast.parse(str(spec), mode="eval").body)
+        layers = value(ast.parse(text, mode="eval").body)
     except (SyntaxError, ValueError, TypeError):
-        raise BadInput(f"conv_feature_layers {spec!r} is not a list of (channels, kernel, stride)") from None
+        raise not_layers from None
     if (
         not isinstance(layers, list)
         or not layers
@@ -160,5 +201,5 @@ def parse_conv_feature_layers(spec: str) -> tuple[ConvLayer, ...]:
             for layer in layers
         )
     ):
-        raise BadInput(f"conv_feature_layers {spec!r} is not a list of (channels, kernel, stride)")
+        raise not_layers
     return tuple(layers)

@@ -174,18 +174,20 @@ class ConformerShawRecipe(Recipe):
         if labels:
             raise BadInput("labels apply to classification heads; a conformer_shaw encoder has none")
         state = names
-        facts = _shape_facts(state)
+        in_file = {id(source.tensor): key for key, source in self.source_tensors().items()}
+        facts = _shape_facts(state, lambda key: f"{self.checkpoint.path}: {in_file.get(id(state[key]), key)}")
         inferred_values = {field: value for field, (value, _) in facts.items()}
         if config_path is None:
             values = {**{f: v for f, (v, _) in _ARCHITECTURE_FACTS.items()}, **inferred_values}
             config = self.build_config(ConfigSpec(
                 "Wav2Vec2BertConfig", {**values, "architectures": ["Wav2Vec2BertModel"]},
-                then={"dtype": _dominant_dtype(state)}))
+                then={"dtype": _dominant_dtype(state)}), tensors=len(state))
             inferred = {f: f"{v!r}: {e}" for f, (v, e) in {**_ARCHITECTURE_FACTS, **facts}.items()}
             return ConfigChoice(config, "inferred", inferred=inferred)
         data = read_config_json(config_path, ("wav2vec2-bert",))
         config = self.build_config(ConfigSpec("Wav2Vec2BertConfig", data, build="from_dict",
-                                              then={"architectures": ["Wav2Vec2BertModel"]}, source=str(config_path)))
+                                              then={"architectures": ["Wav2Vec2BertModel"]}, source=str(config_path)),
+                                   tensors=len(state))
         conflicts = [
             ConfigConflict(field, getattr(config, field, None), value, evidence)
             for field, (value, evidence) in facts.items()
@@ -291,11 +293,26 @@ def _dominant_dtype(state: dict[str, StoredTensor]) -> str:
     return max(sizes, key=sizes.get) if sizes else "float32"
 
 
-def _shape_facts(state: dict[str, StoredTensor]) -> dict[str, tuple[Any, str]]:
-    """Config values read off tensor shapes (fairseq2 names), each with the evidence."""
+# The tensors the config is read from, by what they are (fairseq2 names), and how many dimensions each has.
+_CONFIG_TENSOR_DIMS = {"model_dim_proj": 2, "ffn1.inner_proj": 2, "depthwise_conv": 3, "rel_k_embed": 2}
+
+
+def _shape_facts(state: dict[str, StoredTensor], in_file=lambda key: key) -> dict[str, tuple[Any, str]]:
+    """Config values read off tensor shapes (fairseq2 names), each with the evidence. A tensor the
+    config is read from that has another number of dimensions than the model's is refused
+    (BadInput, naming it as `in_file` says: the file and the tensor's name there): no config can be
+    read off it."""
+
+    def shaped(key: str, what: str) -> StoredTensor:
+        tensor = state[key]
+        if tensor.dim() != _CONFIG_TENSOR_DIMS[what]:
+            raise BadInput(f"{in_file(key)} has shape {list(tensor.shape)}; a conformer_shaw checkpoint holds a "
+                           f"{_CONFIG_TENSOR_DIMS[what]}-dimensional tensor there")
+        return tensor
+
     facts: dict[str, tuple[Any, str]] = {}
-    proj = state.get("encoder_frontend.model_dim_proj.weight")
-    if proj is not None and proj.dim() == 2:
+    if "encoder_frontend.model_dim_proj.weight" in state:
+        proj = shaped("encoder_frontend.model_dim_proj.weight", "model_dim_proj")
         facts["hidden_size"] = (int(proj.shape[0]), f"encoder_frontend.model_dim_proj.weight is {list(proj.shape)}")
         facts["feature_projection_input_dim"] = (int(proj.shape[1]), f"encoder_frontend.model_dim_proj.weight is {list(proj.shape)}")
     layers = sorted({int(m.group(1)) for k in state if (m := re.match(r"^encoder\.layers\.(\d+)\.", k))})
@@ -304,14 +321,15 @@ def _shape_facts(state: dict[str, StoredTensor]) -> dict[str, tuple[Any, str]]:
     # Any layer tells, so one whose keys are saved under other names does not hide the shape.
     ffn_key = next((k for i in layers if (k := f"encoder.layers.{i}.ffn1.inner_proj.weight") in state), None)
     if ffn_key is not None:
-        facts["intermediate_size"] = (int(state[ffn_key].shape[0]), f"{ffn_key} is {list(state[ffn_key].shape)}")
+        ffn = shaped(ffn_key, "ffn1.inner_proj")
+        facts["intermediate_size"] = (int(ffn.shape[0]), f"{ffn_key} is {list(ffn.shape)}")
     conv_key = next((k for i in layers if (k := f"encoder.layers.{i}.conv.depthwise_conv.weight") in state), None)
-    if conv_key is not None and state[conv_key].dim() == 3:
-        conv = state[conv_key]
+    if conv_key is not None:
+        conv = shaped(conv_key, "depthwise_conv")
         facts["conv_depthwise_kernel_size"] = (int(conv.shape[2]), f"{conv_key} is {list(conv.shape)}")
     rel_key = next((k for k in state if _FS2_REL_KEY.match(k)), None)
     if rel_key is not None and "hidden_size" in facts:
-        rows, head_dim = (int(d) for d in state[rel_key].shape)
+        rows, head_dim = (int(d) for d in shaped(rel_key, "rel_k_embed").shape)
         hidden = facts["hidden_size"][0]
         if head_dim and hidden % head_dim == 0:
             facts["num_attention_heads"] = (hidden // head_dim, f"{rel_key} is {[rows, head_dim]}: head width {head_dim} of {hidden}")

@@ -8,6 +8,7 @@ EMA teacher's weights, which are not the model's and are dropped.
 
 from __future__ import annotations
 
+from ...recipe import LAYER_COUNT_FIELDS
 from .._upstream import STACKED_POSITIONAL_RULES, UpstreamRecipe
 
 
@@ -19,6 +20,7 @@ class Data2VecAudioUpstreamRecipe(UpstreamRecipe):
     config_name = "Data2VecAudioConfig"
     model_type = "data2vec-audio"
     positional_rules = STACKED_POSITIONAL_RULES
+    layer_count_fields = (*LAYER_COUNT_FIELDS, "num_conv_pos_embeddings")  # here the depth of the positional convs
 
     def family_config_values(self, settings, names):
         depth = int(settings.get("pos_conv_depth", 1))
