@@ -52,7 +52,7 @@ TARGETS = "targets"  # folders of the cache, one per kind of entry
 DIGESTS = "digests"
 KEY_NAME = "cache.key"
 KEY_BYTES = 32
-MAX_ENTRY_BYTES = 16 << 20  # a 600M model's target entry is ~0.2 MiB; anything this large is not one
+MAX_ENTRY_BYTES = 16 << 20  # a 600M model's target entry is 57 KiB: anything this large is not an entry
 SIGNATURE = "hmac_sha256"
 ENTRY_NAME = re.compile(r"[0-9a-f]{64}\.json")
 # `.<entry key>.<token>.tmp`; `.digest.<token>.tmp` is what earlier versions wrote for digests.

@@ -17,7 +17,8 @@ The change time is the kernel's coarse clock, truncated to what the filesystem k
 tick, or a whole second): a write within the same tick as the one before it leaves it unchanged.
 So the first look at the file waits, when it was changed that recently, until its change time is
 older than a tick (`settled_stat`): from then on every write shows. A file written just before a
-conversion costs at most that wait.
+conversion costs at most that wait; one still being written after a few waits is refused as
+changed, and its digest is not kept.
 """
 
 from __future__ import annotations
@@ -51,16 +52,24 @@ _sleep = time.sleep
 
 def settled_stat(path: str | os.PathLike) -> os.stat_result:
     """`os.stat(path)`, once the file's change time is older than the filesystem's timestamp
-    granularity, so that any later write changes it (see the module's docstring)."""
+    granularity, so that any later write changes it (see the module's docstring); a file still
+    being written after a few waits is returned as it is (`unsettled` says so)."""
     info = os.stat(path)
     for _ in range(_SETTLE_TRIES):
-        tick = COARSE_TIMESTAMP_TICK_NS if info.st_ctime_ns % 1_000_000_000 == 0 else TIMESTAMP_TICK_NS
-        wait = info.st_ctime_ns + tick - _now_ns()
-        if wait <= 0 or wait > tick:  # settled; or stamped by a clock ahead of ours (a file server's)
+        wait = unsettled(info)
+        if not wait:
             break
         _sleep(wait / 1e9)
         info = os.stat(path)
     return info
+
+
+def unsettled(info: os.stat_result) -> int:
+    """Nanoseconds until a write could no longer leave the change time in `info` as it is; 0 once
+    it is settled, or when a clock ahead of ours (a file server's) stamped it: waiting cannot help."""
+    tick = COARSE_TIMESTAMP_TICK_NS if info.st_ctime_ns % 1_000_000_000 == 0 else TIMESTAMP_TICK_NS
+    wait = info.st_ctime_ns + tick - _now_ns()
+    return wait if 0 < wait <= tick else 0
 
 
 class BackgroundHash:
@@ -75,8 +84,11 @@ class BackgroundHash:
         self._before: dict | None = None
         self._opened: dict | None = None
         self._done: dict | None = None
+        self._settled = False  # whether any later write is sure to show in the identity
         try:
-            self._before = digest_cache.identity(self.path, settled_stat(self.path))
+            info = settled_stat(self.path)
+            self._settled = not unsettled(info)
+            self._before = digest_cache.identity(self.path, info)
         except OSError as exc:
             self._error = exc
         self._stop = threading.Event()
@@ -94,7 +106,7 @@ class BackgroundHash:
                     self._error = BadInput(f"{self.path}: is {describe_mode(info.st_mode)}, not a regular file")
                     return
                 self._opened = digest_cache.identity(self.path, info)
-                if self.use_cache and self._opened == self._before:
+                if self.use_cache and self._settled and self._opened == self._before:
                     known = digest_cache.known_digest(self._opened)
                     if known is not None:
                         self.from_cache = True
@@ -111,7 +123,7 @@ class BackgroundHash:
                         break
                     digest.update(view[:count])
                 self._done = digest_cache.identity(self.path, os.fstat(handle.fileno()))
-            if self._digest is not None and self.use_cache and self._before == self._opened == self._done:
+            if self._digest is not None and self.use_cache and self._settled and self._before == self._opened == self._done:
                 digest_cache.remember(self._done, self._digest)
         except OSError as exc:  # reported by result(), when (and if) the digest is needed
             self._error = exc
@@ -146,7 +158,7 @@ class BackgroundHash:
             now = digest_cache.identity(self.path, os.stat(self.path))
         except OSError as exc:
             raise unreadable(self.path, exc, "checkpoint file") from None
-        if not (self._before == self._opened == self._done == now):
+        if not (self._settled and self._before == self._opened == self._done == now):
             raise BadInput(f"{self.path}: {SOURCE_CHANGED}, so its checksum might not describe the converted "
                            "weights; nothing was written: convert it again once nothing writes to it")
         return digest

@@ -222,11 +222,8 @@ def test_a_source_changed_while_it_is_converted_is_refused_with_nothing_written(
     line = one_error_line(stderr)
     assert f"{source}: {SOURCE_CHANGED}" in line and "nothing was written" in line
     assert not out.exists() and leftovers(tmp_path) == []
-    # Converted again, unchanged meanwhile: the report's digest is the file's as it is now (no stale
-    # digest was kept for it).
-    monkeypatch.undo()
-    monkeypatch.setenv("XDG_CACHE_HOME", str(homes[0].parent))
-    monkeypatch.setenv("XDG_DATA_HOME", str(homes[1].parent))
+    # Converted again (the edit was once), unchanged meanwhile: the report's digest is the file's as
+    # it is now (no stale digest was kept for it).
     code, _, stderr = run_cli("convert", source, "--out", out, "--quiet")
     assert code == 0, stderr
     assert report_of(out)["source"]["sha256"] == sha256(source)
@@ -265,6 +262,24 @@ def test_a_file_changed_just_now_is_looked_at_once_its_change_time_has_settled(t
     clock["now"] = ctime - 10 * tick  # stamped by a clock ahead of ours (a file server's): waiting cannot help
     hashing.settled_stat(path)
     assert slept == []
+
+
+def test_a_file_still_being_written_is_refused_and_its_digest_not_kept(homes, tmp_path, monkeypatch):
+    """Its change time never settles (the clock stands still just after it): a write in the same
+    tick could go unseen, so the digest is not vouched for."""
+    path = tmp_path / "busy.bin"
+    path.write_bytes(b"being written")
+    with monkeypatch.context() as still:
+        still.setattr(hashing, "_now_ns", lambda: path.stat().st_ctime_ns + 1)
+        still.setattr(hashing, "_sleep", lambda seconds: None)
+        busy = BackgroundHash(path)
+        assert busy.result() == hashlib.sha256(b"being written").hexdigest()
+        with pytest.raises(BadInput, match=SOURCE_CHANGED):
+            busy.confirm_unchanged()
+    assert digest_cache.known_digest(digest_cache.identity(path, os.stat(path))) is None
+    settled = BackgroundHash(path)  # once it rests: vouched for, and kept
+    assert settled.confirm_unchanged() == busy.result()
+    assert digest_cache.known_digest(digest_cache.identity(path, os.stat(path))) == busy.result()
 
 
 # -- the digest cache: signed, and off when the environment says so ---------------------------------
