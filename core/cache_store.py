@@ -33,7 +33,6 @@ import hmac
 import json
 import os
 import re
-import secrets
 import stat
 from contextlib import suppress
 from pathlib import Path
@@ -192,11 +191,11 @@ def _create_key(path: Path) -> str | None:
     ever sees part of it, and a key another process made meanwhile is kept, not replaced."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        temporary = path.parent / f".{KEY_NAME}.{secrets.token_hex(4)}.tmp"
+        temporary = path.parent / f".{KEY_NAME}.{os.urandom(4).hex()}.tmp"
         fd = os.open(temporary, _CREATE, 0o600)
         try:
             try:
-                _write_all(fd, secrets.token_bytes(KEY_BYTES))
+                _write_all(fd, os.urandom(KEY_BYTES))
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -284,7 +283,7 @@ def write_signed(path: Path, entry: dict) -> None:
     tidy(folder)
     plain = json.loads(json.dumps(entry))  # signed as it will be read back
     text = json.dumps({**plain, SIGNATURE: sign(key, plain)}, sort_keys=True, separators=(",", ":")).encode()
-    temporary = folder / f".{path.stem}.{secrets.token_hex(4)}.tmp"
+    temporary = folder / f".{path.stem}.{os.urandom(4).hex()}.tmp"
     try:
         fd = os.open(temporary, _CREATE, 0o600)
     except OSError:
