@@ -179,11 +179,12 @@ def _load_key(create: bool) -> tuple[bytes | None, str | None]:
         if len(key) != KEY_BYTES:
             return None, _key_sentence(path, f"holds {len(key)} bytes, not a key's {KEY_BYTES}")
         return key, None
-    return None, _key_sentence(path, "cannot be made")
+    return None, f"the cache key {path} cannot be made"
 
 
 def _key_sentence(path: Path, what: str) -> str:
-    return f"the cache key {path} {what}; the cache is not used until it is removed (a new one is then made)"
+    """Why the key at `path` is not used (the cache is then not used): what is wrong, and the way out."""
+    return f"the cache key {path} {what}; remove it and a new one is made"
 
 
 def _create_key(path: Path) -> str | None:
@@ -205,7 +206,7 @@ def _create_key(path: Path) -> str | None:
             with suppress(OSError):
                 os.unlink(temporary)
     except OSError as exc:
-        return _key_sentence(path, f"cannot be made ({exc.strerror or exc})")
+        return f"the cache key {path} cannot be made ({exc.strerror or exc})"
     return None
 
 

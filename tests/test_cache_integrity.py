@@ -434,6 +434,21 @@ def test_an_unusable_key_turns_the_cache_off_and_nothing_fails(problem, homes, s
     assert other.stat().st_size == KEY_BYTES
 
 
+def test_a_key_that_cannot_be_made_turns_the_cache_off(homes, source, tmp_path, run_cli, monkeypatch):
+    cache, _ = homes
+    blocker = tmp_path / "data-is-a-file"
+    blocker.write_text("where the data folder would be")
+    monkeypatch.setenv("XDG_DATA_HOME", str(blocker))
+    for run in ("first", "second"):
+        code, summary, stderr = convert_json(run_cli, source, "--out", tmp_path / run)
+        assert code == 0, stderr
+        assert summary["convert_detail"]["targets_built"] == 1 and summary["convert_detail"]["hash_from_cache"] is False
+    assert not cache.exists() and blocker.read_text() == "where the data folder would be"
+    code, stdout, _ = run_cli("cache", "info", "--json")
+    info = json.loads(stdout)
+    assert code == 0 and info["enabled"] is False and info["key_problem"].startswith(f"the cache key {blocker}")
+
+
 def test_a_key_of_another_user_turns_the_cache_off(homes, source, tmp_path, run_cli, monkeypatch):
     cache, _ = homes
     cache_store.signing_key()
