@@ -16,6 +16,7 @@ import numpy as np
 
 from .errors import BadInput
 from .files import regular_file
+from .heavy_work import heavy
 
 MODEL_RATE = 16_000
 MIN_SAMPLES = 400  # one 25 ms fbank window at 16 kHz: shorter clips give no frame at all
@@ -48,6 +49,7 @@ class Clip:
         return None if self.whole else (self.start, self.start + self.seconds)
 
 
+@heavy("reading a clip")
 def load_clip(
     path: str | Path,
     *,
@@ -85,6 +87,7 @@ def load_clip(
     return _clip(path, data, rate, channels, start, whole)
 
 
+@heavy("reading a recording")
 def load_recording(path: str | Path, *, channels: str = "first") -> Clip:
     """The whole clip, however long, at 16 kHz: to draw and to play, and to choose a segment of."""
     data, rate, _, _ = _read(path, channels, 0.0, None, limit=None)

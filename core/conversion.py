@@ -21,6 +21,7 @@ from .errors import BadInput, NeedsBaseModel, PlanProblems
 from .families import detect, forced, recipe_named
 from .files import regular_file
 from .hashing import BackgroundHash
+from .heavy_work import heavy
 from .library_guard import without_libraries
 from .mapping_file import Overrides
 from .model_card import load_card_library, write_model_card
@@ -110,6 +111,7 @@ class ConversionResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+@heavy("opening and planning a checkpoint")
 def prepare(
     source: str | Path | Checkpoint,
     *,
@@ -198,6 +200,7 @@ def prepare(
         raise
 
 
+@heavy("writing a converted folder")
 def convert(
     prepared: Prepared,
     out: str | Path,

@@ -33,6 +33,7 @@ from pathlib import Path
 from . import digest_cache
 from .errors import BadInput, Cancelled
 from .files import describe_mode, unreadable
+from .heavy_work import heavy
 from .target_cache import CACHE
 
 # Large reads: each one is a round trip for the GIL, which the importing main thread holds.
@@ -164,5 +165,6 @@ class BackgroundHash:
         return digest
 
 
+@heavy("hashing a file")
 def sha256_of(path: str | Path) -> str:
     return BackgroundHash(path).result()

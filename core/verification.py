@@ -29,6 +29,7 @@ from .comparison import (
 )
 from .errors import BadInput, Cancelled
 from .families import detect
+from .heavy_work import heavy
 from .mapping_file import Overrides
 from .original_weights import resolve_original_weights
 from .plan import MAX_NAMED, Plan, TargetTensor, refuse_non_floating_weights
@@ -56,6 +57,7 @@ class Sides:
         return self.recipe.detection
 
 
+@heavy("loading both models of a comparison")
 def open_sides(
     source: str | Path | Checkpoint,
     converted_dir: str | Path,
@@ -214,6 +216,7 @@ def check_converted_folder(folder: str | Path, recipe) -> Path:
     return folder
 
 
+@heavy("running both models on clips")
 def compare_clips(
     sides: Sides,
     audio: Sequence[str | Path | Clip],
