@@ -36,8 +36,6 @@ from .suggestions import Suggestion, suggest
 from .target_cache import CACHE, PREPROCESSOR_FILE
 from .wrapper_prefix import strip_rule, wrapper_prefix
 
-REPORT_NAME = "speechport_report.json"
-
 
 @dataclass
 class Prepared:
@@ -266,7 +264,7 @@ def convert(
         if clips:
             comparison = _verify(prepared, staged.path, clips, tolerance, original_backend, progress)
             prepared.hasher.confirm_unchanged()  # the original model read the source again
-        from .report import build_report, dump_report
+        from .report import REPORT_NAME, build_report, dump_report
 
         card_library.join()
         report = build_report(prepared, weights, seconds)

@@ -7,17 +7,33 @@ and the conversion can be audited or repeated.
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .errors import BadInput
 from .plan import Status, collapse_indices
 from .safetensors_writer import WrittenWeights
-from .strict_json import dumps
+from .strict_json import dumps, load_file
 from .versions import versions
 
 if TYPE_CHECKING:
     from .conversion import Prepared
 
+REPORT_NAME = "speechport_report.json"
 REPORT_FORMAT = 1
+
+
+def read_report(folder: str | Path) -> dict | None:
+    """The report a Speechport conversion left in `folder`, or None for a folder without a readable one
+    (converted by another tool, or its report damaged): what it says is only ever a hint."""
+    report = Path(folder) / REPORT_NAME
+    if not report.is_file():
+        return None
+    try:
+        data = load_file(report, "report")
+    except BadInput:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def build_report(prepared: Prepared, weights: WrittenWeights, seconds: float) -> dict:

@@ -19,6 +19,8 @@ from .errors import BadInput
 from .stored_tensor import BY_SAFETENSORS_CODE, FileTensor, StorageRecord
 
 MAX_HEADER_BYTES = 100_000_000  # safetensors' MAX_HEADER_SIZE
+WEIGHTS_NAME = "model.safetensors"  # transformers' SAFE_WEIGHTS_NAME
+WEIGHTS_INDEX_NAME = "model.safetensors.index.json"  # transformers' SAFE_WEIGHTS_INDEX_NAME
 METADATA_KEY = "__metadata__"
 
 
@@ -131,3 +133,28 @@ def _library_opens(path: Path) -> None:
     except (SafetensorError, OSError) as exc:
         text = str(exc).strip().splitlines()
         raise BadInput(f"{path}: the safetensors library refuses this file ({text[0][:200] if text else type(exc).__name__})") from None
+
+
+def weight_files(folder: str | Path) -> list[str]:
+    """The safetensors files of a transformers folder: `model.safetensors`, or the shards its index
+    names (each a plain file name inside the folder); BadInput in one line naming what is wrong."""
+    from .strict_json import load_file
+
+    folder = Path(folder)
+    index = folder / WEIGHTS_INDEX_NAME
+    if index.is_file():
+        weight_map = load_file(index, "weights index")
+        weight_map = weight_map.get("weight_map") if isinstance(weight_map, dict) else None
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise BadInput(f"{index}: not a weights index (no weight_map of tensor names to shard files)")
+        shards = sorted(set(weight_map.values()), key=str)
+        for shard in shards:
+            if not isinstance(shard, str) or Path(shard).name != shard or not shard.endswith(".safetensors"):
+                raise BadInput(f"{index}: names {shard!r:.200} as a shard, which is not a safetensors file in the folder")
+        absent = [shard for shard in shards if not (folder / shard).is_file()]
+        if absent:
+            raise BadInput(f"{folder}: weight shard(s) missing: {', '.join(absent)}")
+        return shards
+    if (folder / WEIGHTS_NAME).is_file():
+        return [WEIGHTS_NAME]
+    raise BadInput(f"{folder}: the weight file is missing (no {WEIGHTS_NAME} or {WEIGHTS_INDEX_NAME})")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadInput
+from .files import regular_file
 
 # How deep arrays and tables may nest in a file a user gives. A mapping file needs 3 levels (the
 # file, its list of rules, a rule); a model's config.json a handful.
@@ -55,6 +56,18 @@ def loads(text: str, origin: str, what: str) -> Any:
     except json.JSONDecodeError as exc:
         raise BadInput(f"{origin}: {what} is not valid JSON ({exc})") from None
     return check_nesting(data, origin, what)
+
+
+def load_file(path: str | Path, noun: str) -> Any:
+    """A JSON file a user or another tool wrote (`noun`: "config", "report"), as Python values; BadInput
+    in one sentence naming the file when it is no regular file, unreadable, not valid JSON or nested
+    past MAX_NESTING. Nothing but a regular file is opened: a FIFO would block the read."""
+    path = regular_file(path, noun)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path}: the {noun} cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+    return loads(text, str(path), f"the {noun}")
 
 
 def check_nesting(data: Any, origin: str, what: str) -> Any:

@@ -8,7 +8,6 @@ output folder loaded with `from_pretrained` and its own saved preprocessor, as u
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from . import strict_json
 from .audio import DEFAULT_MAX_SECONDS, Clip, check_max_seconds, load_clip
 from .checkpoint import Checkpoint, StoredTensor, load_checkpoint
 from .comparison import (
@@ -27,7 +27,7 @@ from .comparison import (
     check_tolerance,
     compare_outputs,
 )
-from .errors import BadInput, Cancelled
+from .errors import BadInput, Cancelled, quoted
 from .families import detect
 from .heavy_work import heavy
 from .mapping_file import Overrides
@@ -35,6 +35,8 @@ from .original_weights import resolve_original_weights
 from .plan import MAX_NAMED, Plan, TargetTensor, refuse_non_floating_weights
 from .progress import Progress, ensure
 from .recipe import Detection, Recipe, SourceTensor
+from .report import REPORT_NAME, read_report
+from .safetensors_file import weight_files
 
 Side = Callable[[Clip], SideOutput]
 
@@ -161,14 +163,12 @@ def _quiet_loading():
 def accepted_differences(folder: Path) -> tuple[str, ...]:
     """What the conversion left out on purpose though the target could not reproduce it, from
     the folder's Speechport report (absent for folders converted by other tools)."""
-    report = folder / "speechport_report.json"
-    if not report.is_file():
-        return ()
+    report = read_report(folder)
     try:
-        rows = json.loads(report.read_text())["plan"]["rows"]
-    except (OSError, ValueError, KeyError, TypeError):
+        rows = report["plan"]["rows"] if report is not None else []
+        return accepted_differences_in(rows)
+    except (KeyError, TypeError, AttributeError):
         return ()
-    return accepted_differences_in(rows)
 
 
 def accepted_differences_in(rows) -> tuple[str, ...]:
@@ -194,25 +194,21 @@ def check_converted_folder(folder: str | Path, recipe) -> Path:
     if not config_file.is_file():
         raise BadInput(f"{folder}: not a transformers model folder (no config.json)")
     try:
-        config = json.loads(config_file.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        config = strict_json.loads(config_file.read_text(encoding="utf-8"), str(config_file), "the config")
+    except (OSError, UnicodeDecodeError) as exc:
         raise BadInput(f"{config_file}: unreadable config ({exc})") from None
+    if not isinstance(config, dict):
+        raise BadInput(f"{config_file}: not a transformers config (a JSON object)")
     expected = recipe.converted_architectures()
     found = config.get("architectures") or [config.get("model_type")]
-    if not set(found) & set(expected):
-        raise BadInput(
-            f"{folder}: holds a {', '.join(map(str, found))} model; a {recipe.name} conversion is one of "
-            f"{', '.join(expected)}"
-        )
-    weights = [folder / "model.safetensors", folder / "model.safetensors.index.json"]
-    if not any(w.is_file() for w in weights):
-        raise BadInput(f"{folder}: the weight file is missing (no model.safetensors or model.safetensors.index.json)")
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        shards = set(json.loads(index.read_text()).get("weight_map", {}).values())
-        absent = sorted(s for s in shards if not (folder / s).is_file())
-        if absent:
-            raise BadInput(f"{folder}: weight shard(s) missing: {', '.join(absent)}")
+    if not isinstance(found, list) or not all(isinstance(name, str) for name in found):
+        raise BadInput(f"{config_file}: its architectures are not a list of class names")
+    # transformers loads the first class the folder names: that one must be this conversion's.
+    if found[0] not in expected:
+        shown = ", ".join(expected[:4]) + (f" and {len(expected) - 4} more" if len(expected) > 4 else "")
+        raise BadInput(f"{folder}: its config names {quoted(found[0])} as its model class, which no {recipe.name} "
+                       f"conversion makes (one of {shown})")
+    weight_files(folder)
     return folder
 
 
@@ -444,14 +440,7 @@ def stored_dtypes(folder: str | Path) -> set[str]:
 
 def converted_weights(folder: Path) -> dict[str, StoredTensor]:
     """The converted folder's tensors as its safetensors files describe them (headers only, validated)."""
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        try:
-            files = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
-        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise BadInput(f"{index}: not a readable weight index ({exc})") from None
-    else:
-        files = ["model.safetensors"]
+    files = weight_files(folder)
     weights: dict[str, StoredTensor] = {}
     for name in files:
         weights.update(load_checkpoint(folder / name).content)
@@ -508,15 +497,13 @@ def check_pairing(recipe: Recipe, folder: Path, fixes: Overrides | None = None) 
 
 def _recorded_fixes(folder: Path) -> Overrides | None:
     """The fixes a Speechport conversion recorded in its report (None for other folders)."""
-    from .conversion import REPORT_NAME
-
-    report = folder / REPORT_NAME
-    if not report.is_file():
+    report = read_report(folder)
+    recorded = report.get("overrides") if report is not None else None
+    if not recorded:
         return None
     try:
-        recorded = json.loads(report.read_text(encoding="utf-8")).get("overrides")
-        return Overrides.from_dict(recorded, str(report)) if recorded else None
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError, BadInput):
+        return Overrides.from_dict(recorded, str(folder / REPORT_NAME))
+    except (ValueError, AttributeError, TypeError, BadInput):
         return None
 
 

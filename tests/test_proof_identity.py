@@ -12,10 +12,11 @@ import pytest
 import torch
 import transformers
 
-from conftest import CONFORMER_SHAW, FIXTURES, S3PRL
 from speechport.core.checkpoint import load_checkpoint
 from speechport.core.families import detect
 from speechport.core.families.s3prl_heads import identity
+
+from conftest import CONFORMER_SHAW, FIXTURES, S3PRL
 from support import leftovers, sha256, unity_checkpoint
 
 UPSTREAMS_DIR = FIXTURES / "s3prl_upstreams"
@@ -298,5 +299,5 @@ def test_a_converted_head_folder_naming_a_foreign_class_first_is_bad_input(run_c
     config["architectures"] = [first, *config["architectures"]]  # the head's class is still listed, second
     (out / "config.json").write_text(json.dumps(config))
     code, _, stderr = run_cli("compare", SID, out, "--base-model", BASE, "--audio", FOX)
-    assert code == 2 and one_error_line(stderr, f"its config names '{first}' as its model class, which no S3PRL head "
-                                                "converts to"), stderr
+    assert code == 2 and one_error_line(stderr, f"its config names '{first}' as its model class, which no s3prl "
+                                                "conversion makes"), stderr

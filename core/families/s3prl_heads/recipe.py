@@ -9,7 +9,6 @@ transformers' heads cannot compute the way S3PRL does is refused with its reason
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -21,6 +20,8 @@ from ...errors import BadInput, quoted
 from ...plan import ConfigConflict
 from ...recipe import CardDetails, ConfigChoice, Detection, Recipe, SourceTensor, hub_model_id, read_config_json
 from ...rules import Rule, RuleSet, Stage, drop, refuse, rename
+from ...safetensors_file import WEIGHTS_NAME, weight_files
+from ...strict_json import load_file
 from ...target_cache import PREPROCESSOR_FILE, ConfigSpec, TargetConfig
 from .._upstream import UpstreamRecipe
 from . import identity
@@ -425,15 +426,6 @@ class S3prlRecipe(Recipe):
         architecture = config.architectures[0]
         return next(kind for kind, suffix in HEAD_CLASS_SUFFIX.items() if architecture.endswith(suffix))
 
-    @classmethod
-    def head_architecture(cls, folder: Path, architectures) -> str:
-        """The class a converted folder's config names first, refused (naming it) unless it is an S3PRL head's."""
-        first = architectures[0] if isinstance(architectures, list) and architectures else architectures
-        if first not in cls.converted_architectures():
-            raise BadInput(f"{folder}: its config names {quoted(first)} as its model class, which no S3PRL head converts to "
-                           f"(one of {', '.join(cls.converted_architectures())})")
-        return first
-
     # -- verification ---------------------------------------------------------------------
     def explain(self, original: SideOutput, converted: SideOutput) -> tuple[list[str], dict]:
         kind = converted.extras.get("kind")
@@ -563,28 +555,16 @@ def open_base_model(folder: Path) -> Checkpoint:
     config_file = folder / "config.json"
     if not config_file.is_file():
         raise BadInput(f"{folder}: not a transformers model folder (no config.json)")
-    try:  # is_file() above is False for a FIFO or a device, so this read cannot block
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-        model_type = config.get("model_type")
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as exc:
-        raise BadInput(f"{config_file}: not a readable config ({exc})") from None
+    config = load_file(config_file, "config")
+    model_type = config.get("model_type") if isinstance(config, dict) else None
     if not isinstance(model_type, str) or model_type not in BASE_FAMILIES:
         raise BadInput(f"{folder}: a {model_type!r} model; S3PRL's transformers upstreams are "
                        f"{' and '.join(BASE_FAMILIES)} models")
     _check_base_architecture(folder, model_type, config.get("architectures"))
-    single = folder / "model.safetensors"
-    index = folder / "model.safetensors.index.json"
-    if single.is_file():
-        return load_checkpoint(single)
-    if index.is_file():
-        try:
-            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
-        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise BadInput(f"{index}: not a readable weight index ({exc})") from None
-        if len(shards) > 1:
-            raise BadInput(f"{folder}: sharded base models are not supported yet; save it as one model.safetensors")
-        return load_checkpoint(folder / shards[0])
-    raise BadInput(f"{folder}: no model.safetensors in the base model folder")
+    shards = weight_files(folder)
+    if len(shards) > 1:
+        raise BadInput(f"{folder}: sharded base models are not supported yet; save it as one {WEIGHTS_NAME}")
+    return load_checkpoint(folder / shards[0])
 
 
 def _downstream(content: dict) -> str | None:

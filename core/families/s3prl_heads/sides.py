@@ -63,9 +63,9 @@ class TransformersHeadSide:
         from ...verification import stored_dtype_notes
 
         config = AutoConfig.from_pretrained(folder)
-        # A config may list several classes; the first is the one loaded, so it must be a head's.
-        architecture = S3prlRecipe.head_architecture(folder, config.architectures)
-        self.model = getattr(transformers, architecture).from_pretrained(folder, dtype=torch.float32).eval()
+        # The first class a config lists is the one loaded: verification.check_converted_folder made sure
+        # it is one this recipe converts to.
+        self.model = getattr(transformers, config.architectures[0]).from_pretrained(folder, dtype=torch.float32).eval()
         self.config = self.model.config
         self.extractor = AutoFeatureExtractor.from_pretrained(folder)
         self.kind = S3prlRecipe.rules_kind(self.model.config)

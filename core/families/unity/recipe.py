@@ -22,7 +22,6 @@ says it holds the inner encoder.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from ...checkpoint import Checkpoint
 from ...errors import BadInput
 from ...plan import ConfigConflict
 from ...recipe import Alternative, Detection
+from ...report import read_report
 from ...rules import Stage, drop, refuse, rename
 from ...wrapper_prefix import unwrapped
 from ..conformer_shaw.recipe import ConformerShawRecipe, _state_dict
@@ -176,13 +176,7 @@ class UnityInnerEncoderRecipe(ConformerShawRecipe):
 
 def _converted_with(folder: Path) -> str | None:
     """The recipe a Speechport conversion recorded in its report (None for any other folder)."""
-    from ...conversion import REPORT_NAME
-
-    report = Path(folder) / REPORT_NAME
-    if not report.is_file():  # never open a FIFO or a device: the read would block
-        return None
-    try:
-        recipe = json.loads(report.read_text(encoding="utf-8"))["recipe"]["name"]
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
-        return None
-    return recipe if isinstance(recipe, str) else None
+    report = read_report(folder)
+    recipe = report.get("recipe") if report is not None else None
+    name = recipe.get("name") if isinstance(recipe, dict) else None
+    return name if isinstance(name, str) else None
