@@ -6,6 +6,11 @@ tensor against the bytes that hold it, and describe each tensor as a `StoredTens
 shape, where its bytes are). What they cannot read faithfully goes to `torch.load`:
 legacy (non-zip) pickles, big-endian files and unusual tensor kinds with `weights_only=True`,
 and — only with the user's explicit consent — pickles that need other globals.
+
+Whichever reads a pickle, what Speechport reads as plain data reads the same: torch.load is given
+Speechport's stand-ins for omegaconf, fairseq and numpy values, so neither library need be
+installed, and a consented pickle whose classes cannot be imported here (a training script's
+`__main__.TrainState`) keeps their state in stand-ins (`safe_pickle.StandIn`).
 """
 
 from __future__ import annotations
@@ -15,17 +20,26 @@ import os
 import pickle
 import re
 import struct
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import BadInput, UnsafePickle
+from .errors import BadInput, UnsafePickle, quoted
 from .files import regular_file, unreadable
 from .library_guard import need_libraries
-from .safe_pickle import PLAIN_GLOBALS
+from .safe_pickle import (
+    LIBRARY_GLOBALS,
+    NUMPY_GLOBALS,
+    PLAIN_GLOBALS,
+    RECORDED_GLOBALS,
+    full_name,
+    missing_class,
+    settle,
+)
 from .safetensors_file import looks_like_safetensors, read_safetensors
 from .stored_tensor import FileSpan, MemoryTensor, StoredTensor, iter_tensors
-from .torch_zip import read_torch_zip
+from .torch_zip import read_legacy_pickles, read_torch_zip
 
 if TYPE_CHECKING:
     import torch
@@ -133,26 +147,34 @@ def _load_torch_zip(path: Path, size: int, trust_pickle: bool) -> Checkpoint:
     read = read_torch_zip(path, size)
     if not read.unknown_globals and read.needs_torch is None:
         return Checkpoint(path, "torch", read.content, size)
-    unsafe = sorted(read.unknown_globals - _globals_torch_allows())
-    if unsafe and not trust_pickle:
-        raise UnsafePickle(str(path), unsafe)
     # Globals torch allows but Speechport does not read itself, big-endian data, unusual tensors:
     # torch.load reads them (into memory, so that nothing is mapped from a file that may change).
-    content = _torch_load(path, trust=bool(unsafe))
-    return Checkpoint(path, "torch", _stored(content, path), size, trusted=bool(unsafe), reader="torch.load")
+    # Speechport's own reader has read the pickle first, bounding what it builds.
+    return _through_torch(path, size, "torch", read.unknown_globals, trust_pickle, read.pickle_size or size)
 
 
 def _load_torch_legacy(path: Path, size: int, trust_pickle: bool) -> Checkpoint:
-    # The legacy format is several pickles in a row; weights_only still refuses anything unsafe,
-    # and names it in its message.
-    try:
-        content = _torch_load(path, trust=False)
-    except UnsafePickle:
-        if not trust_pickle:
-            raise
-        content = _torch_load(path, trust=True)
-        return Checkpoint(path, "torch-legacy", _stored(content, path), size, trusted=True, reader="torch.load")
-    return Checkpoint(path, "torch-legacy", _stored(content, path), size, reader="torch.load")
+    # The legacy format is several pickles in a row, read by Speechport's reader first as well (what
+    # they build bounded by the whole file's size).
+    return _through_torch(path, size, "torch-legacy", read_legacy_pickles(path, size), trust_pickle, size)
+
+
+def _through_torch(path: Path, size: int, container: str, needed: set[str], trust_pickle: bool,
+                   pickle_bytes: int) -> Checkpoint:
+    """torch.load reads the file: with weights_only=True when every global it needs is allowed,
+    else only with the user's consent. A refusal names exactly the globals that are not allowed."""
+    unsafe = sorted(needed - _globals_torch_allows()) if needed else []
+    if unsafe and not trust_pickle:
+        raise UnsafePickle(str(path), unsafe)
+    if not unsafe:
+        try:
+            content = _torch_load(path, trust=False, pickle_bytes=pickle_bytes)
+            return Checkpoint(path, container, _stored(content, path), size, reader="torch.load")
+        except (UnsafePickle, _SafeLoaderRefuses):
+            if not trust_pickle:
+                raise
+    content = _torch_load(path, trust=True, pickle_bytes=pickle_bytes)
+    return Checkpoint(path, container, _stored(content, path), size, trusted=True, reader="torch.load")
 
 
 def _globals_torch_allows() -> set[str]:
@@ -171,45 +193,99 @@ def _globals_torch_allows() -> set[str]:
     return allowed
 
 
-def _torch_load(path: Path, *, trust: bool) -> Any:
+class _TrustedUnpickler(pickle.Unpickler):
+    """The standard unpickler, for a pickle the user trusts, with two differences: omegaconf and
+    fairseq objects read as the same plain data as without consent (neither library is imported),
+    and a class that cannot be imported here becomes a stand-in that keeps the state the pickle
+    gives it. A class of `__main__` is the training script's: it is never looked up in Speechport's
+    own `__main__`, and nothing else is imported to find it."""
+
+    def find_class(self, module, name):
+        full = full_name(module, name)
+        if full in RECORDED_GLOBALS:
+            return RECORDED_GLOBALS[full]
+        if full.startswith("__main__."):
+            return missing_class(full)
+        try:
+            return super().find_class(module, name)
+        except (ImportError, AttributeError):
+            return missing_class(full)
+
+
+# What torch.load is given as its pickle module for a trusted pickle (it uses Unpickler and load).
+_TRUSTED_PICKLE = types.ModuleType("speechport_trusted_pickle")
+_TRUSTED_PICKLE.Unpickler = _TrustedUnpickler
+_TRUSTED_PICKLE.load = lambda file, **kwargs: _TrustedUnpickler(file, **kwargs).load()
+
+
+class _SafeLoaderRefuses(BadInput):
+    """torch.load(weights_only=True) refuses a pickle for a reason other than a global (it fills no
+    dict subclass but OrderedDict and Counter, say): loaded only with consent, as an unsafe pickle is."""
+
+    def __init__(self, path: Path, exc: Exception):
+        super().__init__(f"{path}: torch's weights-only loader refuses its pickle ({_first_line(exc)})",
+                         hint="load it only if you trust where this file came from",
+                         cli_hint="to load it anyway: --trust-pickle")
+
+
+def _plain_globals_for_torch() -> list:
+    """Speechport's plain-data globals, as torch.serialization.safe_globals takes them (name, value)."""
+    speechport = {**PLAIN_GLOBALS, **LIBRARY_GLOBALS, **NUMPY_GLOBALS}
+    return [*ALLOWED_GLOBALS, *((value, name) for name, value in speechport.items())]
+
+
+def _torch_load(path: Path, *, trust: bool, pickle_bytes: int) -> Any:
     need_libraries(f"reading {path.name} (torch.load)")
     import torch
 
     try:
         if trust:
-            return torch.load(path, map_location="cpu", weights_only=False)
-        with torch.serialization.safe_globals(list(ALLOWED_GLOBALS)):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            content = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_TRUSTED_PICKLE)
+        else:
+            with torch.serialization.safe_globals(_plain_globals_for_torch()):
+                content = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         unsafe = _unsupported_global(str(exc))
         if unsafe:
             raise UnsafePickle(str(path), [unsafe]) from None
+        if not trust:  # Speechport's reader read this pickle: what torch's stricter loader refuses is not corruption
+            raise _SafeLoaderRefuses(path, exc) from None
         raise BadInput(f"{path}: the checkpoint's pickle is corrupt ({_first_line(exc)})") from None
     except ModuleNotFoundError as exc:
-        raise BadInput(f"{path}: the checkpoint needs the Python module {exc.name!r}, which is not installed "
+        raise BadInput(f"{path}: the checkpoint needs the Python module {quoted(exc.name)}, which is not installed "
                        "(it pickles objects of that module)") from None
     except (ImportError, AttributeError) as exc:
         raise BadInput(f"{path}: the checkpoint needs code that is not available here ({_first_line(exc)})") from None
     except (RuntimeError, EOFError, ValueError, OSError, struct.error, TypeError, KeyError, IndexError) as exc:
         raise BadInput(f"{path}: the checkpoint cannot be read ({_first_line(exc)})") from None
+    # Recorded objects to plain data, stand-ins to dicts; and no container inside itself, too deep or
+    # too large as a tree for the code that walks it.
+    return settle(content, pickle_bytes=pickle_bytes, where=f"{path}: the checkpoint's pickle")
 
 
-def _stored(obj: Any, path: Path, where: str = "") -> Any:
-    """What torch.load returned, with tensors as `MemoryTensor` (a pickled module as its state dict)."""
+def _stored(obj: Any, path: Path, where: str = "", _done: dict[int, Any] | None = None) -> Any:
+    """What torch.load returned, with tensors as `MemoryTensor` (a pickled module as its state dict).
+    Each object is converted once: one shared by two keys stays one."""
     import torch
 
+    done = {} if _done is None else _done
+    if id(obj) in done:
+        return done[id(obj)][1]
+    original = obj
     if isinstance(obj, torch.nn.Module):
         obj = obj.state_dict()
     if isinstance(obj, torch.Tensor):
-        return MemoryTensor(obj, f"{path}: tensor {where!r}")
-    if isinstance(obj, dict):
+        obj = MemoryTensor(obj, f"{path}: tensor {quoted(where)}")
+    elif isinstance(obj, torch.device):
+        obj = str(obj)  # 'cuda:0', as Speechport's own reader reads a device
+    elif isinstance(obj, dict):
         for key, value in list(obj.items()):
-            obj[key] = _stored(value, path, f"{where}.{key}" if where else str(key))
-        return obj
-    if isinstance(obj, list):
-        return [_stored(v, path, f"{where}.{i}" if where else str(i)) for i, v in enumerate(obj)]
-    if isinstance(obj, tuple) and not hasattr(obj, "_fields"):
-        return tuple(_stored(v, path, f"{where}.{i}" if where else str(i)) for i, v in enumerate(obj))
+            obj[key] = _stored(value, path, f"{where}.{key}" if where else str(key), done)
+    elif isinstance(obj, list):
+        obj = [_stored(v, path, f"{where}.{i}" if where else str(i), done) for i, v in enumerate(obj)]
+    elif isinstance(obj, tuple) and not hasattr(obj, "_fields"):
+        obj = tuple(_stored(v, path, f"{where}.{i}" if where else str(i), done) for i, v in enumerate(obj))
+    done[id(original)] = (original, obj)  # the original is kept so that its id is not reused meanwhile
     return obj
 
 

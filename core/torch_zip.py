@@ -9,20 +9,23 @@ becomes a `FileTensor` (record, dtype, shape, stride, offset), nothing is read f
 Before anything is returned, every storage is checked against its record and every view against
 its storage, as `torch.load` (without mmap) checks them: a file whose tensors reach past their
 bytes is refused, never read. Compressed (DEFLATE) records are read by decompressing them.
-Big-endian files and tensor kinds outside the table are left to `torch.load` (`needs_torch`).
+Big-endian files and tensor kinds outside the table are left to `torch.load` (`needs_torch`), and
+so are legacy (non-zip) files; their pickles are read here all the same, first, so that what they
+build is bounded (`safe_pickle.item_limit`) and the globals they need are known.
 """
 
 from __future__ import annotations
 
 import pickle
+import re
 import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import BadInput
-from .safe_pickle import LIBRARY_GLOBALS, PLAIN_GLOBALS, load_plain
+from .errors import BadInput, named, quoted
+from .safe_pickle import LIBRARY_GLOBALS, NUMPY_GLOBALS, PLAIN_GLOBALS, load_plain
 from .stored_tensor import BY_STORAGE_CLASS, DTYPES, DType, FileTensor, StorageRecord, iter_tensors
 
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # zip local file header, 30 bytes
@@ -35,6 +38,7 @@ class TorchZip:
     content: Any  # the object graph, tensors as FileTensor
     unknown_globals: set[str] = field(default_factory=set)  # names outside the table: not loaded
     needs_torch: str | None = None  # why only torch.load can read it faithfully (None: it need not)
+    pickle_size: int = 0  # bytes of data.pkl: what bounds what it may build (safe_pickle.item_limit)
 
 
 @dataclass(frozen=True)
@@ -72,62 +76,89 @@ def read_torch_zip(path: Path, size: int) -> TorchZip:
         if pickle_info is None:
             raise BadInput(f"{path}: a zip archive, but not a PyTorch checkpoint (no data.pkl inside)")
         byteorder = infos.get(f"{prefix}/byteorder")
-        if byteorder is not None and _read_record(archive, byteorder, path).strip() != b"little":
-            return TorchZip(None, needs_torch="its tensors are stored big-endian")
+        big_endian = byteorder is not None and _read_record(archive, byteorder, path).strip() != b"little"
 
         storages: dict[str, _Storage] = {}
-        unusual: list[str] = []
+        unusual: list[str] = []  # what only torch rebuilds, noted as the pickle builds it
 
         def storage_of(pid) -> _Storage:
             if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] in ("storage", b"storage")):
                 raise BadInput(f"{path}: the checkpoint's pickle is corrupt (an unknown persistent id)")
             _, storage_type, key, _location, numel = pid
-            key = key.decode("ascii") if isinstance(key, bytes) else key
+            key = key.decode("ascii", errors="replace") if isinstance(key, bytes) else key
+            if not isinstance(key, str):
+                raise BadInput(f"{path}: the checkpoint's pickle is corrupt (a storage key that is not a name)")
             if key in storages:  # torch.load: the first reference to a key defines its storage
                 return storages[key]
             if not isinstance(storage_type, _StorageType) or not isinstance(numel, int) or numel < 0:
-                unusual.append(f"storage {key!r} of {storage_type!r}")
+                unusual.append(f"storage {quoted(key)}")
                 raise _RebuildError
             info = infos.get(f"{prefix}/data/{key}")
             if info is None:
-                raise BadInput(f"{path}: the checkpoint refers to storage data/{key}, which the archive lacks")
+                raise BadInput(f"{path}: the checkpoint refers to storage data/{named(key)}, which the archive lacks")
             record = StorageRecord(path, info.filename, numel * storage_type.dtype.itemsize,
                                    offset=_data_offset(raw, info, path, size), zip_info=info)
             storages[key] = _Storage(record, storage_type.dtype)
             return storages[key]
 
-        content, unknown = load_plain(
-            _read_record(archive, pickle_info, path), _table(), persistent_load=_guarded(storage_of),
-            where=f"{path}: the checkpoint's pickle",
-        )
-    if unusual or _has_unusual(content):
-        return TorchZip(None, unknown, needs_torch="it holds tensors of a kind Speechport reads through torch")
+        data = _read_record(archive, pickle_info, path)
+        content, unknown = load_plain(data, _table(unusual), persistent_load=_guarded(storage_of),
+                                      where=f"{path}: the checkpoint's pickle")
+    # A file that goes to torch.load has had its pickle read here all the same: refused, or known to
+    # build no more than its size allows, and what globals it needs.
+    if big_endian:
+        return TorchZip(None, unknown, needs_torch="its tensors are stored big-endian", pickle_size=len(data))
+    if unusual:
+        return TorchZip(None, unknown, needs_torch="it holds tensors of a kind Speechport reads through torch",
+                        pickle_size=len(data))
     if not unknown:
         for name, tensor in iter_tensors(content, kind=FileTensor):
             problem = _storage_problem(tensor) or tensor.problem()
             if problem:
-                raise BadInput(f"{path}: tensor {name!r}: {problem}; the file is corrupt or was crafted")
-    return TorchZip(content, unknown)
+                raise BadInput(f"{path}: tensor {quoted(name)}: {problem}; the file is corrupt or was crafted")
+    return TorchZip(content, unknown, pickle_size=len(data))
+
+
+# The pickles of torch's legacy (non-zip) format, in a row: a magic number, the format's version,
+# system information, the object, its storages' keys; then the storages' bytes.
+_LEGACY_PICKLES = 5
+
+
+def read_legacy_pickles(path: Path, size: int) -> set[str]:
+    """Read a legacy-format file's pickles as a zip's pickle is read (the same limits on what they
+    build; no tensor is rebuilt) before torch.load reads the file; returns the globals outside the
+    table they need."""
+    unknown: set[str] = set()
+    with open(path, "rb") as handle:
+        for _ in range(_LEGACY_PICKLES):
+            _, needed = load_plain(handle, _table([]), persistent_load=lambda pid: None, pickle_bytes=size,
+                                   where=f"{path}: the checkpoint's pickle")
+            unknown |= needed
+    return unknown
 
 
 # -- the table of globals `torch.save` writes for tensors -------------------------------------------
 
 
-class _Unusual:
-    """A tensor rebuilt by a function Speechport leaves to torch (quantized, sparse, subclasses)."""
+def _rebuilders(unusual: list[str]) -> dict[str, Any]:
+    """torch's tensor rebuild functions; a tensor on a storage Speechport does not read (one
+    torch.load alone rebuilds) is noted in `unusual` and read as None."""
 
+    def rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
+                          metadata=None):
+        if not isinstance(storage, _Storage):
+            unusual.append("a tensor on an unusual storage")
+            return None
+        return _tensor(storage, storage.dtype, storage_offset, size, stride)
 
-def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None):
-    if not isinstance(storage, _Storage):
-        return _Unusual()
-    return _tensor(storage, storage.dtype, storage_offset, size, stride)
+    def rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, backward_hooks, dtype, metadata=None):
+        # Written for dtypes without a typed storage class: an untyped (byte) storage plus a dtype.
+        if not isinstance(storage, _Storage) or not isinstance(dtype, DType):
+            unusual.append("a tensor on an unusual storage or of an unusual dtype")
+            return None
+        return _tensor(storage, dtype, storage_offset, size, stride)
 
-
-def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, backward_hooks, dtype, metadata=None):
-    # Written for dtypes without a typed storage class: an untyped (byte) storage plus a dtype.
-    if not isinstance(storage, _Storage) or not isinstance(dtype, DType):
-        return _Unusual()
-    return _tensor(storage, dtype, storage_offset, size, stride)
+    return {"torch._utils._rebuild_tensor_v2": rebuild_tensor_v2, "torch._utils._rebuild_tensor_v3": rebuild_tensor_v3}
 
 
 def _tensor(storage: _Storage, dtype: DType, storage_offset, size, stride) -> FileTensor:
@@ -152,13 +183,25 @@ def _size(values=()):
     return tuple(values)
 
 
-def _table() -> dict[str, Any]:
-    table = {**PLAIN_GLOBALS, **LIBRARY_GLOBALS}
-    table["torch._utils._rebuild_tensor_v2"] = _rebuild_tensor_v2
-    table["torch._utils._rebuild_tensor_v3"] = _rebuild_tensor_v3
+_DEVICE_TYPE = re.compile(r"[a-z_]{1,32}(:[0-9]{1,6})?")
+
+
+def _device(kind, index=None) -> str:
+    """`torch.device('cuda', 0)` (where a tensor was, kept in training state): its name, 'cuda:0'."""
+    if not (isinstance(kind, str) and _DEVICE_TYPE.fullmatch(kind)
+            and (index is None or (type(index) is int and 0 <= index < 1_000_000 and ":" not in kind))):
+        raise pickle.UnpicklingError("a torch.device that is not a device name")
+    return kind if index is None else f"{kind}:{index}"
+
+
+# Globals torch.save writes beside tensors, read as plain data: sizes, devices.
+TORCH_VALUE_GLOBALS: dict[str, Any] = {"torch.Size": _size, "torch.device": _device}
+
+
+def _table(unusual: list[str]) -> dict[str, Any]:
+    table = {**PLAIN_GLOBALS, **LIBRARY_GLOBALS, **NUMPY_GLOBALS, **TORCH_VALUE_GLOBALS, **_rebuilders(unusual)}
     table["torch._utils._rebuild_parameter"] = _rebuild_parameter
     table["torch._utils._rebuild_parameter_with_state"] = _rebuild_parameter_with_state
-    table["torch.Size"] = _size
     for class_name, dtype in BY_STORAGE_CLASS.items():
         table[f"torch.{class_name}"] = _StorageType(dtype)
     table["torch.storage.UntypedStorage"] = _StorageType(DTYPES["uint8"])
@@ -175,16 +218,6 @@ def _guarded(storage_of):
             return None  # an unusual storage: the whole file goes to torch.load
 
     return persistent_load
-
-
-def _has_unusual(obj: Any) -> bool:
-    if isinstance(obj, _Unusual):
-        return True
-    if isinstance(obj, dict):
-        return any(_has_unusual(v) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return any(_has_unusual(v) for v in obj)
-    return False
 
 
 def _storage_problem(tensor: FileTensor) -> str | None:

@@ -173,8 +173,11 @@ def test_a_global_whose_module_is_not_installed_is_a_refusal_naming_it(tmp_path,
     code, stdout, stderr = run_cli("inspect", source, "--json")
     assert code == 2 and "it needs speechport_absent_module.Config" in stderr
     assert json.loads(stdout)["error"]["kind"] == "unsafe_pickle"
-    code, _, stderr = run_cli("inspect", source, "--trust-pickle")
-    assert code == 2 and "needs the Python module 'speechport_absent_module', which is not installed" in stderr
+    # With consent the class that is not installed is a stand-in: the pickle loads, and what follows
+    # is about the checkpoint's content, never the pickle.
+    code, stdout, stderr = run_cli("inspect", source, "--trust-pickle", "--json")
+    assert "refused to unpickle" not in stderr and "not installed" not in stderr and "--trust-pickle" not in stderr
+    assert code == 0 or json.loads(stdout)["error"]["kind"] not in ("unsafe_pickle", "internal")
 
 
 @pytest.mark.parametrize("size", ["abc", "0", "-5", "5XB", "nan"])
