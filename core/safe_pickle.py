@@ -19,7 +19,7 @@ a tree), a memo index that makes CPython's own unpickler allocate a table of 2**
 chosen to share one hash. So the unpickler here is the pure-Python one, with every step that can
 cost more than the bytes that ask for it charged against a budget proportional to the pickle's
 size (`item_limit`), and what it returns is checked once per object (`settle`): no container
-inside itself, no more than `MAX_NESTING` levels, no more items as a tree than the budget.
+inside itself, no more than `MAX_PICKLE_NESTING` levels, no more items as a tree than the budget.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ PICKLE_ITEMS_PER_BYTE = 4
 PICKLE_ITEMS_FLOOR = 1_000_000
 # Containers within containers: real checkpoints nest a dozen levels (a fairseq config the most);
 # Python code that walks them recursively (and CPython hashing a nested tuple) has a stack of ~1000.
-MAX_NESTING = 100
+MAX_PICKLE_NESTING = 100
 # Distinct keys that may share one hash value: ints, floats and tuples hash the same in every process,
 # so a pickle can choose thousands of keys that collide and make every dict insertion scan them all.
 MAX_EQUAL_HASHES = 64
@@ -69,7 +69,7 @@ def _too_much(where: str, pickle_bytes: int) -> BadInput:
 
 
 def _too_deep(where: str) -> BadInput:
-    return BadInput(f"{where} nests containers more than {MAX_NESTING} levels deep (the most Speechport reads)")
+    return BadInput(f"{where} nests containers more than {MAX_PICKLE_NESTING} levels deep (the most Speechport reads)")
 
 
 def _holds_itself(where: str) -> BadInput:
@@ -390,7 +390,7 @@ class PlainDataUnpickler(pickle._Unpickler):
                 if inner_nesting >= nesting:
                     nesting = inner_nesting + 1
                 items += inner_items - 1
-        if nesting > MAX_NESTING:  # CPython hashes nested tuples recursively in C: a deep one crashes it
+        if nesting > MAX_PICKLE_NESTING:  # CPython hashes nested tuples recursively in C: a deep one crashes it
             raise _too_deep(self._where)
         self._tuples[id(value)] = (value, nesting, items)
         return nesting, items
@@ -543,7 +543,7 @@ def _tree_items(obj: Any, budget: int, where: str, pickle_bytes: int) -> int:
     """How many items `obj` is walked as a tree (strings and buffers count their length): what
     copying, hashing or printing it costs. Each object is measured once (a shared one is added
     again for every reference to it, without walking it again); refuses past `budget` items,
-    `MAX_NESTING` levels, or a container inside itself."""
+    `MAX_PICKLE_NESTING` levels, or a container inside itself."""
     sizes: dict[int, int] = {}
     active: set[int] = set()
 
@@ -561,7 +561,7 @@ def _tree_items(obj: Any, budget: int, where: str, pickle_bytes: int) -> int:
         key = id(value)
         if key in sizes:
             return sizes[key]
-        if depth > MAX_NESTING:
+        if depth > MAX_PICKLE_NESTING:
             raise _too_deep(where)
         if key in active:
             raise _holds_itself(where)
@@ -615,14 +615,14 @@ class _Settler:
                 if isinstance(obj, (Recorded, Missing)):
                     return None, 1, 0  # an object's reference back to one that holds it (omegaconf's _parent)
                 raise _holds_itself(self.where)
-            if depth > MAX_NESTING:
+            if depth > MAX_PICKLE_NESTING:
                 raise _too_deep(self.where)
             self.active[key] = obj
             done = (obj, *self._settle(obj, depth))
             del self.active[key]
             self.done[key] = done
         _, result, items, levels = done
-        if depth + levels - 1 > MAX_NESTING:  # met again deeper than where it was first
+        if depth + levels - 1 > MAX_PICKLE_NESTING:  # met again deeper than where it was first
             raise _too_deep(self.where)
         if items > self.limit:
             raise _too_much(self.where, self.pickle_bytes)
@@ -714,7 +714,7 @@ def settle(obj: Any, *, pickle_bytes: int, where: str = "the pickle") -> Any:
     into a dict, a ListConfig into a list, a node into its value, a fairseq Dictionary into the dict
     of its fields), every `Missing` one into a `StandIn`, numpy dtypes into their names; tensors and
     everything else kept as they are. Refuses (`BadInput`) a list or dict inside itself, nesting
-    beyond `MAX_NESTING`, and more items as a tree than a pickle of `pickle_bytes` may build."""
+    beyond `MAX_PICKLE_NESTING`, and more items as a tree than a pickle of `pickle_bytes` may build."""
     return _Settler(where, item_limit(pickle_bytes), pickle_bytes)(obj)[0]
 
 

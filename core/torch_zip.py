@@ -58,6 +58,12 @@ class _RebuildError(Exception):
     pass
 
 
+# A pickle of a state dict takes about 90 bytes a tensor (a 7,680-tensor one is 669 KB); 64 MiB is far
+# past any real checkpoint's and bounds what a compressed record can unpack into before it is read.
+MAX_PICKLE_BYTES = 64 * 1024 * 1024
+MAX_BYTEORDER_BYTES = 64
+
+
 def read_torch_zip(path: Path, size: int) -> TorchZip:
     try:
         archive = zipfile.ZipFile(path)
@@ -76,7 +82,7 @@ def read_torch_zip(path: Path, size: int) -> TorchZip:
         if pickle_info is None:
             raise BadInput(f"{path}: a zip archive, but not a PyTorch checkpoint (no data.pkl inside)")
         byteorder = infos.get(f"{prefix}/byteorder")
-        big_endian = byteorder is not None and _read_record(archive, byteorder, path).strip() != b"little"
+        big_endian = byteorder is not None and _read_record(archive, byteorder, path, MAX_BYTEORDER_BYTES).strip() != b"little"
 
         storages: dict[str, _Storage] = {}
         unusual: list[str] = []  # what only torch rebuilds, noted as the pickle builds it
@@ -101,7 +107,7 @@ def read_torch_zip(path: Path, size: int) -> TorchZip:
             storages[key] = _Storage(record, storage_type.dtype)
             return storages[key]
 
-        data = _read_record(archive, pickle_info, path)
+        data = _read_record(archive, pickle_info, path, MAX_PICKLE_BYTES)
         content, unknown = load_plain(data, _table(unusual), persistent_load=_guarded(storage_of),
                                       where=f"{path}: the checkpoint's pickle")
     # A file that goes to torch.load has had its pickle read here all the same: refused, or known to
@@ -232,7 +238,12 @@ def _storage_problem(tensor: FileTensor) -> str | None:
 # -- zip records ------------------------------------------------------------------------------------
 
 
-def _read_record(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> bytes:
+def _read_record(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, limit: int) -> bytes:
+    """A small record read whole (the pickle, the byte order): refused unread when the size it declares
+    is past `limit`, so a compressed record cannot unpack into more memory than a checkpoint needs."""
+    if info.file_size > limit:
+        raise BadInput(f"{path}: {named(info.filename)} unpacks to {info.file_size:,} bytes; a checkpoint's "
+                       f"{'pickle' if info.filename.endswith('.pkl') else 'record'} is at most {limit:,} bytes")
     try:
         return archive.read(info)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:

@@ -30,7 +30,7 @@ from speechport.core.checkpoint import iter_tensors, load_checkpoint
 from speechport.core.errors import QUOTED_LIMIT, BadInput, UnsafePickle
 from speechport.core.safe_pickle import (
     MAX_EQUAL_HASHES,
-    MAX_NESTING,
+    MAX_PICKLE_NESTING,
     PICKLE_ITEMS_FLOOR,
     PICKLE_ITEMS_PER_BYTE,
     StandIn,
@@ -114,7 +114,7 @@ def too_much(pickle_bytes: int) -> str:
             f"(the limit is {PICKLE_ITEMS_PER_BYTE} per byte plus {PICKLE_ITEMS_FLOOR:,})")
 
 
-TOO_DEEP = f"nests containers more than {MAX_NESTING} levels deep"
+TOO_DEEP = f"nests containers more than {MAX_PICKLE_NESTING} levels deep"
 
 
 # -- 1. pickles built to explode ----------------------------------------------------------------------------
@@ -241,16 +241,16 @@ def test_containers_nested_100k_deep_are_refused_naming_the_limit(tmp_path, kind
 
 @pytest.mark.parametrize("kind", ["list", "dict", "tuple as a key"])
 def test_nesting_reads_up_to_the_limit(tmp_path, kind):
-    # The top-level dict is level 0: lists and dicts below it may reach level MAX_NESTING; a key's
-    # tuples count on their own, MAX_NESTING of them.
-    depth = MAX_NESTING
+    # The top-level dict is level 0: lists and dicts below it may reach level MAX_PICKLE_NESTING; a key's
+    # tuples count on their own, MAX_PICKLE_NESTING of them.
+    depth = MAX_PICKLE_NESTING
     content = load_checkpoint(zip_with_pickle(tmp_path / "ok.pt", nested(kind, depth))).content
     if kind == "tuple as a key":
         (key,) = content
         levels = 0
         while key != ():
             (key,), levels = key, levels + 1
-        assert levels == MAX_NESTING - 1
+        assert levels == MAX_PICKLE_NESTING - 1
     with pytest.raises(BadInput, match=TOO_DEEP):
         load_checkpoint(zip_with_pickle(tmp_path / "deep.pt", nested(kind, depth + 1)))
 
@@ -617,3 +617,31 @@ def test_a_bad_tensor_under_a_huge_key_is_refused_in_a_short_line(tmp_path):
     message = str(refused.value)
     assert len(message) < len(str(source)) + QUOTED_LIMIT + 200 and "…" in message and "weight'" in message
     assert "the view needs 16 bytes" in message
+
+
+def test_a_compressed_pickle_that_would_unpack_past_the_limit_is_refused_unread(tmp_path, run_cli):
+    from speechport.core.torch_zip import MAX_PICKLE_BYTES
+
+    # A zip bomb: a pickle followed by zeros, deflated to a few hundred KB, that would unpack into
+    # more memory than any checkpoint's pickle needs.
+    data = pickle.dumps({"model": {}}, protocol=2) + bytes(MAX_PICKLE_BYTES + 1)
+    path = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("archive/data.pkl", data)
+        archive.writestr("archive/version", "3\n")
+    assert path.stat().st_size < 1 << 20
+    code, _, stderr = run_cli("inspect", path)
+    assert code == 2 and stderr == (f"speechport: error: {path}: archive/data.pkl unpacks to {len(data):,} bytes; "
+                                    f"a checkpoint's pickle is at most {MAX_PICKLE_BYTES:,} bytes\n")
+
+
+def test_a_compressed_pickle_within_the_limit_reads(tmp_path, run_cli):
+    state = load_fs2("cs_s64")
+    plain = tmp_path / "plain.pt"
+    torch.save({"model": state}, plain)
+    deflated = tmp_path / "deflated.pt"
+    with zipfile.ZipFile(plain) as old, zipfile.ZipFile(deflated, "w", compression=zipfile.ZIP_DEFLATED) as new:
+        for info in old.infolist():
+            new.writestr(info.filename, old.read(info), compress_type=zipfile.ZIP_DEFLATED)
+    code, _, stderr = run_cli("inspect", deflated)
+    assert code == 0, stderr
