@@ -173,7 +173,7 @@ def _check_segment_flags(parser: argparse.ArgumentParser, args) -> None:
     """--duration longer than --max-seconds asks for more than a comparison covers, whatever the clip."""
     duration, limit = getattr(args, "duration", None), getattr(args, "max_seconds", None)
     if duration is not None and limit is not None and duration > limit:
-        from .core.audio import seconds_as_given
+        from .core.proof.audio import seconds_as_given
 
         raise UsageError(parser, f"argument --duration: {seconds_as_given(duration)} s is more than a comparison "
                                  f"covers (--max-seconds {seconds_as_given(limit)}); shorten it, or raise --max-seconds")
@@ -181,7 +181,7 @@ def _check_segment_flags(parser: argparse.ArgumentParser, args) -> None:
 
 def _shard_size(text: str) -> int:
     from .core.errors import BadInput
-    from .core.safetensors_writer import parse_size
+    from .core.storage.safetensors_writer import parse_size
 
     try:
         return parse_size(text)
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         args.source = args.config = args.base_model = args.out = None
         args.demo = False
     if args.command == "convert" and Path(args.source).is_file():
-        from .core.hashing import BackgroundHash
+        from .core.storage.hashing import BackgroundHash
 
         # Checksumming a multi-GB file takes about as long as copying it: start now, to overlap the two.
         # --no-cache: no digest read or kept; without it, SPEECHPORT_NO_CACHE decides, as for the targets.
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     restore_signals = _signals_interrupt() if args.command not in (None, "gui") else None
     try:
         if getattr(args, "no_cache", False):
-            from .core.target_cache import CACHE
+            from .core.planning.target_cache import CACHE
 
             with CACHE.disabled():
                 return _run_command(handlers[args.command], args)
@@ -303,7 +303,7 @@ def _interrupted(interrupt: KeyboardInterrupt, args) -> int:
     signum = int(getattr(interrupt, "signum", signal.SIGINT))
     message = f"interrupted by {signal.Signals(signum).name}; nothing was left half-written"
     if getattr(interrupt, "written", None):  # `compare --save-outputs` had finished some files
-        from .core.verification import describe_written
+        from .core.proof.verification import describe_written
 
         message += f"; {describe_written(interrupt.written)}"
     _clear_progress_line()
@@ -342,11 +342,11 @@ def _inspect(args) -> int:
 
 
 def _convert(args) -> int:
-    from .core.audio import load_clip
     from .core.conversion import convert, prepare
     from .core.errors import PlanProblems
-    from .core.output_folder import check_output_path, protected_inputs
-    from .core.safetensors_writer import DEFAULT_MAX_SHARD_SIZE
+    from .core.proof.audio import load_clip
+    from .core.storage.output_folder import check_output_path, protected_inputs
+    from .core.storage.safetensors_writer import DEFAULT_MAX_SHARD_SIZE
 
     inputs = protected_inputs(source=args.source, config=args.config, mapping=args.mapping, base_model=args.base_model,
                               labels=args.labels, clips=args.verify)
@@ -405,8 +405,8 @@ def _convert(args) -> int:
 
 
 def _compare(args) -> int:
-    from .core.mapping_file import Overrides
-    from .core.verification import compare_clips, open_sides
+    from .core.planning.mapping_file import Overrides
+    from .core.proof.verification import compare_clips, open_sides
 
     fixes = Overrides.load(args.mapping) if args.mapping else None
     progress = _terminal_progress(enabled=not args.quiet and not args.json)
@@ -438,8 +438,8 @@ def _print_comparison(comparison) -> None:
         for note in clip.notes:
             print(f"     {note}")
     if comparison.fixes_used:
-        from .core.original_weights import fixes_sentence
-        from .core.plan import collapse_indices
+        from .core.planning.plan import collapse_indices
+        from .core.proof.original_weights import fixes_sentence
 
         print(f"fixes: {fixes_sentence(len(comparison.fixes_used))}: "
               f"{', '.join(collapse_indices(row['source'] for row in comparison.fixes_used))}")
@@ -468,8 +468,8 @@ def _demo(args) -> int:
 
 
 def _cache(args) -> int:
-    from .core import cache_store
-    from .core.target_cache import CACHE, NO_CACHE_ENV
+    from .core.planning.target_cache import CACHE, NO_CACHE_ENV
+    from .core.storage import cache_store
 
     root = cache_store.cache_root()
     held = cache_store.summary()  # a cache folder that is a link or another user's: bad input, nothing removed
@@ -609,7 +609,7 @@ def _error_line(error) -> None:
 
 
 def _print_json(data) -> None:
-    from .core.strict_json import dumps
+    from .core.storage.strict_json import dumps
 
     print(dumps(data, indent=2))
 

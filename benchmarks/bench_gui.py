@@ -112,7 +112,7 @@ def child(args) -> int:
 
     from speechport.gui import MainWindow
     from speechport.gui.app import create_application
-    from speechport.gui.heartbeat import Heartbeat, run_until
+    from speechport.gui.shared.heartbeat import Heartbeat, run_until
 
     scratch = Path(tempfile.mkdtemp(prefix="speechport-bench-gui-", dir=args.out_dir or args.checkpoint.parent))
     try:

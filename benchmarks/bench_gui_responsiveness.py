@@ -76,7 +76,7 @@ def child(args) -> int:
 
     from speechport.gui import MainWindow
     from speechport.gui.app import create_application
-    from speechport.gui.heartbeat import Heartbeat, run_until
+    from speechport.gui.shared.heartbeat import Heartbeat, run_until
 
     scratch = Path(tempfile.mkdtemp(prefix="speechport-bench-responsive-"))
     os.environ["XDG_CACHE_HOME"] = str(scratch / "cache")  # a cold target cache, as on first use

@@ -14,27 +14,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .audio import Clip, load_clip
-from .checkpoint import Checkpoint, load_checkpoint
-from .comparison import DEFAULT_TOLERANCE, Comparison, check_tolerance
 from .errors import BadInput, NeedsBaseModel, PlanProblems
 from .families import detect, forced, recipe_named
-from .files import regular_file
-from .hashing import BackgroundHash
 from .heavy_work import heavy
-from .library_guard import without_libraries
-from .mapping_file import Overrides
-from .model_card import load_card_library, write_model_card
-from .original_weights import OriginalWeights, resolve_original_weights
-from .output_folder import StagedFolder, check_output_path, protected_inputs
-from .plan import Plan, SourceEntry, TargetTensor, build_plan, refuse_non_floating_weights
+from .planning.library_guard import without_libraries
+from .planning.mapping_file import Overrides
+from .planning.plan import Plan, SourceEntry, TargetTensor, build_plan, refuse_non_floating_weights
+from .planning.recipe import ConfigChoice, Detection, Recipe, SourceTensor
+from .planning.rules import Rule
+from .planning.suggestions import Suggestion, suggest
+from .planning.target_cache import CACHE, PREPROCESSOR_FILE
+from .planning.wrapper_prefix import strip_rule, wrapper_prefix
 from .progress import Progress, ensure
-from .recipe import ConfigChoice, Detection, Recipe, SourceTensor
-from .rules import Rule
-from .safetensors_writer import DEFAULT_MAX_SHARD_SIZE, WriteItem, WrittenWeights, write_weights
-from .suggestions import Suggestion, suggest
-from .target_cache import CACHE, PREPROCESSOR_FILE
-from .wrapper_prefix import strip_rule, wrapper_prefix
+from .proof.audio import Clip, load_clip
+from .proof.comparison import DEFAULT_TOLERANCE, Comparison, check_tolerance
+from .proof.model_card import load_card_library, write_model_card
+from .proof.original_weights import OriginalWeights, resolve_original_weights
+from .storage.checkpoint import Checkpoint, load_checkpoint
+from .storage.files import regular_file
+from .storage.hashing import BackgroundHash
+from .storage.output_folder import StagedFolder, check_output_path, protected_inputs
+from .storage.safetensors_writer import DEFAULT_MAX_SHARD_SIZE, WriteItem, WrittenWeights, write_weights
 
 
 @dataclass
@@ -264,7 +264,7 @@ def convert(
         if clips:
             comparison = _verify(prepared, staged.path, clips, tolerance, original_backend, progress)
             prepared.hasher.confirm_unchanged()  # the original model read the source again
-        from .report import REPORT_NAME, build_report, dump_report
+        from .proof.report import REPORT_NAME, build_report, dump_report
 
         card_library.join()
         report = build_report(prepared, weights, seconds)
@@ -278,7 +278,7 @@ def convert(
 
 
 def _verify(prepared: Prepared, folder: Path, clips, tolerance: float, backend: str, progress: Progress):
-    from .verification import Sides, accepted_differences_in, compare_clips, mapped_weights
+    from .proof.verification import Sides, accepted_differences_in, compare_clips, mapped_weights
 
     recipe = prepared.recipe
     progress.stage("verifying: loading the original and the converted model")

@@ -16,7 +16,7 @@ DEMO_CLIPS = (DEMO / "speech_16k.wav", DEMO / "noise_8k.wav")
 def run_demo(out: str | Path | None = None, *, force: bool = False, progress: Progress | None = None) -> dict:
     """Convert the demo, reload it with transformers, and say what happened (`lines`)."""
     from .conversion import convert, prepare
-    from .output_folder import check_output_path, protected_inputs
+    from .storage.output_folder import check_output_path, protected_inputs
 
     keep = out is not None
     if keep:  # refused before anything is read: an output folder holding the demo's own files

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import refcount_guard  # noqa: F401 - first, before any signal is emitted
+from .shared import refcount_guard  # noqa: F401 - first, before any signal is emitted
 
 __all__ = ["MainWindow", "run_window"]
 
 if TYPE_CHECKING:
     from .app import run_window
-    from .main_window import MainWindow
+    from .window.main_window import MainWindow
 
 
 def __getattr__(name: str):
     if name == "MainWindow":
-        from .main_window import MainWindow
+        from .window.main_window import MainWindow
 
         return MainWindow
     if name == "run_window":

@@ -13,8 +13,8 @@ from PySide6.QtWidgets import QApplication
 from .. import __version__
 from ..core.demo import DEMO_CHECKPOINT
 from ..core.errors import SpeechportError
-from . import theme
-from .main_window import MainWindow
+from .shared import theme
+from .window.main_window import MainWindow
 
 
 def create_application(argv: list[str] | None = None) -> QApplication:

@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-    from . import theme
     from .app import create_application
+    from .shared import theme
 
     app = create_application()
     if args.icon:
@@ -116,7 +116,7 @@ class Shots:
         """A window of the given size, on settings of its own, with `MainWindow`'s inputs."""
         from PySide6.QtCore import QSettings
 
-        from .main_window import MainWindow
+        from .window.main_window import MainWindow
 
         window = MainWindow(settings=QSettings(str(self.scratch / "settings.ini"), QSettings.Format.IniFormat), **inputs)
         window.resize(*self.size)
@@ -124,7 +124,7 @@ class Shots:
         return window
 
     def save(self, window, scene: str) -> None:
-        from .heartbeat import run_until
+        from .shared.heartbeat import run_until
 
         run_until(lambda: False, 0.3)  # let layouts and repaints settle
         path = self.out / f"window-{scene}{self.suffix}.png"
@@ -137,9 +137,9 @@ def demo_scenes(shots: Shots, wanted: set[str]) -> bool:
     from PySide6.QtCore import Qt
 
     from ..core.demo import DEMO_CHECKPOINT, DEMO_CLIPS
-    from . import theme
-    from .heartbeat import run_until
-    from .plan_model import Column
+    from .mapping.plan_model import Column
+    from .shared import theme
+    from .shared.heartbeat import run_until
 
     app = shots.app
     theme.apply_appearance(app, "light")
@@ -217,10 +217,10 @@ def fixes_scenes(shots: Shots, wanted: set[str]) -> bool:
     from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt
 
     from ..core.demo import DEMO_CLIPS
-    from . import theme
-    from .heartbeat import run_until
-    from .plan_model import Column
-    from .rename_preview import SOURCE_KEYS
+    from .mapping.plan_model import Column
+    from .mapping.rename_preview import SOURCE_KEYS
+    from .shared import theme
+    from .shared.heartbeat import run_until
 
     theme.apply_appearance(shots.app, "light")
     source = unknown_names_copy(shots.scratch / "my_model.pt")
@@ -300,8 +300,8 @@ def unknown_names_copy(path: Path) -> Path:
 def s3prl_scene(shots: Shots, scene: str) -> bool:
     """An S3PRL head of the test fixtures, converted with its labels and compared on the fox clip."""
     from ..core.conversion import convert, prepare
-    from . import theme
-    from .heartbeat import run_until
+    from .shared import theme
+    from .shared.heartbeat import run_until
 
     task, checkpoint = S3PRL_SCENES[scene]
     folder = S3PRL_FIXTURES / task
@@ -340,7 +340,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def audition(window, page) -> bool:
     """Compare on the chosen clip; True once the verdict and the plots are shown."""
-    from .heartbeat import run_until
+    from .shared.heartbeat import run_until
 
     if not run_until(lambda: page.clip is not None and page.compare_bar.compare_button.isEnabled(), 60):
         print(f"cannot compare: {page.compare_bar.reason.text()} {window.message_bar.text.text()}", file=sys.stderr)
@@ -355,7 +355,7 @@ def audition(window, page) -> bool:
 
 def pause_mid_clip(page, seconds: float = 1.6) -> bool:
     """Where an audio output exists, play the clip and pause it part-way so the playhead shows."""
-    from .heartbeat import run_until
+    from .shared.heartbeat import run_until
 
     if not page.player.available:
         return False

@@ -10,7 +10,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QLabel, QLineEdit, QPushButton, QTableView
 
-from speechport.gui.plan_model import Column
+from speechport.gui.mapping.plan_model import Column
 
 from conftest import WAIT_LIMIT_MS
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from speechport.core.stored_tensor import DTYPES, StoredTensor
+from speechport.core.storage.stored_tensor import DTYPES, StoredTensor
 
 from conftest import CONFORMER_SHAW
 
@@ -139,7 +139,7 @@ def recompress(source: Path, target: Path, compression) -> Path:
 
 def torch_tensors(obj):
     """Every torch tensor inside what torch.load returned, named by dotted path (as iter_tensors names them)."""
-    from speechport.core.stored_tensor import iter_tensors
+    from speechport.core.storage.stored_tensor import iter_tensors
 
     return iter_tensors(obj, kind=torch.Tensor)
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from speechport.core.audio import MIN_SAMPLES, load_clip
 from speechport.core.errors import BadInput
+from speechport.core.proof.audio import MIN_SAMPLES, load_clip
 
 from conftest import CONFORMER_SHAW, S3PRL
 
@@ -69,7 +69,7 @@ def test_shortest_usable_clip_and_long_clip_limit(tmp_path):
 
 
 def test_a_segment_of_a_long_clip_is_compared_and_the_whole_clip_can_be_read(tmp_path):
-    from speechport.core.audio import MODEL_RATE, load_clip, load_recording
+    from speechport.core.proof.audio import MODEL_RATE, load_clip, load_recording
 
     rng = np.random.default_rng(5)
     samples = (rng.standard_normal(5 * 8000) * 0.1).astype(np.float32)  # 5 s at 8 kHz

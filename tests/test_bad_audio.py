@@ -105,8 +105,8 @@ def test_silence_and_constant_signals_are_bad_input(run_cli, converted, model_ca
 
 
 def test_a_silent_first_channel_is_named_and_mixing_down_is_suggested(tmp_path):
-    from speechport.core.audio import load_clip
     from speechport.core.errors import BadInput
+    from speechport.core.proof.audio import load_clip
 
     right = speech()
     path = write(tmp_path / "stereo.wav", np.stack([np.zeros_like(right), right], axis=1))
@@ -179,10 +179,10 @@ def test_clips_too_short_for_the_s3prl_heads(run_cli, s3prl_converted, tmp_path)
 def test_the_upstream_length_comes_from_the_base_models_convolutions():
     from transformers import Wav2Vec2Config
 
-    from speechport.core.audio import Clip
-    from speechport.core.checkpoint import load_checkpoint
     from speechport.core.errors import BadInput
     from speechport.core.families.s3prl_heads.recipe import S3prlRecipe, upstream_frames
+    from speechport.core.proof.audio import Clip
+    from speechport.core.storage.checkpoint import load_checkpoint
 
     assert upstream_frames(399, (10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2)) == 0
     assert upstream_frames(400, (10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2)) == 1
@@ -304,9 +304,9 @@ def test_convert_verify_on_a_pure_tone_or_a_too_short_clip_writes_nothing(run_cl
 
 
 def test_an_original_that_outputs_nan_is_bad_input(converted):
-    from speechport.core.audio import load_clip
     from speechport.core.errors import BadInput
-    from speechport.core.verification import compare_clips, open_sides
+    from speechport.core.proof.audio import load_clip
+    from speechport.core.proof.verification import compare_clips, open_sides
 
     sides = open_sides(checkpoint_path("cs_s64"), converted["cs_s64"])
     real = sides.original
@@ -338,8 +338,8 @@ def unknown_length_flac(path, samples):
 
 
 def test_flac_without_a_stated_length_is_decoded_up_to_the_limit(tmp_path):
-    from speechport.core.audio import load_clip
     from speechport.core.errors import BadInput
+    from speechport.core.proof.audio import load_clip
 
     samples = np.round(tone(330, 0.3, seconds=3.0) * 32767) / 32768 + 1e-3 * np.sin(np.arange(3 * RATE))
     path = unknown_length_flac(tmp_path / "streamed.flac", samples)
@@ -372,10 +372,10 @@ def test_tolerance_and_max_seconds_must_be_finite_and_above_zero(run_cli, capsys
 
 
 def test_the_core_checks_them_too(converted, tmp_path):
-    from speechport.core.audio import load_clip
     from speechport.core.conversion import convert, prepare
     from speechport.core.errors import BadInput
-    from speechport.core.verification import compare_clips, open_sides
+    from speechport.core.proof.audio import load_clip
+    from speechport.core.proof.verification import compare_clips, open_sides
 
     sides = open_sides(checkpoint_path("cs_s64"), converted["cs_s64"])
     for bad in (math.nan, -1.0, 0.0, math.inf):
@@ -409,9 +409,9 @@ def test_a_nan_output_is_null_in_json(run_cli, converted, tmp_path):
 
 
 def test_report_and_exported_comparison_are_strict_json(tmp_path):
-    from speechport.core.comparison import ClipComparison
-    from speechport.core.report import dump_report
-    from speechport.gui.comparison_export import write_json
+    from speechport.core.proof.comparison import ClipComparison
+    from speechport.core.proof.report import dump_report
+    from speechport.gui.audition.comparison_export import write_json
 
     clip = ClipComparison("a.wav", "fail", math.nan, math.inf, math.nan, -math.inf, math.nan, 3, "output", 0.1, 0.2,
                           stage_max_abs_diff={"encoder.layers.0": math.nan}, details={"x": [math.inf, 1.5]})
@@ -450,8 +450,8 @@ def test_save_outputs_keep_clips_that_share_a_name(run_cli, converted, tmp_path)
 def test_output_names_never_collide():
     from pathlib import Path
 
-    from speechport.core.audio import Clip
-    from speechport.core.verification import output_names
+    from speechport.core.proof.audio import Clip
+    from speechport.core.proof.verification import output_names
 
     def clip(path):
         return Clip(Path(path), np.zeros(1, dtype=np.float32), RATE, 1, "first")
@@ -487,7 +487,7 @@ def test_an_interrupted_compare_says_which_outputs_it_wrote(run_cli, converted, 
 def test_a_cancelled_compare_says_which_outputs_it_wrote(converted, tmp_path):
     from speechport.core.errors import Cancelled
     from speechport.core.progress import Progress
-    from speechport.core.verification import compare_clips, open_sides
+    from speechport.core.proof.verification import compare_clips, open_sides
 
     sides = open_sides(checkpoint_path("cs_s64"), converted["cs_s64"])
     progress = Progress()

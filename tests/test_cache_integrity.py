@@ -21,13 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from speechport.core import cache_store, digest_cache, hashing, safetensors_writer
-from speechport.core.cache_store import KEY_BYTES, MAX_ENTRY_BYTES, SIGNATURE
-from speechport.core.checkpoint import load_checkpoint
 from speechport.core.conversion import convert, prepare
 from speechport.core.errors import BadInput
-from speechport.core.hashing import SOURCE_CHANGED, BackgroundHash
-from speechport.core.target_cache import CACHE, NO_CACHE_ENV
+from speechport.core.planning.target_cache import CACHE, NO_CACHE_ENV
+from speechport.core.storage import cache_store, digest_cache, hashing, safetensors_writer
+from speechport.core.storage.cache_store import KEY_BYTES, MAX_ENTRY_BYTES, SIGNATURE
+from speechport.core.storage.checkpoint import load_checkpoint
+from speechport.core.storage.hashing import SOURCE_CHANGED, BackgroundHash
 
 from support import checkpoint_path, leftovers, sha256
 
@@ -88,7 +88,7 @@ def edit_in_place(path: Path, offset: int, data: bytes) -> None:
 
 def a_tensor_span(path: Path) -> tuple[int, int]:
     """(offset, bytes) of a tensor's data in the checkpoint: an edit there changes the weights."""
-    from speechport.core.checkpoint import iter_tensors
+    from speechport.core.storage.checkpoint import iter_tensors
 
     spans = sorted((span.offset, span.nbytes) for _, tensor in iter_tensors(load_checkpoint(path).content)
                    if (located := tensor.span()) for span in [located[1]])

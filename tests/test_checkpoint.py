@@ -12,9 +12,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from speechport.core.checkpoint import as_torch, iter_tensors, load_checkpoint
 from speechport.core.errors import BadInput, UnsafePickle
-from speechport.core.stored_tensor import FileTensor, MemoryTensor
+from speechport.core.storage.checkpoint import as_torch, iter_tensors, load_checkpoint
+from speechport.core.storage.stored_tensor import FileTensor, MemoryTensor
 
 from conftest import FIXTURES
 from support import (
@@ -82,7 +82,7 @@ def test_reader_returns_exactly_what_torch_load_returns_for_every_fixture_checkp
 
 def test_reader_opens_a_checkpoint_without_importing_torch():
     code = (
-        "import sys; from speechport.core.checkpoint import load_checkpoint, iter_tensors; "
+        "import sys; from speechport.core.storage.checkpoint import load_checkpoint, iter_tensors; "
         f"c = load_checkpoint({str(checkpoint_path('cs_s64'))!r}); n = len(list(iter_tensors(c.content))); "
         "print(n, 'torch' in sys.modules)"
     )

@@ -12,11 +12,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from speechport.core.checkpoint import as_torch, load_checkpoint
 from speechport.core.errors import BadInput
 from speechport.core.families._upstream import CONTAINER
-from speechport.core.plan import PlanRow, Status, TargetTensor, refuse_non_floating_weights
+from speechport.core.planning.plan import PlanRow, Status, TargetTensor, refuse_non_floating_weights
 from speechport.core.reference.upstream_settings import ACTIVATIONS, MAX_CONV_LAYERS, parse_conv_feature_layers
+from speechport.core.storage.checkpoint import as_torch, load_checkpoint
 
 from conftest import FIXTURES
 from support import checkpoint_path, config_path, leftovers, load_fs2, sha256, to_fairseq1, torch_tensors
@@ -361,7 +361,7 @@ def test_every_layer_of_quantized_weights_is_named_collapsed(tmp_path, run_cli):
 
 def test_a_fix_that_maps_an_integer_tensor_onto_a_float_parameter_is_refused_before_writing(tmp_path):
     from speechport.core.conversion import convert, prepare
-    from speechport.core.mapping_file import Overrides
+    from speechport.core.planning.mapping_file import Overrides
 
     state = load_fs2("cs_s64")
     state["their.own.name"] = state.pop(QUANTIZED).to(torch.int8)  # unmapped: the plan opens, with a problem
@@ -444,7 +444,7 @@ def test_non_finite_weights_of_an_upstream_are_named_too(tmp_path, run_cli, wav2
 
 
 def test_weights_are_searched_only_when_an_output_is_not_finite(run_cli, wav2vec2_folder, monkeypatch):
-    from speechport.core import verification
+    from speechport.core.proof import verification
 
     searched = []
     monkeypatch.setattr(verification, "refuse_non_finite_weights", searched.append)

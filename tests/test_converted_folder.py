@@ -51,7 +51,7 @@ def test_a_folder_whose_config_names_no_class_of_this_conversion_is_refused(conv
 
 
 def test_a_report_nested_past_any_need_is_ignored_not_a_crash(converted, tmp_path, run_cli):
-    from speechport.core.report import REPORT_NAME
+    from speechport.core.proof.report import REPORT_NAME
 
     folder = tmp_path / "deep-report"
     shutil.copytree(converted["conformer_shaw"], folder)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from speechport.core.fbank import fairseq2_fbank, kaldi_fbank, num_frames, standardize
+from speechport.core.proof.fbank import fairseq2_fbank, kaldi_fbank, num_frames, standardize
 
 from conftest import CONFORMER_SHAW
 

@@ -194,7 +194,7 @@ def test_a_prefix_that_does_not_help_is_not_stripped(run_cli, tmp_path):
 
 
 def test_source_rules_round_trip_through_toml_and_json(tmp_path):
-    from speechport.core.mapping_file import Overrides, source_rule
+    from speechport.core.planning.mapping_file import Overrides, source_rule
 
     fixes = Overrides(rename={"a": "b"}, source_rules=[source_rule(r"^backbone\.", ""), source_rule(r"\.query\.", ".q_proj.")])
     for name in ("fixes.toml", "fixes.json"):

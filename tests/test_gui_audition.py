@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (  # noqa: E402
     QWidget,
 )
 
-from speechport.gui import plain_words  # noqa: E402
+from speechport.gui.audition import plain_words  # noqa: E402
 
 from conftest import CONFORMER_SHAW, S3PRL  # noqa: E402
 from gui_support import assert_says_how_close, choose_clip, compare, drop, message, open_audition  # noqa: E402
@@ -72,7 +72,7 @@ def converted(tmp_path_factory):
 
 def test_good_conversion_passes_with_plots_aligned_in_time_and_exports(make_window, qtbot, answers, converted,
                                                                        tmp_path, run_cli, monkeypatch):
-    from speechport.core import verification
+    from speechport.core.proof import verification
 
     opened = []
     real_open_sides = verification.open_sides
@@ -91,7 +91,7 @@ def test_good_conversion_passes_with_plots_aligned_in_time_and_exports(make_wind
     answers.open_file = SPEECH
     qtbot.mouseClick(page.findChild(QWidget, "audioPathBrowse"), Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: page.clip is not None)
-    from speechport.core.audio import load_clip
+    from speechport.core.proof.audio import load_clip
 
     expected = load_clip(SPEECH).waveform
     waveform = page.timeline.waveform
@@ -208,7 +208,7 @@ def test_damaged_conversion_fails_and_names_the_first_divergent_layer(make_windo
 
 
 def test_comparing_can_be_cancelled_and_bad_clips_are_messages(make_window, qtbot, converted, tmp_path, monkeypatch):
-    from speechport.core import verification
+    from speechport.core.proof import verification
 
     real_open_sides = verification.open_sides
     loaded = threading.Event()  # a slow disk: loading the models takes until the test says
@@ -270,7 +270,7 @@ class GatedLayers:
     stepped clock: a comparison the test walks through layer by layer."""
 
     def __init__(self, side, gate: threading.Semaphore, clock: SteppedClock, ticks: list):
-        from speechport.core.verification import side_steps
+        from speechport.core.proof.verification import side_steps
 
         self.side, self.gate, self.clock, self.ticks = side, gate, clock, ticks
         self.steps = side_steps(side)
@@ -287,7 +287,8 @@ class GatedLayers:
 
 def test_the_compare_bar_says_how_far_and_how_long_and_cancel_stops_between_layers(make_window, qtbot, converted,
                                                                                     tmp_path, monkeypatch):
-    from speechport.core import progress, verification
+    from speechport.core import progress
+    from speechport.core.proof import verification
 
     ticks: list[float] = []
     gate = threading.Semaphore(0)
@@ -477,7 +478,7 @@ from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 from speechport.core.demo import DEMO_CLIPS
 from speechport.gui import MainWindow
-from speechport.gui.heartbeat import run_until
+from speechport.gui.shared.heartbeat import run_until
 app = QApplication([])
 window = MainWindow(settings=QSettings(sys.argv[1], QSettings.Format.IniFormat))  # not shown: torch stays unloaded
 page = window.show_audition()
@@ -551,14 +552,14 @@ def test_playing_a_clip_really_plays_it_through_the_audio_server(make_window, qt
 
 
 def test_the_default_tolerance_is_the_cores():
-    from speechport.core.comparison import DEFAULT_TOLERANCE
-    from speechport.gui.compare_bar import DEFAULT_TOLERANCE as shown
+    from speechport.core.proof.comparison import DEFAULT_TOLERANCE
+    from speechport.gui.audition.compare_bar import DEFAULT_TOLERANCE as shown
 
     assert float(shown) == DEFAULT_TOLERANCE
 
 
 def test_many_signals_from_python_do_not_abort_the_process():
-    """PySide6 6.12 on Python < 3.12 loses a reference to True per emit(); gui/refcount_guard.py
+    """PySide6 6.12 on Python < 3.12 loses a reference to True per emit(); gui/shared/refcount_guard.py
     keeps that from aborting the interpreter (the window and pyqtgraph emit thousands)."""
     script = r"""
 import speechport.gui  # the guard is applied on import

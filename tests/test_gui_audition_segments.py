@@ -41,7 +41,7 @@ def write_long_clip(path, seconds: float = LONG_SECONDS, rate: int = 8_000):
 
 def test_a_long_clip_is_drawn_and_played_whole_and_compared_a_segment_at_a_time(make_window, qtbot, converted,
                                                                                    tmp_path):
-    from speechport.core.audio import DEFAULT_MAX_SECONDS
+    from speechport.core.proof.audio import DEFAULT_MAX_SECONDS
 
     assert LONG_SECONDS > DEFAULT_MAX_SECONDS == 120
     long_clip = write_long_clip(tmp_path / "long.wav")

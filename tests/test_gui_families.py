@@ -17,7 +17,7 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtWidgets import QApplication, QLabel, QLineEdit, QMenu, QPushButton  # noqa: E402
 
-from speechport.core.plan import Status  # noqa: E402
+from speechport.core.planning.plan import Status  # noqa: E402
 
 from conftest import FIXTURES  # noqa: E402
 from gui_support import OPEN_TIMEOUT_MS, choose_clip, compare, convert_button, message, wait_idle, wait_open  # noqa: E402

@@ -13,7 +13,7 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtWidgets import QLabel, QLineEdit  # noqa: E402
 
-from speechport.core.plan import Status  # noqa: E402
+from speechport.core.planning.plan import Status  # noqa: E402
 
 from conftest import S3PRL  # noqa: E402
 from gui_support import convert_button, drop, message, press, table, wait_idle, wait_open  # noqa: E402

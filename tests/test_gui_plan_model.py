@@ -9,10 +9,10 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QModelIndex, Qt  # noqa: E402
 
-from speechport.core.mapping_file import Overrides  # noqa: E402
-from speechport.core.plan import STATUS_HELP, Status  # noqa: E402
-from speechport.gui import commands  # noqa: E402
-from speechport.gui.plan_model import (  # noqa: E402
+from speechport.core.planning.mapping_file import Overrides  # noqa: E402
+from speechport.core.planning.plan import STATUS_HELP, Status  # noqa: E402
+from speechport.gui.mapping import commands  # noqa: E402
+from speechport.gui.mapping.plan_model import (  # noqa: E402
     ALL_ROWS,
     PROBLEM_ROWS,
     ROW_ROLE,
@@ -181,8 +181,8 @@ def test_commands_edit_overrides_only():
 
 
 def test_a_confident_suggestion_is_shown_in_the_target_cell_of_its_row(qtmodeltester, qtbot, prepared):
-    from speechport.core.mapping_file import source_rule
-    from speechport.core.suggestions import Suggestion
+    from speechport.core.planning.mapping_file import source_rule
+    from speechport.core.planning.suggestions import Suggestion
 
     # A source rule renames the key to a name no rule knows: unmapped, with no target key.
     plan = prepared.replan(Overrides(source_rules=[source_rule(r"layers\.0\.ffn1\.inner_proj", "layers.0.ffn1.odd")]))

@@ -13,8 +13,8 @@ import torch  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtWidgets import QLabel  # noqa: E402
 
-from speechport.core.mapping_file import Overrides  # noqa: E402
-from speechport.core.plan import Status  # noqa: E402
+from speechport.core.planning.mapping_file import Overrides  # noqa: E402
+from speechport.core.planning.plan import Status  # noqa: E402
 
 from gui_support import convert_button, press, row_of, wait_idle, wait_open  # noqa: E402
 from support import load_fs2  # noqa: E402

@@ -34,7 +34,7 @@ app.processEvents()  # the first paint
 heavy_at_show = sorted(m for m in ("torch", "transformers") if m in sys.modules)
 status_at_show = window.library_status.text()
 
-from speechport.gui.heartbeat import run_until
+from speechport.gui.shared.heartbeat import run_until
 loaded = run_until(lambda: window.libraries is not None, 600)
 print(json.dumps({"heavy_at_show": heavy_at_show, "status_at_show": status_at_show, "loaded": loaded,
                   "status_after": window.library_status.text(),
@@ -54,7 +54,7 @@ def cold_start(tmp_path_factory):
 
 
 def test_importing_the_window_does_not_import_torch():
-    code = "import sys, speechport.gui, speechport.gui.main_window, speechport.gui.app; " \
+    code = "import sys, speechport.gui, speechport.gui.window.main_window, speechport.gui.app; " \
            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
                           env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})

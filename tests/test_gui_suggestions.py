@@ -14,9 +14,9 @@ from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtWidgets import QLabel, QPushButton  # noqa: E402
 from test_suggestions import EIGHT_RENAMES, expected_target  # noqa: E402
 
-from speechport.core.plan import Status  # noqa: E402
-from speechport.gui import plan_suggestions  # noqa: E402
-from speechport.gui.plan_model import Column  # noqa: E402
+from speechport.core.planning.plan import Status  # noqa: E402
+from speechport.gui.mapping import plan_suggestions  # noqa: E402
+from speechport.gui.mapping.plan_model import Column  # noqa: E402
 
 from gui_support import convert_button, open_editor, proxy_index, row_of, wait_idle, wait_open  # noqa: E402
 from support import load_fs2  # noqa: E402

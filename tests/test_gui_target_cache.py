@@ -9,7 +9,7 @@ pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
 from speechport.core.conversion import prepare  # noqa: E402
-from speechport.gui.libraries import LibraryLoader  # noqa: E402
+from speechport.gui.window.libraries import LibraryLoader  # noqa: E402
 
 from gui_support import OPEN_TIMEOUT_MS, wait_open  # noqa: E402
 from support import checkpoint_path  # noqa: E402

@@ -29,12 +29,13 @@ from PySide6.QtWidgets import (  # noqa: E402
 )
 
 from speechport.core.errors import NeedsBaseModel  # noqa: E402
-from speechport.core.mapping_file import Overrides  # noqa: E402
-from speechport.core.plan import Status  # noqa: E402
-from speechport.gui import theme, workers  # noqa: E402
-from speechport.gui.bulk_rename_dialog import BulkRenameDialog  # noqa: E402
-from speechport.gui.plan_model import Column  # noqa: E402
-from speechport.gui.widgets import RecentPaths  # noqa: E402
+from speechport.core.planning.mapping_file import Overrides  # noqa: E402
+from speechport.core.planning.plan import Status  # noqa: E402
+from speechport.gui.mapping.bulk_rename_dialog import BulkRenameDialog  # noqa: E402
+from speechport.gui.mapping.plan_model import Column  # noqa: E402
+from speechport.gui.shared import theme
+from speechport.gui.shared.widgets import RecentPaths  # noqa: E402
+from speechport.gui.window import workers  # noqa: E402
 
 from gui_support import (  # noqa: E402
     OPEN_TIMEOUT_MS,
@@ -149,7 +150,7 @@ def test_break_fix_with_completion_undo_redo_convert_and_load(make_window, qtbot
 
 
 def test_cancel_in_the_middle_leaves_nothing(make_window, qtbot, tmp_path, monkeypatch):
-    from speechport.core import safetensors_writer
+    from speechport.core.storage import safetensors_writer
 
     copy = safetensors_writer._Copier.copy
 

@@ -21,12 +21,12 @@ from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtWidgets import QComboBox, QLabel, QLineEdit, QMessageBox, QProgressBar, QPushButton  # noqa: E402
 
 from speechport.core.demo import DEMO_CHECKPOINT  # noqa: E402
-from speechport.core.mapping_file import Overrides  # noqa: E402
-from speechport.core.plan import Status  # noqa: E402
+from speechport.core.planning.mapping_file import Overrides  # noqa: E402
+from speechport.core.planning.plan import Status  # noqa: E402
 from speechport.core.progress import Progress  # noqa: E402
-from speechport.gui import workers  # noqa: E402
-from speechport.gui.plan_model import ALL_ROWS  # noqa: E402
-from speechport.gui.workspace import same_path  # noqa: E402
+from speechport.gui.mapping.plan_model import ALL_ROWS  # noqa: E402
+from speechport.gui.window import workers  # noqa: E402
+from speechport.gui.window.workspace import same_path  # noqa: E402
 
 from conftest import CONFORMER_SHAW, S3PRL  # noqa: E402
 from gui_support import (  # noqa: E402
@@ -220,7 +220,7 @@ def test_a_slow_open_replaced_by_another_shows_only_the_second(make_window, qtbo
 
 
 def test_no_other_checkpoint_opens_while_a_conversion_runs(make_window, qtbot, tmp_path, monkeypatch):
-    from speechport.core import safetensors_writer
+    from speechport.core.storage import safetensors_writer
 
     copy = safetensors_writer._Copier.copy
 

@@ -17,15 +17,15 @@ import pytest
 import soundfile
 import torch
 
-from speechport.core.audio import MODEL_RATE, load_clip
 from speechport.core.demo import DEMO_CLIPS
 from speechport.core.errors import QUOTED_LIMIT, BadInput, quoted
-from speechport.core.rules import (
+from speechport.core.planning.rules import (
     MAX_USER_PATTERN_CHARS,
     USER_PATTERN_WORK,
     compile_user_pattern,
 )
-from speechport.core.strict_json import MAX_NESTING
+from speechport.core.proof.audio import MODEL_RATE, load_clip
+from speechport.core.storage.strict_json import MAX_NESTING
 
 from support import checkpoint_path, load_fs2
 
@@ -107,7 +107,7 @@ def test_patterns_over_the_work_budget_are_refused_before_any_of_them_runs(run_c
     source, keys = with_extra_key(tmp_path, "k" * (USER_PATTERN_WORK // 200))
     mapping = tmp_path / "fixes.toml"
     mapping.write_text("".join(f"[[rules]]\nmatch = '^nothing{i}$'\ndrop = 'x'\n" for i in range(200)))
-    from speechport.core import rules
+    from speechport.core.planning import rules
 
     ran = []
     monkeypatch.setattr(rules, "user_search", lambda *args, **kwargs: ran.append(args))

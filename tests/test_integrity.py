@@ -261,8 +261,8 @@ def test_a_source_truncated_while_verify_reads_it_is_bad_input_not_sigbus(tmp_pa
 def test_command_line_flags_are_named_by_the_command_line_only(tmp_path, run_cli):
     import soundfile
 
-    from speechport.core.checkpoint import load_checkpoint
     from speechport.core.errors import UnsafePickle
+    from speechport.core.storage.checkpoint import load_checkpoint
 
     source = pickle_naming_a_module_that_is_not_installed(tmp_path / "cfg.pt")
     with pytest.raises(UnsafePickle) as refused:

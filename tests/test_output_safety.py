@@ -25,9 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from speechport.core import demo, output_folder, safetensors_writer
+from speechport.core import demo
 from speechport.core.errors import BadInput
-from speechport.core.output_folder import (
+from speechport.core.storage import output_folder, safetensors_writer
+from speechport.core.storage.output_folder import (
     BACKUP_MARK,
     LOCK_SUFFIX,
     PROBE_MARK,
@@ -360,7 +361,8 @@ from pathlib import Path
 import transformers
 from transformers import Wav2Vec2BertModel  # noqa: F401 - imported once, before the forks
 import speechport.cli
-from speechport.core import conversion, output_folder, safetensors_writer  # noqa: F401
+from speechport.core import conversion  # noqa: F401
+from speechport.core.storage import output_folder, safetensors_writer  # noqa: F401
 
 def die():
     os.kill(os.getpid(), signal.SIGKILL)

@@ -26,9 +26,9 @@ import numpy as np
 import pytest
 import torch
 
-from speechport.core.checkpoint import iter_tensors, load_checkpoint
 from speechport.core.errors import QUOTED_LIMIT, BadInput, UnsafePickle
-from speechport.core.safe_pickle import (
+from speechport.core.storage.checkpoint import iter_tensors, load_checkpoint
+from speechport.core.storage.safe_pickle import (
     MAX_EQUAL_HASHES,
     MAX_PICKLE_NESTING,
     PICKLE_ITEMS_FLOOR,
@@ -36,7 +36,7 @@ from speechport.core.safe_pickle import (
     StandIn,
     item_limit,
 )
-from speechport.core.stored_tensor import DTYPES
+from speechport.core.storage.stored_tensor import DTYPES
 
 from conftest import FIXTURES
 from support import CraftedStorage, CraftedTensor, checkpoint_path, craft_torch_zip, load_fs2
@@ -292,8 +292,8 @@ def test_a_pickle_cannot_change_a_dtype_every_file_shares(tmp_path):
     # file opened after it: checked in a child process, so a failure cannot spoil this one.
     source = zip_with_pickle(tmp_path / "dtype.pt", one_entry("d", global_("torch", "float32") + b"}" + text("itemsize")
                                                                   + b"K\x00sb"))
-    harness = ("import sys\nfrom speechport.core.checkpoint import load_checkpoint\n"
-               "from speechport.core.errors import BadInput\nfrom speechport.core.stored_tensor import DTYPES\n"
+    harness = ("import sys\nfrom speechport.core.storage.checkpoint import load_checkpoint\n"
+               "from speechport.core.errors import BadInput\nfrom speechport.core.storage.stored_tensor import DTYPES\n"
                "try:\n    load_checkpoint(sys.argv[1])\nexcept BadInput as error:\n    print(error)\n"
                "print(DTYPES['float32'].itemsize)\n")
     done = subprocess.run([sys.executable, "-c", harness, str(source)], capture_output=True, text=True, timeout=120)
@@ -620,7 +620,7 @@ def test_a_bad_tensor_under_a_huge_key_is_refused_in_a_short_line(tmp_path):
 
 
 def test_a_compressed_pickle_that_would_unpack_past_the_limit_is_refused_unread(tmp_path, run_cli):
-    from speechport.core.torch_zip import MAX_PICKLE_BYTES
+    from speechport.core.storage.torch_zip import MAX_PICKLE_BYTES
 
     # A zip bomb: a pickle followed by zeros, deflated to a few hundred KB, that would unpack into
     # more memory than any checkpoint's pickle needs.

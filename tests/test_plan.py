@@ -3,11 +3,11 @@ import json
 import pytest
 import torch
 
-from speechport.core.checkpoint import Checkpoint
 from speechport.core.conversion import prepare
-from speechport.core.mapping_file import Overrides
-from speechport.core.plan import Plan, SourceEntry, Status, TargetTensor, build_plan, collapse_indices
-from speechport.core.rules import RuleSet, Stage, drop, rename
+from speechport.core.planning.mapping_file import Overrides
+from speechport.core.planning.plan import Plan, SourceEntry, Status, TargetTensor, build_plan, collapse_indices
+from speechport.core.planning.rules import RuleSet, Stage, drop, rename
+from speechport.core.storage.checkpoint import Checkpoint
 
 from conftest import CONFORMER_SHAW
 from support import Described, checkpoint_path

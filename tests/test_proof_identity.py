@@ -12,9 +12,9 @@ import pytest
 import torch
 import transformers
 
-from speechport.core.checkpoint import load_checkpoint
 from speechport.core.families import detect
 from speechport.core.families.s3prl_heads import identity
+from speechport.core.storage.checkpoint import load_checkpoint
 
 from conftest import CONFORMER_SHAW, FIXTURES, S3PRL
 from support import leftovers, sha256, unity_checkpoint

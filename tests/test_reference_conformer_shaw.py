@@ -12,7 +12,7 @@ from speechport.core.families.conformer_shaw.reference import (
     ConformerShawReference,
     dims_from_state_dict,
 )
-from speechport.core.fbank import FRAME_LENGTH, FRAME_SHIFT
+from speechport.core.proof.fbank import FRAME_LENGTH, FRAME_SHIFT
 
 from conftest import CONFORMER_SHAW
 

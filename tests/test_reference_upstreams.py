@@ -30,7 +30,6 @@ import soundfile
 import torch
 from safetensors.torch import load_file
 
-from speechport.core.checkpoint import load_checkpoint
 from speechport.core.errors import BadInput
 from speechport.core.reference.upstreams import (
     DistillerReference,
@@ -45,6 +44,7 @@ from speechport.core.reference.wav2vec2_blocks import (
     relative_position_buckets,
     view_all_padding_mask,
 )
+from speechport.core.storage.checkpoint import load_checkpoint
 
 from conftest import FIXTURES
 
@@ -93,7 +93,7 @@ def reference(uid: str, fmt: str):
 
 @cache
 def s3prl_backend(uid: str, fmt: str):
-    from speechport.core.upstream_s3prl import s3prl_upstream_from_checkpoint
+    from speechport.core.families._upstream_s3prl import s3prl_upstream_from_checkpoint
 
     return s3prl_upstream_from_checkpoint(content(uid, fmt))
 

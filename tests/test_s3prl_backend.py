@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from speechport.core.audio import MODEL_RATE, Clip
-from speechport.core.checkpoint import load_checkpoint
 from speechport.core.errors import BadInput
 from speechport.core.families import detect
+from speechport.core.proof.audio import MODEL_RATE, Clip
+from speechport.core.storage.checkpoint import load_checkpoint
 
 from conftest import S3PRL
 

@@ -7,9 +7,9 @@ import torch
 
 from speechport.core.conversion import prepare
 from speechport.core.families.conformer_shaw.recipe import FAIRSEQ2_TO_TRANSFORMERS
-from speechport.core.mapping_file import Overrides
-from speechport.core.rules import Stage
-from speechport.core.suggestions import confident_fixes, name_tokens, similarity
+from speechport.core.planning.mapping_file import Overrides
+from speechport.core.planning.rules import Stage
+from speechport.core.planning.suggestions import confident_fixes, name_tokens, similarity
 
 from conftest import CONFORMER_SHAW
 from support import load_fs2

@@ -15,11 +15,11 @@ import pytest
 import torch
 import transformers
 
-from speechport.core import cache_store, digest_cache
 from speechport.core.conversion import prepare
-from speechport.core.hashing import BackgroundHash
-from speechport.core.library_guard import NeedsLibraries
-from speechport.core.target_cache import CACHE, targets_folder
+from speechport.core.planning.library_guard import NeedsLibraries
+from speechport.core.planning.target_cache import CACHE, targets_folder
+from speechport.core.storage import cache_store, digest_cache
+from speechport.core.storage.hashing import BackgroundHash
 
 from conftest import FIXTURES, S3PRL
 from support import checkpoint_path, config_path

@@ -164,7 +164,7 @@ def test_a_wrong_upstream_conversion_fails_at_its_layer(run_cli, converted, tmp_
 
 
 def test_an_ungated_wavlm_is_refused_with_the_reason(tmp_path, run_cli):
-    from speechport.core.checkpoint import as_torch, load_checkpoint
+    from speechport.core.storage.checkpoint import as_torch, load_checkpoint
 
     content = as_torch(load_checkpoint(upstream_path("wavlm_base_plus", "wavlm_base_plus.pt")).content)
     content["cfg"]["gru_rel_pos"] = False

@@ -11,9 +11,9 @@ import importlib
 import pkgutil
 from functools import cache
 
-from ..checkpoint import Checkpoint
 from ..errors import BadInput
-from ..recipe import Detection, Recipe
+from ..planning.recipe import Detection, Recipe
+from ..storage.checkpoint import Checkpoint
 
 __all__ = ["all_recipes", "detect", "recipe_named"]
 

@@ -24,11 +24,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..audio import MODEL_RATE
-from ..checkpoint import Checkpoint, StoredTensor, as_torch, iter_tensors
 from ..errors import BadInput
-from ..plan import ConfigConflict
-from ..recipe import (
+from ..planning.plan import ConfigConflict
+from ..planning.recipe import (
     CardDetails,
     ConfigChoice,
     Detection,
@@ -41,6 +39,9 @@ from ..recipe import (
     read_config_json,
     shown,
 )
+from ..planning.rules import Rule, RuleSet, Stage, drop, rename
+from ..planning.target_cache import ConfigSpec
+from ..proof.audio import MODEL_RATE
 from ..reference.upstream_settings import (
     ACTIVATIONS,
     CHOICE_SETTINGS,
@@ -57,11 +58,10 @@ from ..reference.upstream_settings import (
     checkpoint_format,
     parse_conv_feature_layers,
 )
-from ..rules import Rule, RuleSet, Stage, drop, rename
-from ..target_cache import ConfigSpec
+from ..storage.checkpoint import Checkpoint, StoredTensor, as_torch, iter_tensors
 
 if TYPE_CHECKING:  # the models run (torch) only where a comparison does: see _upstream_sides.py
-    from ..audio import Clip
+    from ..proof.audio import Clip
 
 LAYOUT_TEXT = {
     "microsoft": "a Microsoft (cfg, model) checkpoint",
@@ -422,7 +422,7 @@ class UpstreamRecipe(Recipe):
         content = {**{k: v for k, v in self.checkpoint.content.items() if k != self.file.container},
                    self.file.container: state}
         if backend == "s3prl":
-            from ..upstream_s3prl import s3prl_upstream_from_checkpoint
+            from ._upstream_s3prl import s3prl_upstream_from_checkpoint
 
             return s3prl_upstream_from_checkpoint(content, family=self.file.family)
         from ..reference.upstreams import reference_from_checkpoint

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from ..audio import MODEL_RATE, Clip
-from ..comparison import SideOutput
+from ..proof.audio import MODEL_RATE, Clip
+from ..proof.comparison import SideOutput
 from ..reference.wav2vec2_blocks import normalize_waveform
 
 
@@ -60,7 +60,7 @@ class TransformersUpstreamSide:
         import transformers
         from transformers import AutoConfig, AutoFeatureExtractor
 
-        from ..verification import stored_dtype_notes
+        from ..proof.verification import stored_dtype_notes
 
         config = AutoConfig.from_pretrained(folder)
         self.model = getattr(transformers, config.architectures[0]).from_pretrained(folder, dtype=torch.float32).eval()

@@ -38,9 +38,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..checkpoint import as_torch, load_checkpoint
 from ..errors import BadInput
-from ..stored_tensor import StoredTensor
+from ..storage.checkpoint import as_torch, load_checkpoint
+from ..storage.stored_tensor import StoredTensor
 from .upstream_settings import (  # noqa: F401  (re-exported: the reference's own names for them)
     DISTILLER_DEFAULTS,
     FAIRSEQ_FAMILIES,

@@ -10,9 +10,9 @@ import time
 
 import torch
 
-from ...audio import MODEL_RATE, Clip
-from ...comparison import SideOutput
 from ...errors import BadInput
+from ...proof.audio import MODEL_RATE, Clip
+from ...proof.comparison import SideOutput
 
 
 class Fairseq2ConformerShawSide:

@@ -10,17 +10,17 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from ...checkpoint import Checkpoint, StoredTensor, as_torch
 from ...errors import BadInput
-from ...plan import ConfigConflict
-from ...recipe import CardDetails, ConfigChoice, Detection, Recipe, SourceTensor, read_config_json
-from ...rules import RuleSet, Stage, drop, rename
-from ...target_cache import ConfigSpec
-from ...wrapper_prefix import unwrapped
+from ...planning.plan import ConfigConflict
+from ...planning.recipe import CardDetails, ConfigChoice, Detection, Recipe, SourceTensor, read_config_json
+from ...planning.rules import RuleSet, Stage, drop, rename
+from ...planning.target_cache import ConfigSpec
+from ...planning.wrapper_prefix import unwrapped
+from ...storage.checkpoint import Checkpoint, StoredTensor, as_torch
 
 if TYPE_CHECKING:  # the models run (torch) only where a comparison does: see sides.py
-    from ...audio import Clip
-    from ...comparison import IllConditionedInput
+    from ...proof.audio import Clip
+    from ...proof.comparison import IllConditionedInput
 
 # -- rules ----------------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...fbank import fairseq2_fbank
+from ...proof.fbank import fairseq2_fbank
 
 FBANK_STRIDE = 2  # Wav2Vec2EncoderConfig.fbank_stride of the conformer_shaw archs
 # Collater(pad_value=1) of the conversion pipeline; fairseq2n data/collater.cc pads at the end.

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from ...audio import MODEL_RATE, Clip
-from ...comparison import INPUT_FEATURES, IllConditionedInput, SideOutput
 from ...errors import BadInput
+from ...proof.audio import MODEL_RATE, Clip
+from ...proof.comparison import INPUT_FEATURES, IllConditionedInput, SideOutput
 from .reference import FBANK_STRIDE
 
 
@@ -32,7 +32,7 @@ class ReferenceSide:
         self.steps = self.model.dims.num_layers + 1  # the frontend, then each layer
 
     def __call__(self, clip: Clip, tick=lambda: None) -> SideOutput:
-        from ...fbank import fairseq2_fbank
+        from ...proof.fbank import fairseq2_fbank
 
         started = time.perf_counter()
         fbank = fairseq2_fbank(torch.from_numpy(clip.waveform))
@@ -56,7 +56,7 @@ class TransformersEncoderSide:
     def __init__(self, folder: Path):
         from transformers import AutoFeatureExtractor, Wav2Vec2BertModel
 
-        from ...verification import stored_dtype_notes
+        from ...proof.verification import stored_dtype_notes
 
         self.extractor = AutoFeatureExtractor.from_pretrained(folder)
         self.model = Wav2Vec2BertModel.from_pretrained(folder, dtype=torch.float32).eval()
@@ -108,7 +108,7 @@ def stacked_fbank(fbank: torch.Tensor) -> torch.Tensor:
 def check_fbank_clip(clip: Clip) -> IllConditionedInput | None:
     """Refuse a clip the encoder cannot be compared on (BadInput); say which mel bins of its
     standardized fbank are ill-conditioned (see core.fbank's measurements), if any."""
-    from ...fbank import FRAME_LENGTH, FRAME_SHIFT, bin_conditioning, kaldi_fbank, num_frames
+    from ...proof.fbank import FRAME_LENGTH, FRAME_SHIFT, bin_conditioning, kaldi_fbank, num_frames
 
     samples = len(clip.waveform)
     frames = num_frames(samples)

@@ -8,7 +8,7 @@ EMA teacher's weights, which are not the model's and are dropped.
 
 from __future__ import annotations
 
-from ...recipe import LAYER_COUNT_FIELDS
+from ...planning.recipe import LAYER_COUNT_FIELDS
 from .._upstream import STACKED_POSITIONAL_RULES, UpstreamRecipe
 
 

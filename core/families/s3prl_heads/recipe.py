@@ -14,21 +14,29 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...audio import MODEL_RATE
-from ...checkpoint import Checkpoint, StoredTensor, as_torch, load_checkpoint
 from ...errors import BadInput, quoted
-from ...plan import ConfigConflict
-from ...recipe import CardDetails, ConfigChoice, Detection, Recipe, SourceTensor, hub_model_id, read_config_json
-from ...rules import Rule, RuleSet, Stage, drop, refuse, rename
-from ...safetensors_file import WEIGHTS_NAME, weight_files
-from ...strict_json import load_file
-from ...target_cache import PREPROCESSOR_FILE, ConfigSpec, TargetConfig
+from ...planning.plan import ConfigConflict
+from ...planning.recipe import (
+    CardDetails,
+    ConfigChoice,
+    Detection,
+    Recipe,
+    SourceTensor,
+    hub_model_id,
+    read_config_json,
+)
+from ...planning.rules import Rule, RuleSet, Stage, drop, refuse, rename
+from ...planning.target_cache import PREPROCESSOR_FILE, ConfigSpec, TargetConfig
+from ...proof.audio import MODEL_RATE
+from ...storage.checkpoint import Checkpoint, StoredTensor, as_torch, load_checkpoint
+from ...storage.safetensors_file import WEIGHTS_NAME, weight_files
+from ...storage.strict_json import load_file
 from .._upstream import UpstreamRecipe
 from . import identity
 
 if TYPE_CHECKING:  # the models run (torch) only where a comparison does: see sides.py
-    from ...audio import Clip
-    from ...comparison import SideOutput
+    from ...proof.audio import Clip
+    from ...proof.comparison import SideOutput
 
 # S3PRL downstream (Args.downstream) -> task kind, the SUPERB task's name.
 DOWNSTREAMS = {

@@ -9,9 +9,9 @@ import time
 
 import torch
 
-from ...audio import Clip
-from ...comparison import SideOutput
 from ...errors import BadInput
+from ...proof.audio import Clip
+from ...proof.comparison import SideOutput
 
 
 class S3prlHeadSide:

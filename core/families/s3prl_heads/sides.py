@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from ...audio import MODEL_RATE, Clip
-from ...comparison import SideOutput
 from ...errors import BadInput
+from ...proof.audio import MODEL_RATE, Clip
+from ...proof.comparison import SideOutput
 from .recipe import S3prlRecipe
 
 
@@ -60,7 +60,7 @@ class TransformersHeadSide:
         import transformers
         from transformers import AutoConfig, AutoFeatureExtractor
 
-        from ...verification import stored_dtype_notes
+        from ...proof.verification import stored_dtype_notes
 
         config = AutoConfig.from_pretrained(folder)
         # The first class a config lists is the one loaded: verification.check_converted_folder made sure

@@ -8,7 +8,7 @@ are never used by the original and are dropped.
 
 from __future__ import annotations
 
-from ...rules import drop
+from ...planning.rules import drop
 from .._upstream import UpstreamRecipe
 
 

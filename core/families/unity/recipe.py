@@ -25,13 +25,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ...checkpoint import Checkpoint
 from ...errors import BadInput
-from ...plan import ConfigConflict
-from ...recipe import Alternative, Detection
-from ...report import read_report
-from ...rules import Stage, drop, refuse, rename
-from ...wrapper_prefix import unwrapped
+from ...planning.plan import ConfigConflict
+from ...planning.recipe import Alternative, Detection
+from ...planning.rules import Stage, drop, refuse, rename
+from ...planning.wrapper_prefix import unwrapped
+from ...proof.report import read_report
+from ...storage.checkpoint import Checkpoint
 from ..conformer_shaw.recipe import ConformerShawRecipe, _state_dict
 
 _SPEECH = r"^(?:speech_)?encoder"  # "encoder." in a speech encoder checkpoint, "speech_encoder." in a whole M4T one
@@ -163,7 +163,7 @@ class UnityInnerEncoderRecipe(ConformerShawRecipe):
         return [INNER_ENCODER]
 
     def card_details(self, config):
-        from ...recipe import CardDetails
+        from ...planning.recipe import CardDetails
 
         return CardDetails(
             pipeline_tag="feature-extraction", base_model=None,

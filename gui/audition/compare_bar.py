@@ -1,0 +1,319 @@
+"""The compare bar of the Audition tab, and the comparison it runs.
+
+Top to bottom: the converted folder (the open checkpoint's last conversion unless the user picks
+another after opening it — never a folder of a checkpoint opened before), the tolerance, Compare
+with its progress (how far, and about how long is left) and Cancel, and why Compare is disabled (or
+what it will do). The comparison is `speechport compare` on one clip, on a worker: the part of the
+clip chosen on its waveform read (when it is not the whole clip as already read), `open_sides`
+(skipped while the models opened last time still match the checkpoint, base model and folder),
+then `compare_clips`, which reports layer by layer and stops between layers when cancelled.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Signal
+from PySide6.QtGui import QDoubleValidator, QGuiApplication
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ...core.errors import Cancelled
+from ..shared import theme
+from ..shared.elided_label import ElidedLabel
+from ..shared.formatting import human_seconds, short_number, time_left
+from ..shared.widgets import PathField
+from ..window import workers
+from ..window.workspace import Workspace
+from .plain_words import seconds_span
+from .sides_cache import SidesCache, SidesKey
+
+DEFAULT_TOLERANCE = "5e-3"  # core.comparison.DEFAULT_TOLERANCE (importing that module loads torch)
+
+
+@dataclass(frozen=True)
+class Compared:
+    """What a comparison was made of, for what is shown and exported with it."""
+
+    clip: object  # core.audio.Clip compared: the whole clip, or the segment of it (`clip.segment`)
+    source: Path
+    base_model: Path | None
+    converted: Path
+    recipe: str
+    clip_seconds: float = 0.0  # the whole clip's length
+
+    @property
+    def segment(self) -> tuple[float, float] | None:
+        """(start, end) seconds of the clip that were compared, or None for the whole clip."""
+        return self.clip.segment
+
+
+class CompareBar(QWidget):
+    started = Signal()  # what was shown of an earlier comparison is stale
+    finished = Signal(object, object, object)  # core.comparison.Comparison, Compared, core.verification.Sides
+    stopped = Signal(str)  # not compared, and what the verdict area says instead
+
+    def __init__(self, workspace: Workspace, settings: QSettings, clip: Callable[[], object],
+                 reading_clip: Callable[[], bool], segment: Callable[[], tuple[float, float] | None] = lambda: None,
+                 parent: QWidget | None = None):
+        """`clip`: the page's core.audio.Clip (the whole clip as read), or None; `segment`: the part of it
+        to compare, (start, end) in seconds, or None for the clip as read."""
+        super().__init__(parent)
+        self.setObjectName("compareBar")
+        self.workspace = workspace
+        self.slot = workspace.comparing
+        self._clip = clip
+        self._reading_clip = reading_clip
+        self._segment = segment
+
+        self.converted_field = PathField(
+            "convertedPath", settings=settings, recent_key="converted", folder=True,
+            dialog_title="Choose the converted folder", placeholder="the transformers folder to compare (converted above)",
+            tooltip="The converted model to compare with the original checkpoint; after a conversion, its output folder.",
+            parent=self)
+        converted_label = QLabel("Con&verted:", self)
+        converted_label.setBuddy(self.converted_field.edit)
+        self.tolerance_edit = QLineEdit(DEFAULT_TOLERANCE, self)
+        self.tolerance_edit.setObjectName("toleranceEdit")
+        validator = QDoubleValidator(0.0, 1e6, 12, self.tolerance_edit)
+        validator.setNotation(QDoubleValidator.Notation.ScientificNotation)
+        self.tolerance_edit.setValidator(validator)
+        self.tolerance_edit.setMaximumWidth(self.fontMetrics().horizontalAdvance("0.00005") + 24)
+        self.tolerance_edit.setToolTip("The verdict passes when the largest |difference| is at most this "
+                                       "(transformers' conversion script uses 5e-3)")
+        tolerance_label = QLabel("&Tolerance:", self)
+        tolerance_label.setBuddy(self.tolerance_edit)
+        self.compare_button = QPushButton("Compare", self)
+        self.compare_button.setObjectName("compareButton")
+        font = self.compare_button.font()
+        font.setBold(True)
+        self.compare_button.setFont(font)
+        self.compare_button.setMinimumWidth(110)
+        self.progress_bar = QProgressBar(self)
+        self.progress_bar.setObjectName("compareProgress")
+        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setValue(0)
+        self.progress_bar.setFormat("")
+        self.progress_bar.setTextVisible(True)
+        self.progress_bar.setAccessibleName("Comparison progress")
+        self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.setObjectName("compareCancelButton")
+        self.cancel_button.setToolTip("Stop the comparison (Esc)")
+        # One line whatever it says, so a new reason never moves what is below it; all of it in its tooltip.
+        self.reason = ElidedLabel(parent=self)
+        self.reason.setObjectName("compareReason")
+
+        converted_row = QHBoxLayout()
+        converted_row.addWidget(converted_label)
+        converted_row.addWidget(self.converted_field, 1)
+        compare_row = QHBoxLayout()
+        compare_row.addWidget(tolerance_label)
+        compare_row.addWidget(self.tolerance_edit)
+        compare_row.addWidget(self.compare_button)
+        compare_row.addWidget(self.progress_bar, 1)
+        compare_row.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(4)
+        layout.addLayout(converted_row)
+        layout.addLayout(compare_row)
+        layout.addWidget(self.reason)
+
+        self.converted_field.pathChosen.connect(self._converted_chosen)
+        self.converted_field.edit.textEdited.connect(self._converted_typed)
+        self.tolerance_edit.textChanged.connect(lambda _text: self.update_state())
+        self.compare_button.clicked.connect(self.compare)
+        self.cancel_button.clicked.connect(self.cancel)
+        workspace.changed.connect(self.update_state)
+        workspace.checkpointChanged.connect(self._forget_progress)
+
+    @property
+    def task(self) -> workers.Task | None:
+        return self.slot.task
+
+    @property
+    def sides_cache(self) -> SidesCache:
+        return self.workspace.sides
+
+    # -- what to compare ------------------------------------------------------------------------------
+
+    def tolerance(self) -> float | None:
+        """The typed tolerance: a finite number above 0 (what the core accepts), else None."""
+        try:
+            value = float(self.tolerance_edit.text().strip())
+        except ValueError:
+            return None
+        return value if math.isfinite(value) and value > 0 else None
+
+    def blocker(self) -> tuple[str, str]:
+        """Why Compare is disabled (kind, sentence), or ("", "") when it is not."""
+        workspace = self.workspace
+        if self.slot.busy():
+            return "busy", "Comparing…"
+        if workspace.converting.busy():
+            return "info", "A conversion is running: compare once it is done."
+        if workspace.prepared is None:
+            if not workspace.source:
+                return "info", "Open the original checkpoint above: it is one side of the comparison."
+            if workspace.is_opening():
+                return "info", "Opening the checkpoint…"
+            return "warning", "The checkpoint is not open: see the message above."
+        if self._reading_clip():
+            return "info", "Reading the clip…"
+        if self._clip() is None:
+            return "info", "Choose a clip to compare on (or one of the demo clips)."
+        if not workspace.converted:
+            return "info", "Choose the converted folder: convert first, or pick one."
+        if self.tolerance() is None:
+            return "warning", "Type a tolerance, e.g. 5e-3."
+        return "", ""
+
+    def _key(self) -> SidesKey:
+        prepared = self.workspace.prepared
+        return SidesKey.of(prepared.checkpoint, prepared.source, prepared.base_model, Path(self.workspace.converted))
+
+    def _converted_chosen(self, path: str) -> None:
+        workspace = self.workspace
+        if path:
+            workspace.set_converted(path, chosen=True)
+        else:  # emptied: back to the last conversion's folder, if this checkpoint has one
+            workspace.set_converted(str(workspace.result.output) if workspace.result is not None else "", chosen=False)
+
+    def _converted_typed(self, text: str) -> None:
+        self.workspace.set_converted(text.strip(), chosen=True)
+
+    def _forget_progress(self) -> None:
+        """Another checkpoint: what the bar said about the last one's comparison is gone."""
+        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setValue(0)
+        self.progress_bar.setFormat("")
+
+    # -- running ----------------------------------------------------------------------------------
+
+    def compare(self) -> None:
+        """Run both models on the clip, or the part of it chosen (opening them first unless they are
+        still open), and compare."""
+        if self.blocker()[0]:
+            return
+        workspace = self.workspace
+        prepared = workspace.prepared
+        clip = self._clip()
+        segment = self._segment()
+        converted = Path(workspace.converted).expanduser().absolute()
+        key = self._key()
+        sides = workspace.sides.get(key)
+        task = workers.Task(
+            "compare", workers.compare_job, clip, segment=segment, sides=sides, checkpoint=prepared.checkpoint,
+            detection=prepared.detection, base_model=prepared.base_model, converted=str(converted),
+            tolerance=self.tolerance(), with_progress=True)
+        task.key = key
+        task.checkpoint = prepared.checkpoint
+        task.compared = Compared(clip, prepared.source, prepared.base_model, converted, prepared.recipe.name,
+                                 clip.seconds)
+        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setValue(0)
+        self.progress_bar.setFormat("Starting…")
+        part = f"{seconds_span(*segment)} of " if segment is not None else ""
+        workspace.messages.log(f"Comparing on {part}{clip.path.name}: {prepared.source.name} against {converted}"
+                               + (" (both models still loaded)" if sides is not None else ""))
+        self.slot.start(task, self._succeeded, failed=self._failed, progressed=self._progress)
+        workspace.set_comparison(None)
+        self.started.emit()
+
+    def cancel(self) -> bool:
+        """Ask a running comparison to stop (it stops before the next layer); False when none runs."""
+        if not self.slot.cancel():
+            return False
+        self.progress_bar.setFormat("Cancelling…")
+        self.workspace.messages.log("Cancelling the comparison…")
+        self.update_state()
+        return True
+
+    def busy(self) -> bool:
+        return self.slot.busy()
+
+    def _progress(self, task, event) -> None:
+        if task.cancelled:
+            return
+        if event.items_total or event.bytes_total:
+            # Only the models' run reports how far it is: layer by layer, in both models.
+            self.progress_bar.setRange(0, 1000)
+            self.progress_bar.setValue(int(event.fraction * 1000))
+            parts = [f"Comparing {task.compared.clip.path.name}", f"{int(event.fraction * 100)} %"]
+            if event.eta is not None and event.fraction < 1.0:
+                parts.append(time_left(event.eta))
+            self.progress_bar.setFormat(" — ".join(parts))
+        else:
+            self.progress_bar.setRange(0, 0)  # reading the clip, loading a model: no measure of how far it is
+            self.progress_bar.setFormat(event.stage[:1].upper() + event.stage[1:] + "…")
+
+    def _succeeded(self, task, audition) -> None:
+        workspace = self.workspace
+        if audition.opened_sides:
+            workspace.sides.put(task.key, audition.sides, task.checkpoint)
+        comparison = audition.comparison
+        result = comparison.clips[0]
+        compared = replace(task.compared, clip=audition.clip)
+        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setValue(1000)
+        self.progress_bar.setFormat(f"{result.verdict} · {human_seconds(task.seconds)}")
+        workspace.set_comparison(comparison, compared)
+        self.finished.emit(comparison, compared, audition.sides)
+        where = f", first divergent layer {result.first_divergent_layer}" if result.first_divergent_layer else ""
+        part = f"{seconds_span(*compared.segment)} of " if compared.segment is not None else ""
+        log = workspace.messages.log
+        log(f"Compared on {part}{compared.clip.path.name}: {result.verdict} (max |diff| "
+            f"{short_number(result.max_abs_diff)}, tolerance {short_number(comparison.tolerance)}{where}) "
+            f"in {task.seconds:.2f} s")
+        for note in result.notes:
+            log(f"note: {note}")
+
+    def _failed(self, task, error) -> bool:
+        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setValue(0)
+        if isinstance(error, Cancelled):
+            self.progress_bar.setFormat("Cancelled")
+            self.stopped.emit("Not compared: cancelled.")
+        else:
+            self.progress_bar.setFormat("Failed")
+            self.stopped.emit("Not compared: see the message above.")
+        return False  # said the way every failure is
+
+    # -- state → widgets ----------------------------------------------------------------------------
+
+    def update_state(self) -> None:
+        self.converted_field.sync(self.workspace.converted)
+        kind, reason = self.blocker()
+        self.compare_button.setEnabled(not kind)
+        task = self.slot.task
+        self.cancel_button.setEnabled(task is not None and not task.cancelled)
+        if kind:
+            colour = theme.message_colour(kind, QGuiApplication.palette()).name() if kind in theme.MESSAGE_COLOURS else ""
+            self.reason.setStyleSheet(f"color: {colour}" if colour else "")
+            self.compare_button.setToolTip(reason)
+        else:
+            loaded = " (both models are loaded)" if self.workspace.sides.get(self._key()) is not None else ""
+            segment = self._segment()
+            part = f"{seconds_span(*segment)} of " if segment is not None else ""
+            reason = f"Ready: {part}{self._clip().path.name} through both models{loaded}."
+            self.reason.setStyleSheet("")
+            self.compare_button.setToolTip(
+                "Run both models on the clip and compare their outputs" if segment is None else
+                f"Run both models on {seconds_span(*segment)} of the clip (the shaded part of the waveform) and "
+                "compare their outputs")
+        self.reason.setText(reason)
+        for widget in (self.converted_field, self.tolerance_edit):
+            widget.setEnabled(task is None)
+
+    def restyle(self) -> None:
+        self.cancel_button.setIcon(theme.glyph_icon("cancel", QGuiApplication.palette()))
