@@ -405,8 +405,9 @@ def _convert(args) -> int:
 
 
 def _compare(args) -> int:
+    from .core.conversion import open_sides
     from .core.planning.mapping_file import Overrides
-    from .core.proof.verification import compare_clips, open_sides
+    from .core.proof.verification import compare_clips
 
     fixes = Overrides.load(args.mapping) if args.mapping else None
     progress = _terminal_progress(enabled=not args.quiet and not args.json)

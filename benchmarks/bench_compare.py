@@ -58,9 +58,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     ensure_inputs()
 
+    from speechport.core.conversion import open_sides
     from speechport.core.proof.audio import load_clip
     from speechport.core.proof.comparison import compare_outputs
-    from speechport.core.proof.verification import open_sides
 
     with tempfile.TemporaryDirectory() as scratch:
         clip = load_clip(ten_second_clip(Path(scratch)))

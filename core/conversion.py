@@ -17,14 +17,14 @@ from pathlib import Path
 from .errors import BadInput, NeedsBaseModel, PlanProblems
 from .families import detect, forced, recipe_named
 from .heavy_work import heavy
-from .planning.library_guard import without_libraries
+from .library_guard import without_libraries
 from .planning.mapping_file import Overrides
 from .planning.plan import Plan, SourceEntry, TargetTensor, build_plan, refuse_non_floating_weights
 from .planning.recipe import ConfigChoice, Detection, Recipe, SourceTensor
 from .planning.rules import Rule
 from .planning.suggestions import Suggestion, suggest
 from .planning.target_cache import CACHE, PREPROCESSOR_FILE
-from .planning.wrapper_prefix import strip_rule, wrapper_prefix
+from .planning.wrapper_prefix import infer_source_renames
 from .progress import Progress, ensure
 from .proof.audio import Clip, load_clip
 from .proof.comparison import DEFAULT_TOLERANCE, Comparison, check_tolerance
@@ -329,19 +329,31 @@ def _original_names(recipe: Recipe, tensors, overrides: Overrides, inferred: lis
     return resolve_original_weights(recipe, rows, tensors, None).weights
 
 
-def infer_source_renames(recipe: Recipe, tensors, config) -> list[Rule]:
-    """A wrapper prefix every key carries (DDP's `module.`, torch.compile's `_orig_mod.`,
-    Lightning's `model.`), as a source rule, when stripping it lets the recipe map more keys."""
-    found = wrapper_prefix(tensors)
-    if found is None:
-        return []
-    rule = strip_rule(*found)
-    rules = recipe.rules(config)
+def open_sides(
+    source: str | Path | Checkpoint,
+    converted_dir: str | Path,
+    *,
+    base_model: str | Path | None = None,
+    backend: str = "reference",
+    trust_pickle: bool = False,
+    detection: Detection | None = None,
+    fixes: Overrides | None = None,
+    progress: Progress | None = None,
+):
+    """A checkpoint (opened and detected unless `detection` says what it is) and its converted folder,
+    as the two sides of a comparison (`core.proof.verification.Sides`), ready to run on clips."""
+    from .proof.verification import open_recipe_sides
 
-    def decided(keys) -> int:
-        return sum(1 for key in keys if (decision := rules.apply(key)).target is not None or decision.dropped)
-
-    return [rule] if decided(rule.sub(key) for key in tensors) > decided(tensors) else []
+    progress = ensure(progress)
+    progress.stage("loading the original model")
+    checkpoint = source if isinstance(source, Checkpoint) else load_checkpoint(source, trust_pickle=trust_pickle)
+    detection = detection or detect(checkpoint)
+    base = Path(base_model).expanduser().absolute() if base_model else None
+    recipe = detection.open(checkpoint, base)
+    if recipe.needs_base_model and base is None:
+        raise BadInput(f"{checkpoint.path}: comparing a {recipe.name} checkpoint needs the upstream (base) model "
+                       "it was trained on", cli_hint="--base-model DIR_OR_FILE")
+    return open_recipe_sides(recipe, converted_dir, backend=backend, fixes=fixes, progress=progress)
 
 
 def read_labels(path: str | Path) -> list[str]:

@@ -180,7 +180,8 @@ def test_the_upstream_length_comes_from_the_base_models_convolutions():
     from transformers import Wav2Vec2Config
 
     from speechport.core.errors import BadInput
-    from speechport.core.families.s3prl_heads.recipe import S3prlRecipe, upstream_frames
+    from speechport.core.families._clips import upstream_frames
+    from speechport.core.families.s3prl_heads.recipe import S3prlRecipe
     from speechport.core.proof.audio import Clip
     from speechport.core.storage.checkpoint import load_checkpoint
 
@@ -304,9 +305,10 @@ def test_convert_verify_on_a_pure_tone_or_a_too_short_clip_writes_nothing(run_cl
 
 
 def test_an_original_that_outputs_nan_is_bad_input(converted):
+    from speechport.core.conversion import open_sides
     from speechport.core.errors import BadInput
     from speechport.core.proof.audio import load_clip
-    from speechport.core.proof.verification import compare_clips, open_sides
+    from speechport.core.proof.verification import compare_clips
 
     sides = open_sides(checkpoint_path("cs_s64"), converted["cs_s64"])
     real = sides.original
@@ -372,10 +374,10 @@ def test_tolerance_and_max_seconds_must_be_finite_and_above_zero(run_cli, capsys
 
 
 def test_the_core_checks_them_too(converted, tmp_path):
-    from speechport.core.conversion import convert, prepare
+    from speechport.core.conversion import convert, open_sides, prepare
     from speechport.core.errors import BadInput
     from speechport.core.proof.audio import load_clip
-    from speechport.core.proof.verification import compare_clips, open_sides
+    from speechport.core.proof.verification import compare_clips
 
     sides = open_sides(checkpoint_path("cs_s64"), converted["cs_s64"])
     for bad in (math.nan, -1.0, 0.0, math.inf):
@@ -485,9 +487,10 @@ def test_an_interrupted_compare_says_which_outputs_it_wrote(run_cli, converted, 
 
 
 def test_a_cancelled_compare_says_which_outputs_it_wrote(converted, tmp_path):
+    from speechport.core.conversion import open_sides
     from speechport.core.errors import Cancelled
     from speechport.core.progress import Progress
-    from speechport.core.proof.verification import compare_clips, open_sides
+    from speechport.core.proof.verification import compare_clips
 
     sides = open_sides(checkpoint_path("cs_s64"), converted["cs_s64"])
     progress = Progress()

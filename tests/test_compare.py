@@ -188,8 +188,8 @@ def test_loading_the_converted_model_draws_no_progress_bar_of_its_own(converted,
     """transformers' "Loading weights" bar would interleave with our own progress on stderr."""
     from transformers.utils import logging as hf_logging
 
+    from speechport.core.conversion import open_sides
     from speechport.core.families.conformer_shaw import ConformerShawRecipe
-    from speechport.core.proof.verification import open_sides
 
     seen = []
     original = ConformerShawRecipe.converted_side
@@ -231,9 +231,10 @@ def test_compare_a_segment_of_a_clip_longer_than_the_limit(run_cli, converted, t
 
 
 def test_compare_reports_progress_layer_by_layer_and_can_stop_between_layers(converted):
+    from speechport.core.conversion import open_sides
     from speechport.core.errors import Cancelled
     from speechport.core.progress import Progress
-    from speechport.core.proof.verification import compare_clips, open_sides
+    from speechport.core.proof.verification import compare_clips
 
     sides = open_sides(checkpoint_path("cs_s64"), converted["cs_s64"])
     events = []

@@ -72,11 +72,11 @@ def converted(tmp_path_factory):
 
 def test_good_conversion_passes_with_plots_aligned_in_time_and_exports(make_window, qtbot, answers, converted,
                                                                        tmp_path, run_cli, monkeypatch):
-    from speechport.core.proof import verification
+    from speechport.core import conversion
 
     opened = []
-    real_open_sides = verification.open_sides
-    monkeypatch.setattr(verification, "open_sides", lambda *a, **k: opened.append(a) or real_open_sides(*a, **k))
+    real_open_sides = conversion.open_sides
+    monkeypatch.setattr(conversion, "open_sides", lambda *a, **k: opened.append(a) or real_open_sides(*a, **k))
 
     window = make_window(source=checkpoint_path("cs_s64"), output=tmp_path / "out")
     page = open_audition(qtbot, window, converted["cs_s64"])
@@ -208,9 +208,9 @@ def test_damaged_conversion_fails_and_names_the_first_divergent_layer(make_windo
 
 
 def test_comparing_can_be_cancelled_and_bad_clips_are_messages(make_window, qtbot, converted, tmp_path, monkeypatch):
-    from speechport.core.proof import verification
+    from speechport.core import conversion
 
-    real_open_sides = verification.open_sides
+    real_open_sides = conversion.open_sides
     loaded = threading.Event()  # a slow disk: loading the models takes until the test says
 
     def slow_open_sides(*args, progress, **kwargs):
@@ -219,7 +219,7 @@ def test_comparing_can_be_cancelled_and_bad_clips_are_messages(make_window, qtbo
         progress.check()
         return real_open_sides(*args, progress=progress, **kwargs)
 
-    monkeypatch.setattr(verification, "open_sides", slow_open_sides)
+    monkeypatch.setattr(conversion, "open_sides", slow_open_sides)
     window = make_window(source=checkpoint_path("cs_s64"), output=tmp_path / "out")
     page = open_audition(qtbot, window, converted["cs_s64"])
     choose_clip(qtbot, page, SHORT)
@@ -248,7 +248,7 @@ def test_comparing_can_be_cancelled_and_bad_clips_are_messages(make_window, qtbo
     # A folder that is not a conversion of this checkpoint: a message too.
     page.compare_bar.converted_field.commit(str(tmp_path))
     choose_clip(qtbot, page, SHORT)
-    monkeypatch.setattr(verification, "open_sides", real_open_sides)
+    monkeypatch.setattr(conversion, "open_sides", real_open_sides)
     compare(qtbot, page)
     assert "Not compared" in message(window) and "config.json" in message(window)
     assert page.findChild(QLabel, "compareVerdict").text() == "Not compared: see the message above."

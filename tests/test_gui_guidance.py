@@ -18,7 +18,7 @@ from PySide6.QtGui import QDesktopServices, QGuiApplication  # noqa: E402
 from PySide6.QtWidgets import QLabel, QLineEdit, QMessageBox, QPushButton, QScrollArea, QToolButton  # noqa: E402
 
 from speechport.core.demo import DEMO_CHECKPOINT  # noqa: E402
-from speechport.gui.window import workspace as workspace_module  # noqa: E402
+from speechport.gui.workspace import workspace as workspace_module  # noqa: E402
 
 from gui_support import convert_button, message, wait_idle, wait_open  # noqa: E402
 from support import checkpoint_path, config_path  # noqa: E402

@@ -11,7 +11,6 @@ from PySide6.QtCore import QModelIndex, Qt  # noqa: E402
 
 from speechport.core.planning.mapping_file import Overrides  # noqa: E402
 from speechport.core.planning.plan import STATUS_HELP, Status  # noqa: E402
-from speechport.gui.mapping import commands  # noqa: E402
 from speechport.gui.mapping.plan_model import (  # noqa: E402
     ALL_ROWS,
     PROBLEM_ROWS,
@@ -20,6 +19,7 @@ from speechport.gui.mapping.plan_model import (  # noqa: E402
     PlanFilterProxy,
     PlanTableModel,
 )
+from speechport.gui.workspace import commands  # noqa: E402
 
 from support import checkpoint_path  # noqa: E402
 

@@ -11,10 +11,10 @@ pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
 from speechport.core.errors import BadInput, Cancelled  # noqa: E402
-from speechport.gui.window.messages import Messages  # noqa: E402
-from speechport.gui.window.task_runner import TaskRunner  # noqa: E402
-from speechport.gui.window.task_slot import TaskSlot  # noqa: E402
-from speechport.gui.window.workers import Task  # noqa: E402
+from speechport.gui.workspace.messages import Messages  # noqa: E402
+from speechport.gui.workspace.task_runner import TaskRunner  # noqa: E402
+from speechport.gui.workspace.task_slot import TaskSlot  # noqa: E402
+from speechport.gui.workspace.workers import Task  # noqa: E402
 
 
 class Said:

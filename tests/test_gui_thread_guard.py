@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from speechport.gui.window import workers  # noqa: E402
+from speechport.gui.workspace import workers  # noqa: E402
 
 from conftest import CONFORMER_SHAW  # noqa: E402
 from gui_support import choose_clip, compare, open_audition, wait_open  # noqa: E402
@@ -51,7 +51,7 @@ def test_work_moved_onto_the_gui_thread_fails_the_test(make_window, qtbot, tmp_p
     assert "opened " + str(checkpoint_path("cs_s64")) in trips
     assert "model.safetensors on the GUI thread" in trips
     assert "ran Wav2Vec2BertModel.forward on the GUI thread" in trips
-    assert "gui/window/workers.py" in trips and "gui/window/main_window.py" in trips
+    assert "gui/workspace/workers.py" in trips and "gui/window/main_window.py" in trips
     failure = gui_thread_guard.failure()
     assert failure is not None and failure.startswith(f"{len(gui_thread_guard.trips)} time(s) the window did heavy work")
     gui_thread_guard.trips.clear()  # shown to fail; this test itself passes

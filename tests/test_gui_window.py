@@ -35,7 +35,7 @@ from speechport.gui.mapping.bulk_rename_dialog import BulkRenameDialog  # noqa: 
 from speechport.gui.mapping.plan_model import Column  # noqa: E402
 from speechport.gui.shared import theme
 from speechport.gui.shared.widgets import RecentPaths  # noqa: E402
-from speechport.gui.window import workers  # noqa: E402
+from speechport.gui.workspace import workers  # noqa: E402
 
 from gui_support import (  # noqa: E402
     OPEN_TIMEOUT_MS,

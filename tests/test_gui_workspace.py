@@ -25,8 +25,8 @@ from speechport.core.planning.mapping_file import Overrides  # noqa: E402
 from speechport.core.planning.plan import Status  # noqa: E402
 from speechport.core.progress import Progress  # noqa: E402
 from speechport.gui.mapping.plan_model import ALL_ROWS  # noqa: E402
-from speechport.gui.window import workers  # noqa: E402
-from speechport.gui.window.workspace import same_path  # noqa: E402
+from speechport.gui.workspace import workers  # noqa: E402
+from speechport.gui.workspace.workspace import same_path  # noqa: E402
 
 from conftest import CONFORMER_SHAW, S3PRL  # noqa: E402
 from gui_support import (  # noqa: E402

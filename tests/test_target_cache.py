@@ -16,7 +16,7 @@ import torch
 import transformers
 
 from speechport.core.conversion import prepare
-from speechport.core.planning.library_guard import NeedsLibraries
+from speechport.core.library_guard import NeedsLibraries
 from speechport.core.planning.target_cache import CACHE, targets_folder
 from speechport.core.storage import cache_store, digest_cache
 from speechport.core.storage.hashing import BackgroundHash

@@ -59,6 +59,7 @@ from ..reference.upstream_settings import (
     parse_conv_feature_layers,
 )
 from ..storage.checkpoint import Checkpoint, StoredTensor, as_torch, iter_tensors
+from ._clips import CNN_NEEDS, refuse_short_clip, upstream_frames
 
 if TYPE_CHECKING:  # the models run (torch) only where a comparison does: see _upstream_sides.py
     from ..proof.audio import Clip
@@ -436,10 +437,9 @@ class UpstreamRecipe(Recipe):
                                         skip_first=self.file.family == "distiller")
 
     def check_clip(self, clip: Clip, config=None) -> None:
-        from .s3prl_heads.recipe import check_upstream_clip
-
         conv = parse_conv_feature_layers(self.file.settings()[self.file.conv_layers], self.file.conv_layers)
-        check_upstream_clip(clip, [k for _, k, _ in conv], [s for _, _, s in conv], "encoder")
+        kernels, strides = [k for _, k, _ in conv], [s for _, _, s in conv]
+        refuse_short_clip(clip, lambda samples: upstream_frames(samples, kernels, strides), 1, CNN_NEEDS)
 
 
 def _differs(config_value, value) -> bool:
@@ -467,3 +467,4 @@ def _nested(flat: Mapping[str, Any]) -> dict:
         else:
             nested[name] = value
     return nested
+

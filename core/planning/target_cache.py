@@ -23,26 +23,23 @@ import hashlib
 import importlib.metadata
 import inspect
 import json
-import os
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BadInput
+from ..library_guard import need_libraries
 from ..storage import cache_store
-from ..storage.cache_store import TARGETS, cache_root
-from .library_guard import need_libraries
+from ..storage.cache_store import NO_CACHE_ENV, SWITCH, TARGETS, cache_root  # noqa: F401 (NO_CACHE_ENV: re-exported)
 from .plan import TargetTensor
 
 if TYPE_CHECKING:
     from .recipe import Recipe
 
 CACHE_FORMAT = 2  # bump when an entry's layout or meaning changes: older entries are then never read
-NO_CACHE_ENV = "SPEECHPORT_NO_CACHE"  # set (to anything but "" or "0") to build every target afresh
 CONFIG_FILE = "config.json"
 PREPROCESSOR_FILE = "preprocessor_config.json"
 # Config properties that are not in `to_dict()` but that recipes read.
@@ -140,27 +137,18 @@ class TargetCache:
     """Where built targets are kept, and whether they are (`enabled`)."""
 
     folder: Path | None = None  # None: the user cache, as the environment says at the time
-    enabled: bool | None = None  # None: unless SPEECHPORT_NO_CACHE says otherwise
     builds: int = 0  # targets built with transformers by this process (a miss, a stale or a bad entry)
     import_seconds: float = 0.0  # of which importing torch and transformers
 
     def where(self) -> Path:
         return self.folder or targets_folder()
 
-    @contextmanager
-    def disabled(self) -> Iterator[None]:
-        """Nothing read from or written to the cache until the block ends (`--no-cache`)."""
-        before = self.enabled
-        self.enabled = False
-        try:
-            yield
-        finally:
-            self.enabled = before
+    def disabled(self):
+        """Nothing read from or written to the user cache until the block ends (`--no-cache`)."""
+        return SWITCH.disabled()
 
     def is_enabled(self) -> bool:
-        if self.enabled is not None:
-            return self.enabled
-        return os.environ.get(NO_CACHE_ENV, "") in ("", "0")
+        return SWITCH.is_enabled()
 
     def config(self, recipe: Recipe, spec: ConfigSpec) -> TargetConfig:
         """The target of `spec` for `recipe`: from the cache when a valid entry exists, else built

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from .rules import Rule
+
+if TYPE_CHECKING:
+    from .recipe import Recipe
 
 WRAPPERS = (
     ("module.", "torch DistributedDataParallel or DataParallel"),
@@ -55,3 +58,18 @@ def unwrapped(state: Mapping[str, Value]) -> dict[str, Value]:
         return dict(state)
     length = len(found[0])
     return {key[length:]: value for key, value in state.items()}
+
+
+def infer_source_renames(recipe: Recipe, tensors, config) -> list[Rule]:
+    """A wrapper prefix every key carries (DDP's `module.`, torch.compile's `_orig_mod.`,
+    Lightning's `model.`), as a source rule, when stripping it lets the recipe map more keys."""
+    found = wrapper_prefix(tensors)
+    if found is None:
+        return []
+    rule = strip_rule(*found)
+    rules = recipe.rules(config)
+
+    def decided(keys) -> int:
+        return sum(1 for key in keys if (decision := rules.apply(key)).target is not None or decision.dropped)
+
+    return [rule] if decided(rule.sub(key) for key in tensors) > decided(tensors) else []

@@ -16,14 +16,13 @@ from pathlib import Path
 import torch
 
 from ..errors import BadInput, Cancelled, quoted
-from ..families import detect
 from ..heavy_work import heavy
 from ..planning.mapping_file import Overrides
 from ..planning.plan import MAX_NAMED, Plan, TargetTensor, refuse_non_floating_weights
 from ..planning.recipe import Detection, Recipe, SourceTensor
 from ..progress import Progress, ensure
 from ..storage import strict_json
-from ..storage.checkpoint import Checkpoint, StoredTensor, load_checkpoint
+from ..storage.checkpoint import StoredTensor, load_checkpoint
 from ..storage.safetensors_file import weight_files
 from .audio import DEFAULT_MAX_SECONDS, Clip, check_max_seconds, load_clip
 from .comparison import (
@@ -60,32 +59,23 @@ class Sides:
 
 
 @heavy("loading both models of a comparison")
-def open_sides(
-    source: str | Path | Checkpoint,
+def open_recipe_sides(
+    recipe: Recipe,
     converted_dir: str | Path,
     *,
-    base_model: str | Path | None = None,
     backend: str = "reference",
-    trust_pickle: bool = False,
-    detection: Detection | None = None,
     fixes: Overrides | None = None,
     progress: Progress | None = None,
 ) -> Sides:
-    """The original and the converted model, ready to run on clips.
+    """The original model of an opened checkpoint (`recipe`) and the converted folder, ready to run on
+    clips; `core.conversion.open_sides` opens the checkpoint and calls this.
 
     The original reads the checkpoint under its own names; where the conversion needed the user's
     fixes (`fixes`, by default the ones the folder's report records), it follows them only for
     the parameters it cannot name itself (`core.original_weights`), listed as `fixes_used`.
     """
     progress = ensure(progress)
-    progress.stage("loading the original model")
-    checkpoint = source if isinstance(source, Checkpoint) else load_checkpoint(source, trust_pickle=trust_pickle)
-    detection = detection or detect(checkpoint)
-    base = Path(base_model).expanduser().absolute() if base_model else None
-    recipe = detection.open(checkpoint, base)
-    if recipe.needs_base_model and base is None:
-        raise BadInput(f"{checkpoint.path}: comparing a {recipe.name} checkpoint needs the upstream (base) model "
-                       "it was trained on", cli_hint="--base-model DIR_OR_FILE")
+    checkpoint = recipe.checkpoint
     recipe.check_backend(backend)
     folder = check_converted_folder(converted_dir, recipe)  # refuse a wrong folder before loading anything
     pairing = check_pairing(recipe, folder, fixes)
@@ -463,8 +453,8 @@ def check_pairing(recipe: Recipe, folder: Path, fixes: Overrides | None = None) 
     tensor must land on a parameter of its shape."""
     from transformers import AutoConfig
 
-    from ..conversion import infer_source_renames
     from ..planning.plan import SourceEntry, Status, TargetTensor, build_plan
+    from ..planning.wrapper_prefix import infer_source_renames
 
     weights = converted_weights(folder)
     targets = {key: TargetTensor(tuple(t.shape), t.dtype.name) for key, t in weights.items()}

@@ -34,7 +34,8 @@ import json
 import os
 import re
 import stat
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from ..errors import BadInput
@@ -46,6 +47,7 @@ except ImportError:  # without flock a temporary file's writer cannot be told al
     fcntl = None  # type: ignore[assignment]
 
 CACHE_ENV = "XDG_CACHE_HOME"
+NO_CACHE_ENV = "SPEECHPORT_NO_CACHE"  # set (to anything but "" or "0"): nothing read from or written to the cache
 DATA_ENV = "XDG_DATA_HOME"
 TARGETS = "targets"  # folders of the cache, one per kind of entry
 DIGESTS = "digests"
@@ -60,6 +62,29 @@ TEMPORARY_NAME = re.compile(r"\.(?:[0-9a-f]{64}|digest)\.[a-z0-9_]{8}\.tmp")
 _READ = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _FOLDER = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+class CacheSwitch:
+    """Whether the user cache is used at all (targets and digests alike): `--no-cache` turns it off for
+    a command, `SPEECHPORT_NO_CACHE` for a process."""
+
+    def __init__(self):
+        self._off = 0
+
+    def is_enabled(self) -> bool:
+        return self._off == 0 and os.environ.get(NO_CACHE_ENV, "") in ("", "0")
+
+    @contextmanager
+    def disabled(self) -> Iterator[None]:
+        """Nothing read from or written to the cache until the block ends."""
+        self._off += 1
+        try:
+            yield
+        finally:
+            self._off -= 1
+
+
+SWITCH = CacheSwitch()
 
 
 def cache_root() -> Path:

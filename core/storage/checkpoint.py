@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BadInput, UnsafePickle, quoted
-from ..planning.library_guard import need_libraries
+from ..library_guard import need_libraries
 from .files import regular_file, unreadable
 from .safe_pickle import (
     LIBRARY_GLOBALS,

@@ -32,8 +32,7 @@ from pathlib import Path
 
 from ..errors import BadInput, Cancelled
 from ..heavy_work import heavy
-from ..planning.target_cache import CACHE
-from . import digest_cache
+from . import cache_store, digest_cache
 from .files import describe_mode, unreadable
 
 # Large reads: each one is a round trip for the GIL, which the importing main thread holds.
@@ -76,7 +75,7 @@ def unsettled(info: os.stat_result) -> int:
 class BackgroundHash:
     def __init__(self, path: str | Path, *, use_cache: bool | None = None):
         self.path = Path(path)
-        self.use_cache = CACHE.is_enabled() if use_cache is None else use_cache
+        self.use_cache = cache_store.SWITCH.is_enabled() if use_cache is None else use_cache
         self.from_cache = False  # the digest was known: the file was not read
         self.seconds = 0.0  # spent hashing
         self._digest: str | None = None

@@ -26,9 +26,11 @@ from PySide6.QtWidgets import (
 )
 
 from ...core.proof.audio import DEFAULT_MAX_SECONDS
+from ..shared import dialogs
 from ..shared.widgets import local_paths
-from ..window import dialogs, workers
-from ..window.workspace import Workspace
+from ..workspace import workers
+from ..workspace.workspace import Workspace
+from . import recording
 from .clip_chooser import ClipChooser
 from .compare_bar import CompareBar, Compared
 from .comparison_export import export_record, suggested_name, write_json
@@ -51,7 +53,7 @@ class AuditionPage(QWidget):
         self.setAcceptDrops(True)
         self.workspace = workspace
         self.messages = workspace.messages
-        self.recording = None  # workers.Recording: the clip being auditioned, drawn and played
+        self.recording = None  # recording.Recording: the clip being auditioned, drawn and played
         # The clip is the user's, not the checkpoint's: it stays when another checkpoint is opened.
         self.clip_slot = workspace.task_slot("Reading the clip", doing="reading the clip", keep_on_reset=True)
 
@@ -186,7 +188,7 @@ class AuditionPage(QWidget):
             self.timeline.clear_clip()
             self.update_state()
             return
-        task = workers.Task("read clip", workers.load_recording_job, path, channels=self.chooser.channel_policy(),
+        task = workers.Task("read clip", recording.load_recording_job, path, channels=self.chooser.channel_policy(),
                             max_seconds=DEFAULT_MAX_SECONDS)
         self.transport.clip_info.setText("reading…")
         self.clip_slot.start(task, self._clip_loaded, failed=self._clip_failed)  # a clip still being read is replaced

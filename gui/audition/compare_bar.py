@@ -33,10 +33,10 @@ from ..shared import theme
 from ..shared.elided_label import ElidedLabel
 from ..shared.formatting import human_seconds, short_number, time_left
 from ..shared.widgets import PathField
-from ..window import workers
-from ..window.workspace import Workspace
+from ..workspace import workers
+from ..workspace.sides_cache import SidesCache, SidesKey
+from ..workspace.workspace import Workspace
 from .plain_words import seconds_span
-from .sides_cache import SidesCache, SidesKey
 
 DEFAULT_TOLERANCE = "5e-3"  # core.comparison.DEFAULT_TOLERANCE (importing that module loads torch)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...core.storage.strict_json import dumps
-from ..window.workers import ORIGINAL_BACKEND
+from ..workspace.workers import ORIGINAL_BACKEND
 from .compare_bar import Compared
 
 

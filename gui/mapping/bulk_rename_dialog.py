@@ -36,8 +36,8 @@ from ...core.errors import BadInput
 from ...core.planning.mapping_file import Overrides
 from ...core.planning.plan import Status
 from ..shared import theme
-from ..window import workers
-from ..window.task_slot import TaskSlot
+from ..workspace import workers
+from ..workspace.task_slot import TaskSlot
 from .rename_preview import ORIGIN, SOURCE_KEYS, TARGET_KEYS, RenamePreview, preview
 
 PREVIEW_ROWS = 200

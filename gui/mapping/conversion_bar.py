@@ -28,10 +28,10 @@ from PySide6.QtWidgets import (
 
 from ...core.errors import Cancelled, OutputNotEmpty, PlanProblems
 from ...core.planning.plan import Plan, Status, collapse_indices
-from ..shared import theme
+from ..shared import dialogs, theme
 from ..shared.formatting import human_bytes, human_seconds, time_left
-from ..window import dialogs, workers
-from ..window.workspace import Workspace
+from ..workspace import workers
+from ..workspace.workspace import Workspace
 
 ACCEPTED_DIFFERENCE = "accepted difference"  # in the reason of a refused row the user dropped on purpose
 WARNED_KEYS = 4  # collapsed keys named in the warning; the rest are counted

@@ -20,9 +20,9 @@ from PySide6.QtGui import QUndoStack
 from ...core.planning.mapping_file import Overrides
 from ...core.planning.plan import Status
 from ...core.planning.wrapper_prefix import wrapper_prefix
-from ..window import dialogs, workers
-from ..window.workspace import Workspace
-from . import commands
+from ..shared import dialogs
+from ..workspace import commands, workers
+from ..workspace.workspace import Workspace
 from .bulk_rename_dialog import BulkRenameDialog
 from .mapping_page import MappingPage
 from .plan_suggestions import PlanSuggestions

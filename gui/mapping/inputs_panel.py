@@ -12,7 +12,7 @@ from PySide6.QtCore import QEvent, QSettings, Qt, Signal
 from PySide6.QtWidgets import QGridLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QWidget
 
 from ..shared.widgets import PathField
-from ..window.workspace import Workspace
+from ..workspace.workspace import Workspace
 
 CHECKPOINT_FILTER = "Checkpoints (*.pt *.pth *.ckpt *.bin *.safetensors);;All files (*)"
 CONFIG_FILTER = "Transformers config (*.json);;All files (*)"

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QScrollArea, QToolBut
 from ...core.planning.wrapper_prefix import wrapper_prefix
 from ..shared import theme
 from ..shared.line_clamp import LineClamp
-from ..window.workspace import Workspace
+from ..workspace.workspace import Workspace
 from .plan_suggestions import PlanSuggestions
 
 EXPANDED_PROBLEM_LINES = 12  # beyond that the problems scroll, and the table keeps its room

@@ -15,8 +15,8 @@ from PySide6.QtCore import QObject, Signal
 
 from ...core.planning.plan import Status
 from ...core.planning.suggestions import Suggestion, confident_fixes
-from ..window import workers
-from ..window.workspace import Workspace
+from ..workspace import workers
+from ..workspace.workspace import Workspace
 
 # Unmapped keys × unclaimed parameters ranked at most: about 4 s on a worker (the ranking costs
 # about 0.3 ms a pair), a few hundred milliseconds for the usual handful of renamed keys.

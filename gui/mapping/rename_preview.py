@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from ...core.planning.mapping_file import Overrides
 from ...core.planning.plan import Plan, Status
 from ...core.planning.rules import Stage, compile_user_pattern, user_search, user_sub
-from .commands import regex_renames, renamed, with_source_rule
+from ..workspace.commands import regex_renames, renamed, with_source_rule
 
 ORIGIN = "the pattern"  # what the core's messages about the pattern start with
 SOURCE_KEYS = "source"  # a rule renaming the checkpoint's keys

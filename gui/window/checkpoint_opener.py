@@ -10,11 +10,11 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QWidget
 
 from ...core.errors import NeedsBaseModel, UnsafePickle
-from ...core.planning.library_guard import NeedsLibraries
-from ..mapping import commands
-from . import dialogs, workers
+from ...core.library_guard import NeedsLibraries
+from ..shared import dialogs
+from ..workspace import commands, workers
+from ..workspace.workspace import Workspace
 from .libraries import LibraryLoader
-from .workspace import Workspace
 
 
 def _release(prepared) -> None:

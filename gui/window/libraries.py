@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, Signal
 
-from . import workers
-from .task_slot import TaskSlot
+from ..workspace import workers
+from ..workspace.task_slot import TaskSlot
 
 
 class LibraryLoader(QObject):

@@ -39,16 +39,17 @@ from ..mapping.mapping_page import MappingPage
 from ..mapping.plan_notices import PlanNotices
 from ..mapping.plan_suggestions import PlanSuggestions
 from ..mapping.rename_preview import SOURCE_KEYS
-from ..shared import theme
+from ..shared import dialogs, theme
 from ..shared.widgets import MessageBar, local_paths
-from . import dialogs, window_commands, workers
+from ..workspace import workers
+from ..workspace.messages import Messages
+from ..workspace.task_runner import TaskRunner
+from ..workspace.workspace import Workspace, same_path
+from . import window_commands
 from .checkpoint_opener import CheckpointOpener
 from .libraries import LibraryLoader
 from .log_pane import LogPane
-from .messages import Messages
 from .pages import ConfigPage, ReportPage
-from .task_runner import TaskRunner
-from .workspace import Workspace, same_path
 
 
 def empty_state_text(workspace: Workspace) -> tuple[str, str]:

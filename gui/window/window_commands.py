@@ -8,8 +8,7 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QAction, QActionGroup, QIcon, QKeySequence
 from PySide6.QtWidgets import QStyle, QToolBar
 
-from ..shared import theme
-from . import dialogs
+from ..shared import dialogs, theme
 
 
 def build_actions(window) -> None:

@@ -33,6 +33,7 @@ from ...storage.safetensors_file import WEIGHTS_NAME, weight_files
 from ...storage.strict_json import load_file
 from .._upstream import UpstreamRecipe
 from . import identity
+from .layout import HEAD_CLASS_SUFFIX, check_upstream_clip, head_kind, read_modelrc
 
 if TYPE_CHECKING:  # the models run (torch) only where a comparison does: see sides.py
     from ...proof.audio import Clip
@@ -46,7 +47,6 @@ DOWNSTREAMS = {
     "diarization": ("sd", "speaker diarization (SD)"),
     "sv_voxceleb1": ("asv", "automatic speaker verification (ASV)"),
 }
-HEAD_CLASS_SUFFIX = {"cls": "ForSequenceClassification", "sd": "ForAudioFrameClassification", "asv": "ForXVector"}
 PIPELINE_TAG = {"cls": "audio-classification", "sd": "voice-activity-detection", "asv": "feature-extraction"}
 # The upstream families a head may sit on: model_type -> (transformers class prefix, the
 # base_model_prefix of its heads). A base model is a transformers folder of one of them, or one of
@@ -279,7 +279,7 @@ class S3prlRecipe(Recipe):
             found["Args.upstream_layer_selection"] = (
                 f"S3PRL feeds hidden state {selection} to the head; transformers' heads take the last one "
                 "or a weighted sum of all")
-        modelrc = _modelrc(content)
+        modelrc = read_modelrc(content)
         if layout == "cls":
             options = modelrc.get(modelrc.get("select", "UtteranceLevel")) or {}
             if modelrc.get("select", "UtteranceLevel") != "UtteranceLevel":
@@ -431,8 +431,7 @@ class S3prlRecipe(Recipe):
 
     @staticmethod
     def rules_kind(config) -> str:
-        architecture = config.architectures[0]
-        return next(kind for kind, suffix in HEAD_CLASS_SUFFIX.items() if architecture.endswith(suffix))
+        return head_kind(config.architectures[0])
 
     # -- verification ---------------------------------------------------------------------
     def explain(self, original: SideOutput, converted: SideOutput) -> tuple[list[str], dict]:
@@ -608,11 +607,6 @@ def _task(content: dict) -> tuple[str, str]:
     return "unknown", "an unknown task"
 
 
-def _modelrc(content: dict) -> dict:
-    config = content.get("Config") or {}
-    return ((config.get("downstream_expert") or {}).get("modelrc")) or {}
-
-
 def _check_label_count(labels: list[str], num_labels: int, what: str) -> None:
     if len(labels) != num_labels:
         raise BadInput(f"{what} has {len(labels)} labels, but the head has {num_labels} classes")
@@ -671,44 +665,3 @@ def _base_conflicts(base_config, names: dict[str, StoredTensor], facts) -> list[
 # -- which clips a head can be compared on ------------------------------------------------------
 
 
-def upstream_frames(samples: int, conv_kernel, conv_stride) -> int:
-    """Frames the wav2vec2-style CNN gives for `samples` (no padding: (L - kernel) // stride + 1 per layer)."""
-    length = samples
-    for kernel, stride in zip(conv_kernel, conv_stride):
-        if length < kernel:
-            return 0
-        length = (length - kernel) // stride + 1
-    return length
-
-
-def s3prl_frames(samples: int, conv_kernel, conv_stride) -> int:
-    """The frames S3PRL keeps for one clip: Featurizer.tolist's round(samples / 320), capped at the
-    frames the upstream produced (reference/s3prl.py s3prl_feature_lengths)."""
-    from .reference import DOWNSAMPLE_RATE
-
-    return min(round(samples / DOWNSAMPLE_RATE), upstream_frames(samples, conv_kernel, conv_stride))
-
-
-def check_upstream_clip(clip: Clip, conv_kernel, conv_stride, kind: str) -> None:
-    """Refuse a clip too short for the upstream's CNN, or for the x-vector head: its TDNN shrinks
-    the sequence by 14 frames (S3PRL's ASV expert cannot process fewer than 15 frames, about 0.3 s),
-    and its statistics pooling takes an unbiased standard deviation over what is left, which is
-    NaN for a single frame on both sides, so 16 frames are needed (5200 samples with wav2vec2's CNN)."""
-    from .reference import XVECTOR_FRAMES_LOST
-
-    needed = XVECTOR_FRAMES_LOST + 2 if kind == "asv" else 1
-    samples = len(clip.waveform)
-    frames = s3prl_frames(samples, conv_kernel, conv_stride)
-    if frames >= needed:
-        return
-    shortest = samples + 1
-    while s3prl_frames(shortest, conv_kernel, conv_stride) < needed:
-        shortest += 1
-    why = (f"the x-vector TDNN shrinks the sequence by {XVECTOR_FRAMES_LOST} frames and its statistics pooling "
-           f"needs 2 of what is left, so it needs at least {needed}"
-           if kind == "asv" else "the upstream's convolutions need at least one output frame")
-    raise BadInput(
-        f"{clip.path}: the clip is too short for this model: {samples} samples ({samples / MODEL_RATE * 1000:.1f} ms "
-        f"at 16 kHz) give {frames} upstream frame{'s' if frames != 1 else ''}, and {why}; the clip needs at least "
-        f"{shortest} samples ({shortest / MODEL_RATE * 1000:.0f} ms)"
-    )

@@ -33,11 +33,11 @@ class S3prlHeadSide:
             ) from None
         from torch import nn
 
-        from .recipe import _modelrc
+        from .layout import read_modelrc
         from .reference import DOWNSAMPLE_RATE
 
         args = vars(content.get("Args") or argparse.Namespace())
-        modelrc = _modelrc(content)
+        modelrc = read_modelrc(content)
         state = {k: v for k, v in content["Downstream"].items()
                  if k != "best_score" and not k.startswith("objective.")}  # training state, not the model
         upstream = _HiddenStatesUpstream(upstream_states, DOWNSAMPLE_RATE)

@@ -13,7 +13,7 @@ import torch
 from ...errors import BadInput
 from ...proof.audio import MODEL_RATE, Clip
 from ...proof.comparison import SideOutput
-from .recipe import S3prlRecipe
+from .layout import head_kind
 
 
 class S3prlReferenceSide:
@@ -68,7 +68,7 @@ class TransformersHeadSide:
         self.model = getattr(transformers, config.architectures[0]).from_pretrained(folder, dtype=torch.float32).eval()
         self.config = self.model.config
         self.extractor = AutoFeatureExtractor.from_pretrained(folder)
-        self.kind = S3prlRecipe.rules_kind(self.model.config)
+        self.kind = head_kind(self.model.config.architectures[0])
         self.notes = stored_dtype_notes(folder)
         # An upstream that normalises the waveform: S3PRL's F.layer_norm (eps 1e-5) differs from the
         # feature extractor's (eps 1e-7) by about 5e-6 / variance; the weights are proven on the same input.

@@ -20,9 +20,9 @@ from PySide6.QtGui import QUndoStack
 
 from ...core.demo import DEMO_CHECKPOINT
 from ...core.planning.mapping_file import Overrides
-from ..audition.sides_cache import SidesCache
-from ..mapping import commands
+from . import commands
 from .messages import Messages
+from .sides_cache import SidesCache
 from .task_runner import TaskRunner
 from .task_slot import TaskSlot
 
