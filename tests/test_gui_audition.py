@@ -1,8 +1,7 @@
 """The Audition tab, driven like a user would (offscreen): choose a clip, see it, hear it, compare the
 original and converted models on it, read the verdict, export it.
 
-Playback goes through the private PulseAudio server of conftest.py, whose only output is a null
-sink; without it the playback test is skipped (the no-device tests still run).
+Playing the clip is tested in test_gui_playback.py.
 """
 
 from __future__ import annotations
@@ -448,107 +447,6 @@ def test_s3prl_heads_show_what_they_compute(make_window, qtbot, s3prl_converted,
         assert sentence.startswith(f"The two models describe the speaker the same way (similarity {cosine:.6f}, "
                                    "where 1 means identical); the embeddings' values match "), sentence
     assert view.notes.text().startswith("•")
-
-
-# -- playback ---------------------------------------------------------------------------------------
-
-
-def test_without_an_audio_device_play_is_off_and_comparing_works(make_window, qtbot, converted, tmp_path, monkeypatch):
-    from PySide6.QtMultimedia import QMediaDevices
-
-    monkeypatch.setattr(QMediaDevices, "audioOutputs", list)
-    window = make_window(source=checkpoint_path("cs_s64"), output=tmp_path / "out")
-    page = open_audition(qtbot, window, converted["cs_s64"])
-    choose_clip(qtbot, page, SHORT)
-    play = page.findChild(QPushButton, "playButton")
-    status = page.findChild(QLabel, "playbackStatus")
-    assert not play.isEnabled() and not page.findChild(QPushButton, "stopButton").isEnabled()
-    assert "No audio output device" in status.text() and "playback is off" in status.text()
-    assert "does not need one" in play.toolTip()
-    page.transport.toggle()  # the shortcut does nothing either
-    assert page.player.state == "stopped"
-    assert compare(qtbot, page).startswith("✓ pass")
-
-
-def test_with_no_audio_server_play_is_off_in_a_real_window(tmp_path):
-    """QtMultimedia itself finding no output (PulseAudio unreachable), in a fresh process."""
-    script = r"""
-import os, sys
-from PySide6.QtCore import QSettings
-from PySide6.QtWidgets import QApplication
-from speechport.core.demo import DEMO_CLIPS
-from speechport.gui import MainWindow
-from speechport.gui.shared.heartbeat import run_until
-app = QApplication([])
-window = MainWindow(settings=QSettings(sys.argv[1], QSettings.Format.IniFormat))  # not shown: torch stays unloaded
-page = window.show_audition()
-page.findChild(type(page.chooser.demo_button), "demoClipsButton").menu().actions()[0].trigger()
-assert run_until(lambda: page.clip is not None, 20)
-print(page.transport.play_button.isEnabled(), page.transport.status.text(), page.clip.seconds > 1, sep="|")
-window.close()
-"""
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PULSE_SERVER": f"unix:{tmp_path / 'no-server'}"}
-    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "settings.ini")], capture_output=True,
-                          text=True, env=env, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
-    enabled, status, has_clip = done.stdout.strip().splitlines()[-1].split("|")
-    assert enabled == "False" and "No audio output device" in status and has_clip == "True"
-
-
-def test_playing_a_clip_really_plays_it_through_the_audio_server(make_window, qtbot, audio_server):
-    if audio_server is None:
-        # CI installs PulseAudio (.ci/setup), so there the real playback path must run.
-        assert not os.environ.get("CI"), "CI must provide a PulseAudio server: `pulseaudio` did not start"
-        pytest.skip("no PulseAudio server to play to (conftest.py starts one where `pulseaudio` is installed)")
-    window = make_window()
-    page = window.show_audition()
-    player = page.player
-    assert player.available, player.reason
-    assert "Null Output" in page.findChild(QLabel, "playbackStatus").text()
-    choose_clip(qtbot, page, SHORT)
-    play = page.findChild(QPushButton, "playButton")
-    stop = page.findChild(QPushButton, "stopButton")
-    pause = page.findChild(QPushButton, "pauseButton")
-    assert play.isEnabled() and not stop.isEnabled()
-    positions = []
-    playhead_shown = []
-    player.positionChanged.connect(positions.append)
-    player.positionChanged.connect(lambda _s: playhead_shown.append(page.timeline.waveform.playhead.isVisible()))
-
-    recorder = audio_server.record_monitor()
-    clip = page.clip
-
-    def loud(samples):
-        return samples[np.abs(samples) > 1e-3]
-
-    try:
-        assert recorder.wait_until(lambda samples: len(samples) > 0), "the sink's monitor never started"
-        qtbot.mouseClick(play, Qt.MouseButton.LeftButton)
-        assert player.state == "playing" and pause.isEnabled() and stop.isEnabled() and not play.isEnabled()
-        qtbot.waitUntil(lambda: player.state == "stopped")
-        # What reached the sink reaches its monitor a moment later: wait for it (the limit ends a hang).
-        recorder.wait_until(lambda samples: len(loud(samples)) > 0.5 * len(clip.waveform))
-    finally:
-        recorder.stop()
-    # The sink consumed the whole clip: processedUSecs() reached its duration.
-    assert player.played_usecs >= clip.seconds * 1e6 * 0.98, (player.played_usecs, clip.seconds)
-    assert max(positions) == pytest.approx(clip.seconds, abs=0.02) and any(playhead_shown)
-    assert not page.timeline.waveform.playhead.isVisible() and play.isEnabled()
-    # And what it played was the clip, not silence: the sink's monitor heard it.
-    heard = loud(recorder.samples())
-    clip_rms = float(np.sqrt(np.mean(clip.waveform.astype(np.float64) ** 2)))
-    assert len(heard) > 0.5 * len(clip.waveform), (len(heard), len(clip.waveform))
-    assert float(np.sqrt(np.mean(heard ** 2))) > 0.3 * clip_rms
-
-    # Pause keeps the place, Play resumes, Stop goes back to the start.
-    qtbot.mouseClick(play, Qt.MouseButton.LeftButton)
-    qtbot.mouseClick(pause, Qt.MouseButton.LeftButton)
-    assert player.state == "paused" and play.text() == "Resume"
-    qtbot.mouseClick(play, Qt.MouseButton.LeftButton)
-    assert player.state == "playing"
-    qtbot.mouseClick(stop, Qt.MouseButton.LeftButton)
-    assert player.state == "stopped" and play.text() == "Play" and player.position() == 0.0
-    assert page.findChild(QLabel, "playbackTime").text().startswith("0.00 /")
 
 
 def test_the_default_tolerance_is_the_cores():

@@ -3,6 +3,11 @@
 The clip goes to a `QAudioSink` as 16-bit PCM from a `QBuffer`; the playhead is the sink's
 `processedUSecs()`, the audio it has consumed so far. Without an audio output device, playback
 is off and the player says why; nothing else in the window depends on it.
+
+A "Dummy Output" is no output. PulseAudio (and PipeWire's PulseAudio server) offers a sink named
+`auto_null` when it has no sound card at all — a virtual machine, a container, a remote session —
+so that programs can still "play"; Qt lists it like any other device (its own PipeWire backend
+leaves it out). Played there, the playhead moves and nothing is heard: it counts as no device.
 """
 
 from __future__ import annotations
@@ -23,6 +28,13 @@ PLAYHEAD_INTERVAL_MS = 30
 
 STOPPED, PLAYING, PAUSED = "stopped", "playing", "paused"
 
+# What the transport says when nothing can be heard: no device, or only the sound server's stand-in.
+NO_SOUND_DEVICE = "No sound device found — the comparison still works."
+# The sink a sound server without a sound card offers (PulseAudio's module-always-sink, and
+# pipewire-pulse): its id is the same in every language, its description ("Dummy Output") is translated.
+DUMMY_OUTPUT_IDS = frozenset({b"auto_null"})
+DUMMY_OUTPUT_DESCRIPTION = "Dummy Output"
+
 _SINK_ERRORS = {
     QAudio.Error.OpenError: "the audio output could not be opened",
     QAudio.Error.IOError: "the audio output stopped taking data",
@@ -36,6 +48,28 @@ def clip_format() -> QAudioFormat:
     audio_format.setChannelCount(1)
     audio_format.setSampleFormat(QAudioFormat.SampleFormat.Int16)
     return audio_format
+
+
+def is_dummy_output(device) -> bool:
+    """Whether an audio output is the sound server's stand-in for a missing sound card."""
+    return bytes(device.id()) in DUMMY_OUTPUT_IDS or device.description() == DUMMY_OUTPUT_DESCRIPTION
+
+
+def choose_output(outputs, default) -> tuple[object | None, str]:
+    """The output to play through, from Qt's list of outputs and its default one, and why there is
+    none when there is none ("" when there is one): the default unless it is a stand-in, else the
+    first real output. `outputs` and `default` are `QAudioDevice`s (or anything with `id()`,
+    `description()` and `isNull()`)."""
+    real = [device for device in outputs if not device.isNull() and not is_dummy_output(device)]
+    if not real:
+        if any(not device.isNull() for device in outputs):
+            names = ", ".join(sorted({device.description() for device in outputs if not device.isNull()}))
+            return None, (f"The sound server offers only its {names}: it has no sound card, so nothing would be "
+                          "heard.")
+        return None, "QtMultimedia finds no audio output."
+    if default is not None and not default.isNull() and any(default.id() == device.id() for device in real):
+        return default, ""
+    return real[0], ""
 
 
 def to_pcm16(waveform: np.ndarray) -> bytes:
@@ -57,6 +91,7 @@ class ClipPlayer(QObject):
         self.duration = 0.0
         self.available = False
         self.reason = ""
+        self.why_not = ""  # without a device: what Qt found instead, for the tooltip
         self.device = QAudioDevice()
         self.played_usecs = 0  # audio the sink consumed in the last playback, in microseconds
         self._pcm = QByteArray()
@@ -74,11 +109,11 @@ class ClipPlayer(QObject):
     def refresh_device(self) -> None:
         """Look for an audio output again (at start, and whenever the system's outputs change)."""
         outputs = QMediaDevices.audioOutputs()
-        device = QMediaDevices.defaultAudioOutput() if outputs else QAudioDevice()
-        if device.isNull() and outputs:
-            device = outputs[0]
-        if not outputs or device.isNull():
-            available, reason = False, "No audio output device: playback is off."
+        device, why = choose_output(outputs, QMediaDevices.defaultAudioOutput() if outputs else None)
+        self.why_not = why
+        if device is None:
+            device = QAudioDevice()
+            available, reason = False, NO_SOUND_DEVICE
         elif not device.isFormatSupported(self.format):
             available, reason = False, f"{device.description()} cannot play 16 kHz mono audio: playback is off."
         else:

@@ -30,7 +30,7 @@ class TransportBar(QWidget):
         self.stop_button.setObjectName("stopButton")
         self.time_label = QLabel(self)
         self.time_label.setObjectName("playbackTime")
-        self.time_label.setMinimumWidth(self.fontMetrics().horizontalAdvance("00.00 / 00.00 s") + 8)
+        self.time_label.setMinimumWidth(self.fontMetrics().horizontalAdvance(self._times(0.0, 0.0)) + 8)
         self.clip_info = ElidedLabel(parent=self)
         self.clip_info.setObjectName("clipInfo")
         self.status = ElidedLabel(parent=self)
@@ -75,10 +75,9 @@ class TransportBar(QWidget):
             self.playheadMoved.emit(None)
         self._update_buttons()
 
-    def _times(self, seconds: float, total: float) -> str:
-        """"1.50 / 4.16 s"; past a minute, as a clock: "1:02.5 / 10:00.0"."""
-        if total < 60:
-            return f"{seconds:.2f} / {total:.2f} s"
+    @staticmethod
+    def _times(seconds: float, total: float) -> str:
+        """Where the playhead is and how long the clip is, both as a clock: "0:01.5 / 1:50.0"."""
         return f"{clock(seconds)} / {clock(total)}"
 
     def _position(self, seconds: float) -> None:
@@ -88,8 +87,9 @@ class TransportBar(QWidget):
 
     def _availability(self, available: bool, reason: str) -> None:
         self.status.setText(reason)
-        explanation = reason if available else (f"{reason} QtMultimedia finds no audio output it can use, so Play "
-                                                "is disabled; the comparison does not need one.")
+        why = self.player.why_not
+        explanation = reason if available else (f"{reason} {why + ' ' if why else ''}Play is disabled; the "
+                                                "comparison does not need sound.")
         self.status.set_extra_tooltip(explanation if explanation != reason else "")
         colour = theme.message_colour("warning", QGuiApplication.palette()).name() if not available else ""
         self.status.setStyleSheet(f"color: {colour}" if colour else "")
