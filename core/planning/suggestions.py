@@ -8,8 +8,14 @@ fits), then how alike the names are, then the same layer index. Names are compar
 and abbreviations to one word, against the target's name and the original's own name for it
 (the derived inverse of the recipe's rules, so `linear_q` is also seen as `q_proj`).
 
-A suggestion is *confident* when its candidate fits the shape and the layer, is clearly the most
-alike, and no other unmapped key wants the same parameter: the window applies those in one step.
+A suggestion is *confident* when its candidate fits the shape and the layer, is clearly more alike
+than every other parameter of that shape, and no other unmapped key wants the same parameter: the
+window applies those in one step. A key *wants* the parameter that is its best candidate only when
+that parameter fits its shape: a key that fits no parameter (an extra classifier of the training
+run) or wants one of another shape could never take it, so it withholds nothing. Both tests look at
+the parameters still free and the keys still unmapped only, and each can only pass more often as
+fixes claim parameters and map keys: fixing one row never takes a confident suggestion from a row
+that did not want what the fix claimed.
 """
 
 from __future__ import annotations
@@ -141,8 +147,8 @@ def suggest(
                 same_layer=source_indices == target_indices,
             ))
         candidates.sort(key=lambda s: (s.shape_matches, s.similarity, s.same_layer), reverse=True)
-        ranked[row.source_key] = candidates[:limit]
-    return _mark_confident(ranked)
+        ranked[row.source_key] = candidates
+    return {source: found[:limit] for source, found in _mark_confident(ranked).items()}
 
 
 def confident_fixes(suggestions: Mapping[str, list[Suggestion]]) -> dict[str, str]:
@@ -161,26 +167,39 @@ def _aliases(target: str, stage: Stage | None) -> list[str]:
     return [target, original] if original else [target]
 
 
-def _clearly_ahead(best: Suggestion, runner_up: Suggestion | None) -> bool:
-    """Nothing else fits as well: the next candidate has another shape, is of another layer and no
-    more alike, or is clearly less alike."""
-    if runner_up is None or not runner_up.shape_matches:
-        return True
-    if not runner_up.same_layer and runner_up.similarity <= best.similarity:
-        return True
-    return best.similarity - runner_up.similarity >= SIMILARITY_MARGIN
+def _clearly_ahead(best: Suggestion, others: Iterable[Suggestion]) -> bool:
+    """Nothing else fits as well: every other candidate has another shape, is of another layer and no
+    more alike, or is clearly less alike. Every candidate is looked at, not just the runner-up: the
+    runner-up may be of another layer while a same-layer one just behind it is nearly as alike, and
+    claiming the runner-up must not reveal a doubt that was there all along."""
+    for other in others:
+        if not other.shape_matches:
+            break  # ranked shape first: none after this one fits either
+        if not other.same_layer and other.similarity <= best.similarity:
+            continue
+        if best.similarity - other.similarity < SIMILARITY_MARGIN:
+            return False
+    return True
+
+
+def _wanted(found: list[Suggestion]) -> str | None:
+    """The parameter this key wants: its best candidate, when that fits its shape. A key whose best
+    candidate has another shape could not take it, nor any parameter ranked after it."""
+    return found[0].target if found and found[0].shape_matches else None
 
 
 def _mark_confident(ranked: dict[str, list[Suggestion]]) -> dict[str, list[Suggestion]]:
+    """Mark each key's best candidate confident where it is; `ranked` holds every candidate, best first."""
     wanted: dict[str, int] = {}
     for found in ranked.values():
-        if found:
-            wanted[found[0].target] = wanted.get(found[0].target, 0) + 1
+        target = _wanted(found)
+        if target is not None:
+            wanted[target] = wanted.get(target, 0) + 1
     for found in ranked.values():
         if not found:
             continue
         best = found[0]
         if (best.shape_matches and best.same_layer and best.similarity >= MIN_CONFIDENT_SIMILARITY
-                and _clearly_ahead(best, found[1] if len(found) > 1 else None) and wanted[best.target] == 1):
+                and _clearly_ahead(best, found[1:]) and wanted[best.target] == 1):
             found[0] = Suggestion(best.target, best.shape_matches, best.similarity, best.same_layer, confident=True)
     return ranked
