@@ -13,6 +13,12 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 TEST_CACHE_HOME = tempfile.mkdtemp(prefix="speechport-test-cache-")
 os.environ["XDG_CACHE_HOME"] = TEST_CACHE_HOME
 atexit.register(shutil.rmtree, TEST_CACHE_HOME, True)
+# The genuine-library witnesses the setup installed (CI installs fairseq2's): where the user's data folder
+# says, found before the test run's own data folder replaces it below.
+WITNESS_HOME = os.environ.get("SPEECHPORT_WITNESS_HOME") or str(
+    Path(os.environ["XDG_DATA_HOME"] if os.path.isabs(os.environ.get("XDG_DATA_HOME", "")) else Path.home() / ".local/share")
+    / "speechport" / "witnesses")
+os.environ["SPEECHPORT_WITNESS_HOME"] = WITNESS_HOME
 # ... and a data folder of its own, where the cache's signing key is made: never the user's key.
 TEST_DATA_HOME = tempfile.mkdtemp(prefix="speechport-test-data-")
 os.environ["XDG_DATA_HOME"] = TEST_DATA_HOME

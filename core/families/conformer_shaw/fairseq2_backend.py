@@ -1,84 +1,77 @@
-"""conformer_shaw run by fairseq2 + seamless_communication themselves, where they are installed.
+"""conformer_shaw run by the genuine fairseq2 0.2.1 (and seamless_communication when installed) in the
+witness's own interpreter, for `--original-backend fairseq2`.
 
-fairseq2 0.2 / seamless_communication do not install beside a modern torch, so the default original
-side is Speechport's reference implementation; this is an extra witness (`--original-backend fairseq2`).
+fairseq2 0.2 needs torch 2.2 and cannot be imported beside Speechport's torch: the witness
+(`speechport witness install fairseq2`) runs it, reading the checkpoint file itself with torch.load,
+so neither Speechport's reader nor its renaming rules stand between the file and the original model.
+It returns every stage the reference gives, so the first divergent layer is found the same way.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import torch
 
-from ...errors import BadInput
-from ...proof.audio import MODEL_RATE, Clip
+from ...proof.audio import Clip
 from ...proof.comparison import SideOutput
+from ...witnesses import environments
+from ...witnesses.channel import LOAD_TIMEOUT_S, RUN_TIMEOUT_S, WitnessProcess
 
 
-class Fairseq2ConformerShawSide:
-    """conformer_shaw through fairseq2 + seamless_communication, the way transformers' script runs it."""
+class Fairseq2WitnessSide:
+    """The original conformer_shaw, as transformers' conversion script proves its port: the genuine
+    WaveformToFbankConverter, Collater(pad_value=1), encoder_frontend and encoder, in the witness."""
 
-    name = "fairseq2"
+    cancellable = True  # run_side hands it the progress handle: Cancel stops the witness at once
 
-    def __init__(self, state: dict[str, torch.Tensor]):
+    def __init__(self, checkpoint: str | Path, *, builder: str = "auto", progress=None):
+        witness = environments.required("fairseq2")
+        self.process = WitnessProcess(witness, progress=progress)
         try:
-            from fairseq2.data import Collater
-            from fairseq2.data.audio import WaveformToFbankConverter
-            from fairseq2.nn.padding import get_seqs_and_padding_mask
-            from seamless_communication.models.conformer_shaw.builder import (
-                conformer_shaw_archs,
-                create_conformer_shaw_model,
-            )
-        except ImportError as exc:
-            raise BadInput(
-                f"--original-backend fairseq2 needs fairseq2 0.2 and seamless_communication ({exc}); "
-                "the default reference backend needs neither"
-            ) from None
-        from .reference import dims_from_state_dict
+            self.loaded = self.process.ask({"op": "load", "checkpoint": str(Path(checkpoint).absolute()),
+                                            "builder": builder}, LOAD_TIMEOUT_S)
+        except BaseException:
+            self.process.kill()
+            raise
+        versions = self.process.hello.get("versions") or {}
+        built = "seamless_communication" if self.loaded.get("builder") == "seamless_communication" else \
+            "fairseq2 building blocks"
+        self.name = f"fairseq2 {versions.get('fairseq2', '?')} (torch {versions.get('torch', '?')}, built with {built})"
+        self.steps = 1
 
-        dims = dims_from_state_dict(state)
-        config = conformer_shaw_archs.get_config("conformer_shaw_600m")
-        encoder = config.encoder_config
-        encoder.model_dim = dims.model_dim
-        encoder.num_encoder_layers = dims.num_layers
-        encoder.num_encoder_attn_heads = dims.num_heads
-        encoder.ffn_inner_dim = dims.ffn_dim
-        encoder.depthwise_conv_kernel_size = dims.kernel_size
-        encoder.shaw_rel_pos_sdpa_config.max_left_rel_pos = dims.max_left_rel_pos
-        encoder.shaw_rel_pos_sdpa_config.max_right_rel_pos = dims.max_right_rel_pos
-        if "final_proj.weight" in state:  # size the pretraining heads as saved, so everything loads
-            config.final_dim = state["final_proj.weight"].shape[0]
-        if "quantizer.entries" in state:
-            config.quantized_dim = state["final_target_proj.weight"].shape[1]
-            config.num_codebook_entries = state["quantizer.entries"].shape[1] // config.num_codebooks
-        model = create_conformer_shaw_model(config, device=torch.device("cpu"), dtype=torch.float32)
-        missing, _ = model.load_state_dict(dict(state), strict=False)
-        missing = [key for key in missing if key.startswith(("encoder", "encoder_frontend"))]
-        if missing:
-            raise BadInput(f"the fairseq2 model has weights the checkpoint lacks: {', '.join(missing[:5])}")
-        self.model = model.eval()
-        self._fbank = WaveformToFbankConverter(
-            num_mel_bins=80, waveform_scale=2**15, channel_last=True, standardize=True, dtype=torch.float32
-        )
-        self._collater = Collater(pad_value=1)
-        self._seqs_and_mask = get_seqs_and_padding_mask
+    def run_batch(self, waveforms: list[torch.Tensor], progress=None) -> tuple[dict[str, torch.Tensor], dict]:
+        """The witness's tensors for clips collated into one padded batch (as the fixtures' batch cases
+        were made), with their valid lengths."""
+        from safetensors.torch import load_file, save_file
 
-    def __call__(self, clip: Clip) -> SideOutput:
+        folder = self.process.folder
+        inputs, outputs = folder / "waveforms.safetensors", folder / "stages.safetensors"
+        save_file({f"clip_{i}": w.to(torch.float32).contiguous() for i, w in enumerate(waveforms)}, str(inputs))
+        self.process.progress = progress if progress is not None else self.process.progress
+        answer = self.process.ask({"op": "run", "waveforms": str(inputs), "count": len(waveforms), "out": str(outputs)},
+                                  RUN_TIMEOUT_S)
+        tensors = load_file(str(outputs))
+        inputs.unlink(missing_ok=True)
+        outputs.unlink(missing_ok=True)
+        return tensors, answer
+
+    def __call__(self, clip: Clip, progress=None) -> SideOutput:
         started = time.perf_counter()
-        waveform = torch.from_numpy(clip.waveform)[:, None]  # (time, channel), channel_last
-        source = self._collater(self._fbank({"waveform": waveform, "sample_rate": MODEL_RATE, "format": -1}))["fbank"]
-        seqs, padding_mask = self._seqs_and_mask(source)
-        layers: list[torch.Tensor] = []
-        hooks = [layer.register_forward_hook(lambda _m, _i, out: layers.append(out[0])) for layer in self.model.encoder.layers]
-        try:
-            with torch.inference_mode():
-                seqs, padding_mask = self.model.encoder_frontend(seqs, padding_mask)
-                frontend = seqs
-                output, padding_mask = self.model.encoder(seqs, padding_mask)
-        finally:
-            for hook in hooks:
-                hook.remove()
-        valid = output.shape[1]
-        stages = [("feature_projection", frontend[0, :valid])]
-        stages += [(f"encoder.layers.{i}", layer[0, :valid]) for i, layer in enumerate(layers)]
-        return SideOutput(output[0, :valid], stages, time.perf_counter() - started)
+        tensors, answer = self.run_batch([torch.from_numpy(clip.waveform)], progress)
+        valid = int(answer["seq_lens"][0])
+        stages = [(name, tensors[name][0, :valid]) for name in answer["stages"] if name != "output"]
+        if progress is not None:
+            progress.advance(items=1)
+        return SideOutput(tensors["output"][0, :valid], stages, time.perf_counter() - started,
+                          extras={"builder": self.loaded.get("builder")})
+
+    def close(self) -> None:
+        self.process.close()
+
+    def __del__(self):
+        process = getattr(self, "process", None)
+        if process is not None:
+            process.kill()
+

@@ -238,12 +238,12 @@ class ConformerShawRecipe(Recipe):
         import torch
 
         self.check_backend(backend)
+        if backend == "fairseq2":  # the genuine library reads the file itself, in its witness interpreter
+            from .fairseq2_backend import Fairseq2WitnessSide
+
+            return Fairseq2WitnessSide(self.checkpoint.path)
         # The original runs in float32 whatever the file stores: the comparison is about the values.
         state = as_torch(weights if weights is not None else self.fairseq2_state_dict(), torch.float32)
-        if backend == "fairseq2":
-            from .fairseq2_backend import Fairseq2ConformerShawSide
-
-            return Fairseq2ConformerShawSide(state)
         from .sides import ReferenceSide
 
         return ReferenceSide(state)
