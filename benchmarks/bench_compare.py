@@ -6,8 +6,13 @@ loaded from the converted folder with its own feature extractor. Target: the ref
 1.3x the transformers side. Uses the synthetic 600M checkpoint of bench_convert.py (built if
 missing) and converts it once.
 
+With the fairseq2 witness installed (`speechport witness install fairseq2`), the genuine fairseq2 runs
+the same clip in its own interpreter too: its start-up (the interpreter, torch 2.2 and fairseq2
+imported), the checkpoint loaded into the model it builds, and each clip, the transfer of the
+waveform and of every stage's outputs included, are reported apart and together.
+
     python benchmarks/bench_convert.py          # builds benchmarks/.data/conformer_shaw_600m_fs2.pt
-    python benchmarks/bench_compare.py [--runs 5] [--threads 2]
+    python benchmarks/bench_compare.py [--runs 5] [--threads 2] [--no-witness]
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-witness", action="store_true", help="skip the genuine fairseq2 witness")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     ensure_inputs()
@@ -84,6 +90,44 @@ def main() -> None:
     print(f"{'converted (transformers)':<34}{theirs:>10.2f}{min(converted_times):>10.2f}")
     print(f"reference / transformers: {ratio:.2f}x (target <= {TARGET_RATIO}x)  {'PASS' if ratio <= TARGET_RATIO else 'FAIL'}")
     print(f"agreement on {result.frames} frames: max |diff| {result.max_abs_diff:.2e}, verdict {result.verdict}")
+    if not args.no_witness:
+        bench_witness(args, original_times, converted_times)
+
+
+def bench_witness(args, original_times, converted_times) -> None:
+    from speechport.core.proof.audio import load_clip
+    from speechport.core.witnesses import environments
+    from speechport.core.witnesses.channel import LOAD_TIMEOUT_S, WitnessProcess
+
+    witness = environments.find("fairseq2")
+    if witness is None:
+        print("the fairseq2 witness is not installed: speechport witness install fairseq2 (skipped)")
+        return
+    from speechport.core.families.conformer_shaw.fairseq2_backend import Fairseq2WitnessSide
+
+    started = time.perf_counter()
+    process = WitnessProcess(witness, threads=args.threads)
+    start_up = time.perf_counter() - started
+    started = time.perf_counter()
+    process.ask({"op": "load", "checkpoint": str(CHECKPOINT)}, LOAD_TIMEOUT_S)
+    load = time.perf_counter() - started
+    process.close()
+    side = Fairseq2WitnessSide(CHECKPOINT)
+    with tempfile.TemporaryDirectory() as scratch:
+        clip = load_clip(ten_second_clip(Path(scratch)))
+        side(clip)  # warm-up
+        times = []
+        for _ in range(args.runs):
+            started = time.perf_counter()
+            side(clip)
+            times.append(time.perf_counter() - started)
+    side.close()
+    witness_clip = statistics.median(times)
+    print(f"{'genuine fairseq2 (witness)':<34}{witness_clip:>10.2f}{min(times):>10.2f}   per clip, transfers included")
+    print(f"  witness start-up (interpreter, torch 2.2, fairseq2): {start_up:.2f} s; checkpoint loaded into its "
+          f"model: {load:.2f} s; once per comparison, not per clip")
+    print(f"  first clip of a comparison through the witness: {start_up + load + witness_clip:.2f} s, against "
+          f"{statistics.median(original_times):.2f} s for the reference")
 
 
 if __name__ == "__main__":

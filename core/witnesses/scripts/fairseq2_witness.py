@@ -51,8 +51,9 @@ def versions():
     except Exception:  # noqa: BLE001 - only a version to report
         pass
     try:
-        import seamless_communication  # noqa: F401
         from importlib.metadata import version
+
+        import seamless_communication  # noqa: F401
 
         found["seamless_communication"] = version("seamless_communication")
     except Exception:  # noqa: BLE001 - seamless is optional
@@ -76,7 +77,7 @@ def dims(state):
         ffn = state["encoder.layers.0.ffn1.inner_proj.weight"]
         depthwise = state["encoder.layers.0.conv.depthwise_conv.weight"]
     except KeyError as missing:
-        raise Refused("the checkpoint has no %s: not a conformer_shaw model in fairseq2's names" % missing) from None
+        raise Refused(f"the checkpoint has no {missing}: not a conformer_shaw model in fairseq2's names") from None
     layers = set()
     for key in state:
         parts = key.split(".")
@@ -85,11 +86,10 @@ def dims(state):
     model_dim, feature_dim = proj.shape
     head_dim = rel_k.shape[1]
     if rel_k.shape[0] != MAX_LEFT_REL_POS + MAX_RIGHT_REL_POS + 1:
-        raise Refused("its Shaw relative-position table has %d rows; conformer_shaw's has %d (positions -%d..%d)"
-                      % (rel_k.shape[0], MAX_LEFT_REL_POS + MAX_RIGHT_REL_POS + 1, MAX_LEFT_REL_POS, MAX_RIGHT_REL_POS))
+        raise Refused(f"its Shaw relative-position table has {rel_k.shape[0]} rows; conformer_shaw's has "
+                      f"{MAX_LEFT_REL_POS + MAX_RIGHT_REL_POS + 1} (positions -{MAX_LEFT_REL_POS}..{MAX_RIGHT_REL_POS})")
     if model_dim % head_dim or feature_dim % NUM_FBANK_CHANNELS:
-        raise Refused("its sizes do not fit conformer_shaw (model %d, head %d, features %d)"
-                      % (model_dim, head_dim, feature_dim))
+        raise Refused(f"its sizes do not fit conformer_shaw (model {model_dim}, head {head_dim}, features {feature_dim})")
     return {"model_dim": int(model_dim), "feature_dim": int(feature_dim), "num_layers": len(layers),
             "num_heads": int(model_dim // head_dim), "ffn_inner_dim": int(ffn.shape[0]),
             "kernel_size": int(depthwise.shape[-1]), "fbank_stride": int(feature_dim // NUM_FBANK_CHANNELS)}
@@ -176,7 +176,7 @@ class Witness:
         try:
             found = versions()
         except ImportError as exc:  # a library of the witness is gone: the environment is broken
-            raise Broken("%s: %s" % (type(exc).__name__, exc)) from None
+            raise Broken(f"{type(exc).__name__}: {exc}") from None
         return {"versions": found, "seamless": has_seamless()}
 
     def load(self, request):
@@ -191,8 +191,8 @@ class Witness:
         try:
             checkpoint = torch.load(request["checkpoint"], map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - torch's own refusal, said as it is
-            raise Refused("torch %s cannot load it weights-only (%s)" % (torch.__version__.split("+")[0],
-                                                                        str(exc).strip().splitlines()[0][:300]))
+            reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise Refused(f"torch {torch.__version__.split('+')[0]} cannot load it weights-only ({reason})") from None
         if not (isinstance(checkpoint, dict) and isinstance(checkpoint.get("model"), dict)):
             raise Refused("not in the layout seamless publishes ({\"model\": state dict}); the witness reads no other")
         if "final_target_proj.weight" not in checkpoint["model"]:
@@ -210,9 +210,9 @@ class Witness:
         result = model.load_state_dict(state, strict=False)
         missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
         if missing or unexpected:
-            raise Refused("the checkpoint does not fit conformer_shaw: %s" % "; ".join(
-                part for part in ("missing " + ", ".join(missing[:5]) if missing else "",
-                                  "unexpected " + ", ".join(unexpected[:5]) if unexpected else "") if part))
+            parts = (["missing " + ", ".join(missing[:5])] if missing else []) + \
+                (["unexpected " + ", ".join(unexpected[:5])] if unexpected else [])
+            raise Refused("the checkpoint does not fit conformer_shaw: " + "; ".join(parts))
         self.model = model.eval()
         return {"builder": "seamless_communication" if use_seamless else "fairseq2 building blocks",
                 "sizes": dims(state), "keys": len(state)}
@@ -230,13 +230,13 @@ class Witness:
         converter = WaveformToFbankConverter(num_mel_bins=NUM_FBANK_CHANNELS, waveform_scale=2 ** 15,
                                              channel_last=True, standardize=True, dtype=torch.float32)
         collater = Collater(pad_value=1)
-        fbanks = [converter({"waveform": waveforms["clip_%d" % i][:, None], "sample_rate": 16000, "format": -1})
+        fbanks = [converter({"waveform": waveforms[f"clip_{i}"][:, None], "sample_rate": 16000, "format": -1})
                   for i in range(int(request["count"]))]
         batch = collater(fbanks)["fbank"]
         seqs, padding_mask = get_seqs_and_padding_mask(batch)
         captured = {}
         modules = [("input_features", self.model.encoder_frontend.feature_extractor)]
-        modules += [("encoder.layers.%d" % i, layer) for i, layer in enumerate(self.model.encoder.layers)]
+        modules += [(f"encoder.layers.{i}", layer) for i, layer in enumerate(self.model.encoder.layers)]
         hooks = [module.register_forward_hook(lambda _m, _i, out, name=name: captured.__setitem__(name, out[0]))
                  for name, module in modules]
         try:
@@ -250,12 +250,12 @@ class Witness:
         tensors = {"fbank": batch["seqs"].contiguous(), "input_features": captured["input_features"].contiguous(),
                    "feature_projection": frontend.contiguous(), "output": output.contiguous()}
         for i in range(len(self.model.encoder.layers)):
-            tensors["encoder.layers.%d" % i] = captured["encoder.layers.%d" % i].contiguous()
+            tensors[f"encoder.layers.{i}"] = captured[f"encoder.layers.{i}"].contiguous()
         fbank_seq_lens = batch["seq_lens"].tolist() if batch.get("is_ragged") else [batch["seqs"].shape[1]] * len(fbanks)
         lens = padding_mask.seq_lens.tolist() if padding_mask is not None else [output.shape[1]] * len(fbanks)
         save_file({key: value.float().cpu().clone() for key, value in tensors.items()}, request["out"])
         return {"stages": ["input_features", "feature_projection"]
-                + ["encoder.layers.%d" % i for i in range(len(self.model.encoder.layers))] + ["output"],
+                + [f"encoder.layers.{i}" for i in range(len(self.model.encoder.layers))] + ["output"],
                 "fbank_seq_lens": [int(n) for n in fbank_seq_lens], "seq_lens": [int(n) for n in lens]}
 
 
@@ -269,14 +269,14 @@ def serve(answers):
             if op == "bye":
                 return
             if op not in handlers:
-                raise Refused("unknown request %r" % op)
+                raise Refused(f"unknown request {op!r}")
             answer = dict(handlers[op](request), ok=True)
         except Refused as exc:
             answer = {"ok": False, "kind": "refused", "message": str(exc)}
         except Broken as exc:
             answer = {"ok": False, "kind": "broken", "message": str(exc)}
         except Exception as exc:  # noqa: BLE001 - every failure goes back to Speechport as an answer
-            answer = {"ok": False, "kind": "error", "message": "%s: %s" % (type(exc).__name__, exc),
+            answer = {"ok": False, "kind": "error", "message": f"{type(exc).__name__}: {exc}",
                       "traceback": traceback.format_exc()[-4000:]}
         answers.write(json.dumps(answer) + "\n")
         answers.flush()
@@ -289,7 +289,7 @@ def main():
 
         torch.set_num_threads(max(1, int(os.environ.get("SPEECHPORT_WITNESS_THREADS", "0")) or torch.get_num_threads()))
     except Exception as exc:  # noqa: BLE001 - a broken witness says why, then ends
-        answers.write(json.dumps({"ok": False, "kind": "broken", "message": "%s: %s" % (type(exc).__name__, exc)}) + "\n")
+        answers.write(json.dumps({"ok": False, "kind": "broken", "message": f"{type(exc).__name__}: {exc}"}) + "\n")
         answers.flush()
         return 3
     serve(answers)
