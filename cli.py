@@ -415,16 +415,26 @@ def _compare(args) -> int:
     with _base_model_consent(args):
         sides = open_sides(args.source, args.converted, base_model=args.base_model, backend=args.original_backend,
                            trust_pickle=args.trust_pickle, fixes=fixes, progress=progress)
-    comparison = compare_clips(sides, args.audio, tolerance=args.tolerance, channels=args.channels,
-                               max_seconds=args.max_seconds, start=args.start, duration=args.duration,
-                               save_outputs=args.save_outputs, progress=progress)
+    try:
+        comparison = compare_clips(sides, args.audio, tolerance=args.tolerance, channels=args.channels,
+                                   max_seconds=args.max_seconds, start=args.start, duration=args.duration,
+                                   save_outputs=args.save_outputs, progress=progress)
+    except BaseException:
+        if sides.weights_digest is not None:
+            sides.weights_digest.cancel()
+        raise
+    from .core.proof.record import record_comparison
+
+    # In the folder's report and model card; a folder that cannot take it is compared all the same.
+    recorded = record_comparison(sides, comparison, backend=args.original_backend, by="speechport compare")
     _clear_progress_line()
     if args.json:
         _print_json({**comparison.to_dict(), "source": str(Path(args.source).absolute()),
                      "converted": str(Path(args.converted).absolute()), "original_backend": args.original_backend,
-                     "recipe": sides.detection.recipe.name})
+                     "recipe": sides.detection.recipe.name, "record": recorded.to_dict()})
     else:
         _print_comparison(comparison)
+        print(recorded.line())
     return EXIT_OK if comparison.verdict == "pass" else EXIT_FAILED
 
 

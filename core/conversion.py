@@ -261,18 +261,32 @@ def convert(
         timings["wait_for_hash"] = time.perf_counter() - mark
         timings["hash"] = prepared.hasher.seconds if not prepared.hasher.from_cache else 0.0
         seconds = time.perf_counter() - started
+        digest = None
         if clips:
-            comparison = _verify(prepared, staged.path, clips, tolerance, original_backend, progress)
-            prepared.hasher.confirm_unchanged()  # the original model read the source again
+            from .proof.record import WeightsDigest, add_verification, verification_entry
+
+            # The written weights, hashed while the converted model loads and runs: the record says
+            # which bytes were verified (core.proof.record).
+            digest = WeightsDigest(staged.path)
+            try:
+                comparison = _verify(prepared, staged.path, clips, tolerance, original_backend, progress)
+                prepared.hasher.confirm_unchanged()  # the original model read the source again
+                digest.confirm_unchanged()
+            except BaseException:
+                digest.cancel()
+                raise
         from .proof.report import REPORT_NAME, build_report, dump_report
 
         card_library.join()
         report = build_report(prepared, weights, seconds)
         if comparison is not None:
-            report["verification"] = {**comparison.to_dict(), "original_backend": original_backend}
+            report = add_verification(report, verification_entry(
+                comparison, backend=original_backend, by="speechport convert --verify", weights=digest.file_digests()))
         (staged.path / REPORT_NAME).write_text(dump_report(report))
         write_model_card(staged.path, prepared, report)
         output = staged.commit()
+        if digest is not None:
+            digest.remember_at(output)
     progress.finish()
     return ConversionResult(output, weights, report, seconds, comparison, timings)
 

@@ -59,7 +59,7 @@ def card_body(prepared: Prepared, report: dict, description: str) -> str:
     if report["dropped_summary"]:
         lines += ["", "Left out on purpose:", ""]
         lines += [f"- `{entry.split(': ', 1)[0]}`: {entry.split(': ', 1)[1]}" for entry in report["dropped_summary"]]
-    lines += ["", "## Verification", "", verification_text(report.get("verification")), ""]
+    lines += ["", VERIFICATION_HEADING, "", verification_text(report, report_weights(report)), ""]
     lines += [
         "## Usage",
         "",
@@ -79,33 +79,139 @@ def card_body(prepared: Prepared, report: dict, description: str) -> str:
     return "\n".join(lines)
 
 
-def verification_text(verification: dict | None) -> str:
-    if not verification:
-        return (
-            "Not verified on audio at conversion time. Run `speechport compare SOURCE THIS_FOLDER --audio CLIP` "
-            "to compare it with the original model."
-        )
-    lines = [
-        f"Compared with the original model on audio: **{verification['verdict']}** "
-        f"at tolerance {verification['tolerance']:g} (max |diff| on valid frames).",
-        "",
-        "| clip | verdict | max abs diff | mean abs diff | NMSE (dB) | min cosine |",
-        "|---|---|---|---|---|---|",
-    ]
-    notes: list[str] = []
-    for clip in verification.get("clips", []):
-        lines.append(
-            f"| `{Path(clip['audio']).name}` | {clip['verdict']} | {_number(clip['max_abs_diff'])} | "
-            f"{_number(clip['mean_abs_diff'])} | {_number(clip['nmse_db'], '.1f')} | {_number(clip['cosine_min'], '.6f')} |"
-        )
-        notes += [note for note in clip.get("notes", []) if note not in notes]
-    if notes:
-        lines += ["", *(f"- {note}" for note in notes)]
-    fixes_used = verification.get("fixes_used") or []
-    if fixes_used:
-        keys = ", ".join(f"`{key}`" for key in collapse_indices(row["source"] for row in fixes_used))
-        lines += ["", f"{fixes_sentence(len(fixes_used)).capitalize()}: {keys}."]
+def verification_text(report: dict, current_sha256: str | None) -> str:
+    """The card's Verification section (without its heading): the latest comparison recorded in the
+    report, with its clips, and the ones before it. `current_sha256` is the digest of the folder's
+    weights as they are now (core.proof.record): a comparison of other weights is never shown as
+    theirs (None: not known, so none is)."""
+    latest = report.get("verification")
+    if not isinstance(latest, dict):
+        return ("Not compared with the original model on audio yet. Run `speechport compare SOURCE THIS_FOLDER "
+                "--audio CLIP` to compare it: the result is recorded here and in `speechport_report.json`.")
+    if not same_weights(latest, current_sha256):
+        lines = [f"**Not verified for these weights**: {latest_sentence(latest, current_sha256)}"]
+    else:
+        lines = [
+            f"Compared with the original model on audio: **{latest['verdict']}** "
+            f"at tolerance {latest['tolerance']:g} (max |diff| on valid frames), {_when(latest)}"
+            f"{_by(latest)}.",
+        ]
+        if latest.get("weights_sha256"):
+            lines += ["", f"This holds for the weights whose SHA-256 is `{latest['weights_sha256']}` "
+                          f"({_weights_files(latest)}); weights with another digest were not compared."]
+        lines += [
+            "",
+            "| clip | length | sha256 | verdict | max abs diff | mean abs diff | NMSE (dB) | min cosine |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        notes: list[str] = []
+        for clip in latest.get("clips", []):
+            about = clip.get("clip") or {}
+            lines.append(
+                f"| `{Path(clip['audio']).name}`{_segment(clip)} | {_seconds(about.get('seconds'))} | "
+                f"{_short_digest(about.get('sha256'))} | {clip['verdict']} | {_number(clip['max_abs_diff'])} | "
+                f"{_number(clip['mean_abs_diff'])} | {_number(clip['nmse_db'], '.1f')} | {_number(clip['cosine_min'], '.6f')} |"
+            )
+            notes += [note for note in clip.get("notes", []) if note not in notes]
+        if notes:
+            lines += ["", *(f"- {note}" for note in notes)]
+        fixes_used = latest.get("fixes_used") or []
+        if fixes_used:
+            keys = ", ".join(f"`{key}`" for key in collapse_indices(row["source"] for row in fixes_used))
+            lines += ["", f"{fixes_sentence(len(fixes_used)).capitalize()}: {keys}."]
+    history = [entry for entry in report.get("verifications") or [] if isinstance(entry, dict)]
+    dropped = report.get("verifications_dropped") or 0
+    if len(history) > 1 or dropped:
+        lines += ["", "Every comparison recorded, the latest first:", "",
+                  "| when | by | clips | verdict | max abs diff | tolerance | weights |", "|---|---|---|---|---|---|---|"]
+        for entry in history:
+            clips = ", ".join(f"`{Path(c['audio']).name}`{_segment(c)}" for c in entry.get("clips", []))
+            verdict = entry.get("verdict") if same_weights(entry, current_sha256) else f"({entry.get('verdict')})"
+            lines.append(f"| {_when(entry, bare=True)} | {entry.get('by', '')} | {clips} | {verdict} | "
+                         f"{_number(_worst(entry))} | {_number(entry.get('tolerance'), 'g')} | "
+                         f"{'these' if same_weights(entry, current_sha256) else 'other: ' + _short_digest(entry.get('weights_sha256'))} |")
+        if dropped:
+            lines.append(f"\n{dropped} older comparison{'s' if dropped != 1 else ''} no longer kept.")
     return "\n".join(lines)
+
+
+def same_weights(entry: dict, current_sha256: str | None) -> bool:
+    """Whether a recorded comparison was of the weights as they are now (known on both sides)."""
+    recorded = entry.get("weights_sha256")
+    return bool(recorded) and recorded == current_sha256
+
+
+def report_weights(report: dict) -> str | None:
+    """The weights' digest a freshly written report vouches for: its latest comparison's (a card is
+    written with its report, from the weights just compared)."""
+    latest = report.get("verification")
+    return latest.get("weights_sha256") if isinstance(latest, dict) else None
+
+
+def latest_sentence(entry: dict, current_sha256: str | None) -> str:
+    """A recorded comparison in one plain sentence; for weights other than those compared it says so
+    first, and never that they pass."""
+    clips = ", ".join(_clip_words(clip) for clip in entry.get("clips", [])) or "no clip"
+    worst = _worst(entry)
+    verdict = entry.get("verdict")
+    measured = (f"max |diff| {_number(worst)} against the tolerance {_number(entry.get('tolerance'), 'g')}"
+                if worst is not None else "no difference measured")
+    said = f"{verdict} on {clips}, {_when(entry)}{_by(entry)} ({measured})"
+    if not same_weights(entry, current_sha256):
+        if current_sha256 is None and entry.get("weights_sha256"):
+            return f"the weights could not be checked against those compared; it was a {said}"
+        return f"{WEIGHTS_CHANGED}; it was a {said}"
+    return said[:1].upper() + said[1:]
+
+
+WEIGHTS_CHANGED = "the weights changed since this was verified"
+VERIFICATION_HEADING = "## Verification"
+
+
+def _clip_words(clip: dict) -> str:
+    about = clip.get("clip") or {}
+    length = f" ({_seconds(about.get('seconds'))})" if about.get("seconds") is not None else ""
+    return f"{Path(str(clip.get('audio', '?'))).name}{_segment(clip)}{length}"
+
+
+def _segment(clip: dict) -> str:
+    segment = clip.get("segment")
+    return f" [{segment[0]:g}–{segment[1]:g} s]" if isinstance(segment, list) and len(segment) == 2 else ""
+
+
+def _worst(entry: dict):
+    values = [clip.get("max_abs_diff") for clip in entry.get("clips", [])]
+    if any(value is None for value in values):
+        return None  # not a number: an incomparable output
+    return max(values) if values else None
+
+
+def _when(entry: dict, bare: bool = False) -> str:
+    when = str(entry.get("when") or "")
+    shown = when[:16].replace("T", " ") + " UTC" if len(when) >= 16 else "at an unrecorded time"
+    return shown if bare or not when else f"on {shown}"
+
+
+def _by(entry: dict) -> str:
+    by = entry.get("by")
+    backend = entry.get("original_backend")
+    parts = [f"by {by}" if by else "", f"against the {backend} original" if backend else ""]
+    return "".join(f", {part}" for part in parts if part)
+
+
+def _weights_files(entry: dict) -> str:
+    files = sorted(entry.get("weight_files") or {})
+    if len(files) <= 1:
+        return f"`{files[0]}`" if files else "the weights file"
+    return f"over the `sha256sum` lines of {', '.join(f'`{name}`' for name in files)}"
+
+
+def _seconds(value) -> str:
+    return "n/a" if value is None else f"{value:.1f} s"
+
+
+def _short_digest(digest) -> str:
+    return f"`{digest[:12]}…`" if isinstance(digest, str) and digest else "n/a"
 
 
 def _number(value, spec: str = ".3g") -> str:

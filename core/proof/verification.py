@@ -35,6 +35,7 @@ from .comparison import (
     compare_outputs,
 )
 from .original_weights import resolve_original_weights
+from .record import WeightsDigest
 from .report import REPORT_NAME, read_report
 
 Side = Callable[[Clip], SideOutput]
@@ -52,6 +53,9 @@ class Sides:
     # The checkpoint's tensors both models use, by their names in the file: searched for NaN and
     # infinite values when an output is not finite (empty: every tensor of the checkpoint).
     weights: dict[str, StoredTensor] = field(default_factory=dict)
+    # The converted folder's weights, hashed from before they were loaded, for recording what was
+    # compared (core.proof.record); None when the folder has no report to record in.
+    weights_digest: WeightsDigest | None = None
 
     @property
     def detection(self) -> Detection:
@@ -75,10 +79,24 @@ def open_recipe_sides(
     the parameters it cannot name itself (`core.original_weights`), listed as `fixes_used`.
     """
     progress = ensure(progress)
-    checkpoint = recipe.checkpoint
     recipe.check_backend(backend)
     folder = check_converted_folder(converted_dir, recipe)  # refuse a wrong folder before loading anything
-    pairing = check_pairing(recipe, folder, fixes)
+    # Hashed while the models load, watched from before anything reads them: the digest is of the
+    # weights transformers loads (core.proof.record); only for a folder with a report to record in.
+    digest = WeightsDigest(folder) if os.path.lexists(folder / REPORT_NAME) else None
+    try:
+        pairing = check_pairing(recipe, folder, fixes)
+        sides = _open_sides(recipe, folder, pairing, backend, progress)
+    except BaseException:
+        if digest is not None:
+            digest.cancel()
+        raise
+    sides.weights_digest = digest
+    return sides
+
+
+def _open_sides(recipe: Recipe, folder: Path, pairing: Pairing, backend: str, progress: Progress) -> Sides:
+    checkpoint = recipe.checkpoint
     original_weights = resolve_original_weights(recipe, pairing.plan.rows, pairing.tensors, pairing.config)
     original = recipe.original_side(backend=backend, weights=original_weights.weights)
     progress.check()
@@ -407,6 +425,8 @@ def run_side(side, clip: Clip, progress: Progress) -> SideOutput:
     """Run one side on a clip, advancing `progress` layer by layer (and checking for a cancel
     between layers) where the side reports its layers, else once it is done."""
     progress.check()
+    if getattr(side, "cancellable", False):  # runs elsewhere (a witness), watching the handle itself
+        return side(clip, progress=progress)
     if not hasattr(side, "steps"):
         output = side(clip)
         progress.advance(items=1)
