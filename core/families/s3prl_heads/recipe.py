@@ -34,6 +34,7 @@ from ...storage.strict_json import load_file
 from .._upstream import UpstreamRecipe
 from . import identity
 from .layout import HEAD_CLASS_SUFFIX, check_upstream_clip, head_kind, read_modelrc
+from .task_labels import TaskLabels, task_labels
 
 if TYPE_CHECKING:  # the models run (torch) only where a comparison does: see sides.py
     from ...proof.audio import Clip
@@ -122,6 +123,9 @@ class S3prlRecipe(Recipe):
         # Whether the user accepts a base model other than the upstream the head records (read once:
         # the window's worker threads and a CLI command's context see the recipe alike).
         self.mismatch_accepted = identity.is_mismatch_accepted()
+        # Where the converted config's class names come from, in words (set with the config).
+        self.labels_origin: str | None = None
+        self.task_labels: TaskLabels | None = None  # the names S3PRL's task gives, when no file or config does
 
     @classmethod
     def layout_of(cls, detection: Detection) -> str:
@@ -347,8 +351,13 @@ class S3prlRecipe(Recipe):
             values.update({field: value for field, (value, _) in facts.items()})
             values["architectures"] = [class_name]
             num_labels = values.pop("num_labels", base_config.num_labels)
-            label_names = labels or [f"LABEL_{i}" for i in range(num_labels)]
+            named = task_labels(_downstream(content), num_labels)
+            label_names = labels or named.names
             _check_label_count(label_names, num_labels, "the labels file")
+            self.labels_origin = "the labels file" if labels else named.origin
+            self.task_labels = None if labels else named
+            if named.note and not labels:
+                notes.append(named.note)
             values["id2label"] = dict(enumerate(label_names))
             values["label2id"] = {name: i for i, name in enumerate(label_names)}
             config = self.build_config(ConfigSpec(base_config.config_class, values, build="from_dict"))
@@ -357,7 +366,7 @@ class S3prlRecipe(Recipe):
             inferred["(upstream)"] = (f"{base_config.model_type} from {Path(base_model).name}" if upstream is None else
                                       f"{base_config.model_type}, converted from {Path(base_model).name} ({upstream.layout})")
             inferred["labels"] = f"{', '.join(label_names[:8])}{'...' if len(label_names) > 8 else ''}: " + (
-                "from the labels file" if labels else "LABEL_i (give a labels file to name them)")
+                "from the labels file" if labels else named.origin.removeprefix("LABEL_n: "))
             conflicts = _base_conflicts(base_config, names, facts)
             return ConfigChoice(config, "inferred", inferred=inferred, conflicts=conflicts, notes=notes)
 
@@ -365,6 +374,8 @@ class S3prlRecipe(Recipe):
         spec = ConfigSpec(base_config.config_class, data, build="from_dict", then={"architectures": [class_name]},
                           source=str(config_path))
         config = self.build_config(spec)
+        self.labels_origin = "the labels file" if labels else f"the config file {config_path}"
+        self.task_labels = None
         if labels:
             _check_label_count(labels, config.num_labels, "the labels file")
             config = self.build_config(replace(spec, then={**spec.then, "id2label": dict(enumerate(labels)),
