@@ -51,11 +51,26 @@ class Compared:
     converted: Path
     recipe: str
     clip_seconds: float = 0.0  # the whole clip's length
+    recorded: object = None  # core.proof.record.Recorded: whether the folder's report took the comparison
 
     @property
     def segment(self) -> tuple[float, float] | None:
         """(start, end) seconds of the clip that were compared, or None for the whole clip."""
         return self.clip.segment
+
+
+RECORDED_BY = "Speechport's window"  # who compared, as the folder's report records it
+
+
+def compare_and_record(clip, *, progress, **options):
+    """On the worker: what `speechport compare` does for one clip (`workers.compare_job`), then the
+    comparison recorded in the converted folder's report and model card (core.proof.record), which
+    says so when the folder cannot take it. Returns (Audition, Recorded)."""
+    from ...core.proof.record import record_comparison
+
+    audition = workers.compare_job(clip, progress=progress, **options)
+    recorded = record_comparison(audition.sides, audition.comparison, backend=workers.ORIGINAL_BACKEND, by=RECORDED_BY)
+    return audition, recorded
 
 
 class CompareBar(QWidget):
@@ -213,7 +228,7 @@ class CompareBar(QWidget):
         key = self._key()
         sides = workspace.sides.get(key)
         task = workers.Task(
-            "compare", workers.compare_job, clip, segment=segment, sides=sides, checkpoint=prepared.checkpoint,
+            "compare", compare_and_record, clip, segment=segment, sides=sides, checkpoint=prepared.checkpoint,
             detection=prepared.detection, base_model=prepared.base_model, converted=str(converted),
             tolerance=self.tolerance(), with_progress=True)
         task.key = key
@@ -257,13 +272,14 @@ class CompareBar(QWidget):
             self.progress_bar.setRange(0, 0)  # reading the clip, loading a model: no measure of how far it is
             self.progress_bar.setFormat(event.stage[:1].upper() + event.stage[1:] + "…")
 
-    def _succeeded(self, task, audition) -> None:
+    def _succeeded(self, task, outcome) -> None:
+        audition, recorded = outcome
         workspace = self.workspace
         if audition.opened_sides:
             workspace.sides.put(task.key, audition.sides, task.checkpoint)
         comparison = audition.comparison
         result = comparison.clips[0]
-        compared = replace(task.compared, clip=audition.clip)
+        compared = replace(task.compared, clip=audition.clip, recorded=recorded)
         self.progress_bar.setRange(0, 1000)
         self.progress_bar.setValue(1000)
         self.progress_bar.setFormat(f"{result.verdict} · {human_seconds(task.seconds)}")
@@ -277,6 +293,9 @@ class CompareBar(QWidget):
             f"in {task.seconds:.2f} s")
         for note in result.notes:
             log(f"note: {note}")
+        log(recorded.line()[:1].upper() + recorded.line()[1:])
+        if not recorded.recorded:  # compared all the same: said once, not as an error
+            workspace.messages.status(f"Compared, but {recorded.line()}", 8000)
 
     def _failed(self, task, error) -> bool:
         self.progress_bar.setRange(0, 1000)

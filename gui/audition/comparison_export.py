@@ -21,6 +21,7 @@ def export_record(comparison, compared: Compared) -> dict:
         "clip": str(compared.clip.path),
         "channels": compared.clip.channel_policy,
         "base_model": str(compared.base_model) if compared.base_model else None,
+        "record": compared.recorded.to_dict() if compared.recorded is not None else None,
     }
 
 

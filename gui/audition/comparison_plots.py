@@ -8,6 +8,7 @@ outputs and stages); the plots only lay it out in time, `frame_seconds` apart.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pyqtgraph as pg
@@ -223,8 +224,9 @@ class ActivityPlot(TimePlot):
         self.activity_curves: list[pg.PlotCurveItem] = []
 
     def set_activity(self, original_logits: np.ndarray, converted_logits: np.ndarray, frame_seconds: float,
-                     start: float = 0.0) -> None:
-        """Frames `frame_seconds` apart from `start` seconds into the clip."""
+                     start: float = 0.0, names: Sequence[str] = ()) -> None:
+        """Frames `frame_seconds` apart from `start` seconds into the clip; each lane named as the
+        converted folder names its class (`names`, its id2label), as the Labels row does."""
         item = self.getPlotItem()
         for curve in self.activity_curves:
             item.removeItem(curve)
@@ -242,7 +244,7 @@ class ActivityPlot(TimePlot):
                 curve.active = active
                 self.activity_curves.append(curve)
                 item.addItem(curve)
-            ticks.append((speaker + 0.5, f"S{speaker + 1}"))
+            ticks.append((speaker + 0.5, speaker_name(names, speaker)))
         item.getAxis("left").setTicks([ticks, []])
         item.setYRange(0, max(speakers, 1), padding=0.02)
         # Each lane (a speaker in one model) at least most of a text line tall, so it reads at a glance.
@@ -257,6 +259,11 @@ class ActivityPlot(TimePlot):
             fill = line_colour(curve.side, palette)
             fill.setAlpha(150)
             curve.setBrush(pg.mkBrush(fill))
+
+
+def speaker_name(names: Sequence[str], speaker: int) -> str:
+    """A diarization output's name: the converted folder's (a labels file's, or LABEL_i), else S1, S2, …"""
+    return str(names[speaker]) if speaker < len(names) else f"S{speaker + 1}"
 
 
 def colourmaps(palette: QPalette | None = None) -> tuple[str, str]:

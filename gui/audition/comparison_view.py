@@ -36,7 +36,7 @@ from ..shared import theme
 from ..shared.elided_label import ElidedLabel
 from ..shared.formatting import human_seconds, short_number
 from . import plain_words
-from .comparison_plots import as_frames
+from .comparison_plots import as_frames, speaker_name
 from .timeline_view import OUTPUT
 
 METRICS = (  # object name suffix, label, tooltip; shown two to a row
@@ -348,10 +348,12 @@ class ComparisonView(QWidget):
         original = as_frames(result.original.primary, result.frames) > 0
         converted = as_frames(result.converted.primary, result.frames) > 0
         speakers = original.shape[1]
+        names = result.converted.extras.get("labels") or ()  # as the lanes and the Labels row name them
         self.task_box.setTitle("Speaker activity")
         self.speaker_table.setRowCount(speakers)
         for speaker in range(speakers):
-            cells = (f"S{speaker + 1}", f"{np.mean(original[:, speaker]):.0%}", f"{np.mean(converted[:, speaker]):.0%}")
+            cells = (speaker_name(names, speaker), f"{np.mean(original[:, speaker]):.0%}",
+                     f"{np.mean(converted[:, speaker]):.0%}")
             for column, text in enumerate(cells):
                 self.speaker_table.setItem(speaker, column, QTableWidgetItem(text))
         _fit_rows(self.speaker_table)

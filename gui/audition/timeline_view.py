@@ -134,7 +134,8 @@ class TimelineView(QWidget):
         if diarization:
             self._caption_activity()
             self.activity.set_activity(as_frames(comparison.original.primary, comparison.frames),
-                                       as_frames(comparison.converted.primary), comparison.frame_seconds, start)
+                                       as_frames(comparison.converted.primary), comparison.frame_seconds, start,
+                                       comparison.converted.extras.get("labels") or ())
         self._show_comparison_rows(True, activity=diarization)
         self.show_stage(self.default_stage())
         if segment is not None:

@@ -12,7 +12,7 @@ from PySide6.QtCore import QEvent, QSettings, Qt, Signal
 from PySide6.QtWidgets import QGridLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QWidget
 
 from ..shared.widgets import PathField
-from ..workspace.workspace import Workspace
+from ..workspace.workspace import Workspace, classifies
 
 CHECKPOINT_FILTER = "Checkpoints (*.pt *.pth *.ckpt *.bin *.safetensors);;All files (*)"
 CONFIG_FILTER = "Transformers config (*.json);;All files (*)"
@@ -24,6 +24,9 @@ SUMMARY_FIELDS = {"hidden_size": "hidden", "num_hidden_layers": "layers", "inter
 
 class InputsPanel(QGroupBox):
     detectRequested = Signal()  # "Detect again": forget the recipe the user chose over the detected one
+    # "Convert again": class names chosen after converting go into the folder only by converting it
+    # again; True: replace the folder, the window's own last conversion, without asking.
+    convertAgainRequested = Signal(bool)
 
     def __init__(self, workspace: Workspace, settings: QSettings, parent: QWidget | None = None):
         super().__init__("Inputs", parent)
@@ -113,6 +116,9 @@ class InputsPanel(QGroupBox):
         recipe_row.addWidget(self.detect_button)
         grid.addLayout(recipe_row, len(rows), 1, 1, 2)
         workspace.changed.connect(self.refresh)
+        self._stale_labels_said = None  # (conversion, names) the "convert again" message was shown for
+        workspace.planChanged.connect(self._check_folder_labels)
+        workspace.conversionChanged.connect(self._check_folder_labels)
 
     def fields(self) -> tuple[PathField, ...]:
         return (self.source_field, self.config_field, self.base_model_field, self.labels_field, self.output_field)
@@ -136,6 +142,7 @@ class InputsPanel(QGroupBox):
         self.set_base_model_visible(workspace.base_model_wanted)
         self.set_labels_visible(workspace.labels_wanted())
         self.labels_info.setText(labels_info(workspace))
+        self.labels_info.setToolTip(labels_origin(workspace))
         self.detect_button.setVisible(bool(workspace.recipe))
         if workspace.output_chosen:
             self.output_info.setText("chosen by you")
@@ -206,12 +213,77 @@ class InputsPanel(QGroupBox):
             self.config_info.setToolTip("\n".join(f"{name} = {value}" for name, value in choice.inferred.items()))
 
 
+    def _check_folder_labels(self) -> None:
+        """Class names chosen after converting (a labels file, or none any more) are not in the folder
+        yet: say so once, with the one click that puts them there, instead of leaving the success
+        banner over a folder whose bars still read the old names."""
+        stale = stale_folder_labels(self.workspace)
+        if stale is None:
+            self._stale_labels_said = None
+            return
+        result = self.workspace.result
+        key = (id(result), tuple(stale[1]))
+        if key == self._stale_labels_said:
+            return
+        self._stale_labels_said = key
+        old, new = stale
+        force = Path(self.workspace.output).expanduser().absolute() == Path(result.output)
+        self.workspace.messages.show(
+            "warning",
+            f"{result.output.name} was converted with the classes named {_names(old)}; they are now "
+            f"{_names(new)}. Convert again to write the new names into the folder, then compare again to see them.",
+            [("Convert again", lambda: self.convertAgainRequested.emit(force), "convertAgainButton")],
+        )
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names[:4]) + (f" … ({len(names)} in all)" if len(names) > 4 else "")
+
+
+def head_label_names(prepared) -> list[str] | None:
+    """The class names the open head's converted config will carry, in class order (None: no classes)."""
+    id2label = getattr(prepared.config.config, "id2label", None) if prepared is not None else None
+    return [str(id2label[i]) for i in sorted(id2label)] if id2label else None
+
+
+def stale_folder_labels(workspace: Workspace) -> tuple[list[str], list[str]] | None:
+    """(the names in the last conversion's folder, the names a conversion would write now) when they
+    differ; None when they agree or there is nothing to compare."""
+    result, prepared = workspace.result, workspace.prepared
+    if result is None or prepared is None or not classifies(prepared):
+        return None
+    recorded = (result.report.get("labels") or {}).get("names")
+    wanted = head_label_names(prepared)
+    if not recorded or not wanted or recorded == wanted:
+        return None
+    return recorded, wanted
+
+
 def labels_info(workspace: Workspace) -> str:
-    """Beside the labels field: how many classes the head has, and whether they have names yet."""
+    """Beside the labels field: how many classes the head has, whether they have names yet and from
+    where, and whether the folder converted last still has other names."""
     prepared = workspace.prepared
     classes = getattr(prepared.config.config, "num_labels", None) if prepared is not None else None
     if classes is None:
         return ""
+    stale = " — not in the folder yet: convert again" if stale_folder_labels(workspace) is not None else ""
     if prepared.labels:
-        return f"names the {classes} classes"
-    return f"{classes} classes; without a file, LABEL_0 to LABEL_{classes - 1}"
+        return f"names the {classes} classes{stale}"
+    named = getattr(prepared.recipe, "task_labels", None)
+    if named is not None and named.names == head_label_names(prepared):
+        if not named.names[0].startswith("LABEL_"):
+            return f"{classes} classes: {named.short} ({_names(named.names)}){stale}"
+        if named.short:  # a fixed list that does not fit: why the names stay numbered
+            return f"{classes} classes; without a file, LABEL_0 to LABEL_{classes - 1} ({named.short}){stale}"
+    return f"{classes} classes; without a file, LABEL_0 to LABEL_{classes - 1}{stale}"
+
+
+def labels_origin(workspace: Workspace) -> str:
+    """The Labels row's tooltip: where the class names come from, in full."""
+    prepared = workspace.prepared
+    if prepared is None or getattr(prepared.config.config, "num_labels", None) is None:
+        return ""
+    if prepared.labels:
+        return f"From the labels file {prepared.labels_path}"
+    origin = getattr(prepared.recipe, "labels_origin", None) or ""
+    return origin[:1].upper() + origin[1:]

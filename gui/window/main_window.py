@@ -205,7 +205,7 @@ class MainWindow(QMainWindow):
         self.mapping_page.set_notices(self.notices)
         self.opener = CheckpointOpener(self.workspace, self.loader, self)
         self.config_page = ConfigPage(self)
-        self.report_view = ReportPage(self)
+        self.report_view = ReportPage(self.workspace, self)
         self.tabs = QTabWidget(central)
         self.tabs.setObjectName("mainTabs")
         self.tabs.setDocumentMode(True)
@@ -268,6 +268,7 @@ class MainWindow(QMainWindow):
         self.opener.baseModelRequested.connect(self.choose_base_model)
         self.opener.librariesWanted.connect(self.start_loading_libraries)
         inputs.detectRequested.connect(lambda: self.opener.choose_recipe(""))
+        inputs.convertAgainRequested.connect(self.convert)
 
         page = self.mapping_page
         page.model.renameRequested.connect(self.fixes_editor.rename)
