@@ -13,12 +13,32 @@ DEMO_CHECKPOINT = DEMO / "conformer_shaw_demo.pt"
 DEMO_CLIPS = (DEMO / "speech_16k.wav", DEMO / "noise_8k.wav")
 
 
+def is_demo_output(folder: str | Path) -> bool:
+    """Whether `folder` holds an earlier conversion of the demo checkpoint, as its Speechport report
+    says (the demo's own file, of the same size): the demo replaces its own output without asking.
+    Reads the small report only, never the checkpoint (the window asks this on its own thread)."""
+    from .proof.report import read_report
+
+    report = read_report(Path(folder).expanduser())
+    if report is None:
+        return False
+    source = report.get("source")
+    try:
+        return (isinstance(source, dict) and isinstance(source.get("path"), str)
+                and Path(source["path"]).resolve() == DEMO_CHECKPOINT.resolve()
+                and source.get("bytes") == DEMO_CHECKPOINT.stat().st_size)
+    except (OSError, ValueError):
+        return False
+
+
 def run_demo(out: str | Path | None = None, *, force: bool = False, progress: Progress | None = None) -> dict:
-    """Convert the demo, reload it with transformers, and say what happened (`lines`)."""
+    """Convert the demo, reload it with transformers, and say what happened (`lines`). A folder that
+    holds an earlier run's output is the demo's own: it is replaced without `force`."""
     from .conversion import convert, prepare
     from .storage.output_folder import check_output_path, protected_inputs
 
     keep = out is not None
+    force = force or (keep and is_demo_output(out))
     if keep:  # refused before anything is read: an output folder holding the demo's own files
         check_output_path(out, force, protected_inputs(source=DEMO_CHECKPOINT, clips=DEMO_CLIPS))
     folder = Path(out) if keep else Path(tempfile.mkdtemp(prefix="speechport-demo-")) / "converted"

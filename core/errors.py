@@ -59,7 +59,12 @@ class BadInput(SpeechportError):
     exit_code = 2
 
 
-class UnsafePickle(BadInput):
+class ConsentNeeded(BadInput):
+    """A file read only with the user's explicit consent (`--trust-pickle`, or Yes in the window): its
+    pickle needs globals outside the allow-list (`UnsafePickle`), or torch's weights-only loader refuses it."""
+
+
+class UnsafePickle(ConsentNeeded):
     """A pickle needs globals outside the allow-list; it is loaded only with explicit consent."""
 
     kind = "unsafe_pickle"

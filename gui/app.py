@@ -75,7 +75,7 @@ def _close_on_interrupt(app: QApplication, window: MainWindow) -> None:
     Python only runs signal handlers between bytecodes, so a slow timer gives it the chance while
     Qt's event loop waits.
     """
-    signal.signal(signal.SIGINT, lambda *_: window.close())
+    signal.signal(signal.SIGINT, lambda *_: window.stop_and_close())
     timer = QTimer(app)
     timer.timeout.connect(lambda: None)
     timer.start(250)

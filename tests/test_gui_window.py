@@ -298,7 +298,7 @@ def test_bulk_rename_is_one_undoable_step(make_window, qtbot, tmp_path):
     dialog.reject()
 
 
-def test_path_fields_load_on_enter_and_remember_recent_files(make_window, qtbot, settings, tmp_path):
+def test_path_fields_load_on_enter_only_and_remember_recent_files(make_window, qtbot, settings, tmp_path):
     window = make_window()
     assert window.findChild(QLabel, "recipeLabel").text().startswith("—")
     assert not convert_button(window).isEnabled()
@@ -315,7 +315,10 @@ def test_path_fields_load_on_enter_and_remember_recent_files(make_window, qtbot,
     config = window.findChild(QLineEdit, "configPath")
     config.setFocus()
     config.setText(str(config_path("cs_s48")))
-    window.findChild(QLineEdit, "mappingFilter").setFocus()  # leaving the field loads it too
+    window.findChild(QLineEdit, "mappingFilter").setFocus()  # leaving the field applies nothing
+    assert not window.busy() and window.prepared.config.origin != "file" and window.inputs.config_field.is_edited()
+    config.setFocus()
+    qtbot.keyClick(config, Qt.Key.Key_Return)
     qtbot.waitUntil(lambda: window.prepared is not None and window.prepared.config.origin == "file" and not window.busy(),
                     timeout=OPEN_TIMEOUT_MS)
     assert window.findChild(QLabel, "configInfo").text() == "from config.json"

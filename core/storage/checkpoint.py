@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BadInput, UnsafePickle, quoted
+from ..errors import BadInput, ConsentNeeded, UnsafePickle, quoted
 from ..library_guard import need_libraries
 from .files import regular_file, unreadable
 from .safe_pickle import (
@@ -218,7 +218,7 @@ _TRUSTED_PICKLE.Unpickler = _TrustedUnpickler
 _TRUSTED_PICKLE.load = lambda file, **kwargs: _TrustedUnpickler(file, **kwargs).load()
 
 
-class _SafeLoaderRefuses(BadInput):
+class _SafeLoaderRefuses(ConsentNeeded):
     """torch.load(weights_only=True) refuses a pickle for a reason other than a global (it fills no
     dict subclass but OrderedDict and Counter, say): loaded only with consent, as an unsafe pickle is."""
 

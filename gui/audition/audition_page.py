@@ -32,7 +32,7 @@ from ..workspace import workers
 from ..workspace.workspace import Workspace
 from . import recording
 from .clip_chooser import ClipChooser
-from .compare_bar import CompareBar, Compared
+from .compare_bar import COMPARE_KEYS, CompareBar, Compared
 from .comparison_export import export_record, suggested_name, write_json
 from .comparison_view import ComparisonView
 from .plain_words import seconds_span
@@ -135,6 +135,9 @@ class AuditionPage(QWidget):
         # Plays and pauses wherever the focus is on this page.
         toggle = QShortcut(QKeySequence("Ctrl+Space"), self, self.transport.toggle)
         toggle.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        for keys in COMPARE_KEYS:
+            shortcut = QShortcut(QKeySequence(keys), self, self.compare)
+            shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         self.restyle()
         self.update_state()
 
@@ -220,6 +223,18 @@ class AuditionPage(QWidget):
 
     def compare(self) -> None:
         self.compare_bar.compare()
+
+    def focus_first_control(self) -> None:
+        """Where the keyboard starts on this page: Compare when it can run, else what it waits for
+        (the clip, then the converted folder)."""
+        bar = self.compare_bar
+        if bar.compare_button.isEnabled():
+            target = bar.compare_button
+        elif self.clip is not None and not self.workspace.converted and bar.converted_field.isEnabled():
+            target = bar.converted_field.edit
+        else:
+            target = self.chooser.field.edit
+        target.setFocus(Qt.FocusReason.TabFocusReason)
 
     def cancel_compare(self) -> bool:
         return self.compare_bar.cancel()

@@ -53,6 +53,8 @@ class ClipChooser(QWidget):
             action = menu.addAction(clip.name)
             action.setToolTip(str(clip))
             action.triggered.connect(lambda _checked=False, path=str(clip): self.field.commit(path))
+        # Opened from the keyboard (Space on the button), the first clip is active: Return takes it.
+        menu.aboutToShow.connect(lambda: menu.setActiveAction(menu.actions()[0]))
         self.demo_button.setMenu(menu)
         self.channels = QComboBox(self)
         self.channels.setObjectName("channelsCombo")
@@ -60,7 +62,7 @@ class ClipChooser(QWidget):
                                  "(as S3PRL does)")
         for policy, text in CHANNEL_POLICIES.items():
             self.channels.addItem(text, policy)
-        label = QLabel("C&lip:", self)
+        label = QLabel("Cl&ip:", self)
         label.setBuddy(self.field.edit)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Signal
-from PySide6.QtGui import QDoubleValidator, QGuiApplication
+from PySide6.QtGui import QDoubleValidator, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -39,6 +39,8 @@ from ..workspace.workspace import Workspace
 from .plain_words import seconds_span
 
 DEFAULT_TOLERANCE = "5e-3"  # core.comparison.DEFAULT_TOLERANCE (importing that module loads torch)
+# Compare from anywhere on the Audition page; Ctrl+Return is Convert's, wherever the focus is.
+COMPARE_KEYS = ("Ctrl+Shift+Return", "Ctrl+Shift+Enter")
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ class CompareBar(QWidget):
             dialog_title="Choose the converted folder", placeholder="the transformers folder to compare (converted above)",
             tooltip="The converted model to compare with the original checkpoint; after a conversion, its output folder.",
             parent=self)
-        converted_label = QLabel("Con&verted:", self)
+        converted_label = QLabel("Converte&d:", self)
         converted_label.setBuddy(self.converted_field.edit)
         self.tolerance_edit = QLineEdit(DEFAULT_TOLERANCE, self)
         self.tolerance_edit.setObjectName("toleranceEdit")
@@ -145,7 +147,6 @@ class CompareBar(QWidget):
         layout.addWidget(self.reason)
 
         self.converted_field.pathChosen.connect(self._converted_chosen)
-        self.converted_field.edit.textEdited.connect(self._converted_typed)
         self.tolerance_edit.textChanged.connect(lambda _text: self.update_state())
         self.compare_button.clicked.connect(self.compare)
         self.cancel_button.clicked.connect(self.cancel)
@@ -204,9 +205,6 @@ class CompareBar(QWidget):
         else:  # emptied: back to the last conversion's folder, if this checkpoint has one
             workspace.set_converted(str(workspace.result.output) if workspace.result is not None else "", chosen=False)
 
-    def _converted_typed(self, text: str) -> None:
-        self.workspace.set_converted(text.strip(), chosen=True)
-
     def _forget_progress(self) -> None:
         """Another checkpoint: what the bar said about the last one's comparison is gone."""
         self.progress_bar.setRange(0, 1000)
@@ -217,7 +215,11 @@ class CompareBar(QWidget):
 
     def compare(self) -> None:
         """Run both models on the clip, or the part of it chosen (opening them first unless they are
-        still open), and compare."""
+        still open), and compare. A folder typed and not applied yet is applied first: Compare, like
+        Enter, says to use it."""
+        typed = self.converted_field.take_typed() if self.task is None else None
+        if typed is not None:
+            self._converted_chosen(typed)
         if self.blocker()[0]:
             return
         workspace = self.workspace
@@ -326,10 +328,11 @@ class CompareBar(QWidget):
             part = f"{seconds_span(*segment)} of " if segment is not None else ""
             reason = f"Ready: {part}{self._clip().path.name} through both models{loaded}."
             self.reason.setStyleSheet("")
+            keys = QKeySequence(COMPARE_KEYS[0]).toString(QKeySequence.SequenceFormat.NativeText)
             self.compare_button.setToolTip(
-                "Run both models on the clip and compare their outputs" if segment is None else
+                f"Run both models on the clip and compare their outputs ({keys})" if segment is None else
                 f"Run both models on {seconds_span(*segment)} of the clip (the shaded part of the waveform) and "
-                "compare their outputs")
+                f"compare their outputs ({keys})")
         self.reason.setText(reason)
         for widget in (self.converted_field, self.tolerance_edit):
             widget.setEnabled(task is None)

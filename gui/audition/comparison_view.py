@@ -35,6 +35,7 @@ from ...core.proof.original_weights import fixes_sentence
 from ..shared import theme
 from ..shared.elided_label import ElidedLabel
 from ..shared.formatting import human_seconds, short_number
+from ..shared.widgets import FocusTableWidget
 from . import plain_words
 from .comparison_plots import as_frames, speaker_name
 from .timeline_view import OUTPUT
@@ -52,8 +53,59 @@ METRICS = (  # object name suffix, label, tooltip; shown two to a row
 FIXES_LINK = "rows"  # the link in the fixes line that shows or hides which rows
 
 
+class KeyRowsLabel(QLabel):
+    """Rows of "checkpoint key → converted key", one a line, never broken inside a key: a row too wide
+    for the label goes on two lines (the key, then "→ the other key"), and a key too wide for a line
+    loses its middle to "…" (its start and its parameter's own name are what tell it apart). The
+    whole of each row is in the tooltip."""
+
+    ARROW = " → "
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._rows: list[tuple[str, str]] = []
+        self.setTextFormat(Qt.TextFormat.PlainText)
+        self.setWordWrap(False)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # As wide as the column it is in allows, never wider: the lines are made to fit it.
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Maximum)
+
+    def set_rows(self, rows: Sequence[tuple[str, str]]) -> None:
+        self._rows = list(rows)
+        self.setToolTip("\n".join(f"{source}{self.ARROW}{target}" for source, target in self._rows))
+        self._lay_out()
+
+    def lines(self, width: int) -> list[str]:
+        """The lines the rows take in `width` pixels."""
+        metrics = self.fontMetrics()
+
+        def fit(text: str) -> str:
+            return metrics.elidedText(text, Qt.TextElideMode.ElideMiddle, width) if width > 0 else text
+
+        lines = []
+        for source, target in self._rows:
+            whole = f"{source}{self.ARROW}{target}"
+            if width <= 0 or metrics.horizontalAdvance(whole) <= width:
+                lines.append(whole)
+            else:
+                lines += [fit(source), fit(self.ARROW.lstrip() + target)]
+        return lines
+
+    def _lay_out(self) -> None:
+        width = self.contentsRect().width() if self.isVisible() else 0
+        super().setText("\n".join(self.lines(width)))
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._lay_out()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self._lay_out()
+
+
 def _table(object_name: str, headers: list[str], parent: QWidget) -> QTableWidget:
-    table = QTableWidget(0, len(headers), parent)
+    table = FocusTableWidget(0, len(headers), parent)  # Tab leaves it; its current cell is framed
     table.setObjectName(object_name)
     table.setHorizontalHeaderLabels(headers)
     table.verticalHeader().hide()
@@ -114,11 +166,8 @@ class ComparisonView(QWidget):
         self.fixes.setWordWrap(True)
         self.fixes.setTextFormat(Qt.TextFormat.RichText)
         self.fixes.linkActivated.connect(lambda _link: self.show_fixed_rows(not self.fixes_rows.isVisible()))
-        self.fixes_rows = QLabel(self)
+        self.fixes_rows = KeyRowsLabel(self)
         self.fixes_rows.setObjectName("compareFixesRows")
-        self.fixes_rows.setWordWrap(True)
-        self.fixes_rows.setTextFormat(Qt.TextFormat.PlainText)
-        self.fixes_rows.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.fixes_used: list[dict[str, str]] = []
         # The clip and the two models, on one line; all of it in the tooltip.
         self.subject = ElidedLabel(parent=self)
@@ -276,9 +325,8 @@ class ComparisonView(QWidget):
     def show_fixes(self, fixes_used: list[dict[str, str]]) -> None:
         """How many rows only the user's fixes prove, with a link that lists them (and a tooltip that does)."""
         self.fixes_used = fixes_used
-        rows = "\n".join(f"{row['source']} → {row['target']}" for row in fixes_used)
-        self.fixes_rows.setText(rows)
-        self.fixes.setToolTip(rows)
+        self.fixes_rows.set_rows([(row["source"], row["target"]) for row in fixes_used])
+        self.fixes.setToolTip(self.fixes_rows.toolTip())
         self.fixes.setVisible(bool(fixes_used))
         self.show_fixed_rows(False)
         self._style_fixes()

@@ -15,6 +15,7 @@ import copy
 from collections.abc import Callable
 
 from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
@@ -26,6 +27,8 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QRadioButton,
+    QStyle,
+    QStyledItemDelegate,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -38,9 +41,10 @@ from ...core.planning.plan import Status
 from ..shared import theme
 from ..workspace import workers
 from ..workspace.task_slot import TaskSlot
-from .rename_preview import ORIGIN, SOURCE_KEYS, TARGET_KEYS, RenamePreview, preview
+from .rename_preview import ORIGIN, SOURCE_KEYS, TARGET_KEYS, RenamePreview, changed_span, preview
 
 PREVIEW_ROWS = 200
+CHANGED_SPAN = Qt.ItemDataRole.UserRole + 1  # (start, end) of what the rename changes in a key cell
 TYPING_PAUSE_MS = 150  # the preview waits for a pause in typing
 
 EXPLANATIONS = {
@@ -60,6 +64,53 @@ HEADERS = {
     SOURCE_KEYS: ["Source key", "Renamed to", "Then maps to", "Status after"],
     TARGET_KEYS: ["Source key", "New target key", "Status after"],
 }
+
+
+def elide_around(text: str, span: tuple[int, int], metrics: QFontMetrics, width: int) -> str:
+    """`text` in `width` pixels with the part at `span` kept in view: elided in the middle when that
+    keeps the part whole, else around it ("…layers.1.self_attn.q_proj.wei…"), as much on each side
+    as fits. A part wider than the width keeps its own start and end."""
+    if metrics.horizontalAdvance(text) <= width:
+        return text
+    start, end = span
+    middle = metrics.elidedText(text, Qt.TextElideMode.ElideMiddle, width)
+    head, _, tail = middle.partition("…")
+    if end <= len(head) or start >= len(text) - len(tail):
+        return middle
+    part = text[start:end]
+
+    def shown(left: int, right: int) -> str:
+        return ("…" if left > 0 else "") + text[left:right] + ("…" if right < len(text) else "")
+
+    if metrics.horizontalAdvance(shown(start, end)) > width:
+        return metrics.elidedText(part, Qt.TextElideMode.ElideMiddle, width)
+    left, right = start, end
+    grew = True
+    while grew:  # one character more on each side in turn, while it fits
+        grew = False
+        for side in ("right", "left"):
+            wider = (left, right + 1) if side == "right" else (left - 1, right)
+            if 0 <= wider[0] and wider[1] <= len(text) and metrics.horizontalAdvance(shown(*wider)) <= width:
+                left, right = wider
+                grew = True
+    return shown(left, right)
+
+
+class KeyCellDelegate(QStyledItemDelegate):
+    """Draws a key cell with the part the rename changes always in view (`elide_around`)."""
+
+    def displayed_text(self, option, index) -> str:
+        text = index.data(Qt.ItemDataRole.DisplayRole) or ""
+        span = index.data(CHANGED_SPAN)
+        if span is None:
+            return text
+        style = option.widget.style() if option.widget is not None else None
+        margin = (style.pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, option.widget) + 1) if style else 3
+        return elide_around(text, tuple(span), option.fontMetrics, option.rect.width() - 2 * margin)
+
+    def initStyleOption(self, option, index) -> None:
+        super().initStyleOption(option, index)
+        option.text = self.displayed_text(option, index)
 
 
 class BulkRenameDialog(QDialog):
@@ -124,6 +175,9 @@ class BulkRenameDialog(QDialog):
         self.preview.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.preview.setWordWrap(False)
         self.preview.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.key_delegate = KeyCellDelegate(self.preview)
+        for column in (0, 1):  # the key and what the rename makes of it, in both modes
+            self.preview.setItemDelegateForColumn(column, self.key_delegate)
         self.status = QLabel(self)
         self.status.setObjectName("bulkStatus")
         self.status.setWordWrap(True)
@@ -168,6 +222,7 @@ class BulkRenameDialog(QDialog):
         self.mode_source.toggled.connect(self._mode_changed)
         self.finished.connect(lambda _result: self._slot.drop())
         self._mode_changed()
+        self.pattern.setFocus(Qt.FocusReason.OtherFocusReason)  # what is typed first is the pattern
 
     # -- what is asked --------------------------------------------------------------------------------
 
@@ -246,9 +301,12 @@ class BulkRenameDialog(QDialog):
             cells = [row.source, row.renamed]
             if self.mode() == SOURCE_KEYS:
                 cells.append(row.target or "—")
+            spans = changed_span(row.source, row.renamed)
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setToolTip(text)
+                if column < len(spans):
+                    item.setData(CHANGED_SPAN, spans[column])
                 self.preview.setItem(number, column, item)
             status = QTableWidgetItem(_status_text(row.status, result.mode))
             status.setIcon(theme.status_icon(row.status))

@@ -26,8 +26,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ...core.errors import Cancelled, OutputNotEmpty, PlanProblems
+from ...core.errors import BadInput, Cancelled, OutputNotEmpty, PlanProblems
 from ...core.planning.plan import Plan, Status, collapse_indices
+from ...core.storage.hashing import SOURCE_CHANGED
 from ..shared import dialogs, theme
 from ..shared.formatting import human_bytes, human_seconds, time_left
 from ..workspace import workers
@@ -58,6 +59,7 @@ def difference_warning(plan: Plan) -> tuple[str, str]:
 
 class ConversionBar(QFrame):
     reportRequested = Signal()  # "Show report" in the message of a finished conversion
+    sourceChanged = Signal(str)  # the checkpoint changed while it was converted: what was refused, in a sentence
 
     def __init__(self, workspace: Workspace, convert_action: QAction, cancel_action: QAction,
                  parent: QWidget | None = None):
@@ -232,6 +234,11 @@ class ConversionBar(QFrame):
         if isinstance(error, PlanProblems):
             self.progress_bar.setFormat("")
             messages.error(f"{error}: " + "; ".join(error.plan.problem_lines()[:5]))
+            return True
+        if isinstance(error, BadInput) and SOURCE_CHANGED in error.message:
+            # What was read of it when it opened is stale: the window opens it again, and says why.
+            self.progress_bar.setFormat("Failed")
+            self.sourceChanged.emit(str(error))
             return True
         self.progress_bar.setFormat("Failed")
         return False  # said the way every failure is

@@ -87,10 +87,10 @@ class InputsPanel(QGroupBox):
 
         self.labels: dict[str, QLabel] = {}
         rows = (
-            ("source", "&Checkpoint:", self.source_field, None),
-            ("config", "Con&fig:", self.config_field, self.config_info),
-            ("base_model", "&Base model:", self.base_model_field, self.base_model_info),
-            ("labels", "La&bels:", self.labels_field, self.labels_info),
+            ("source", "Chec&kpoint:", self.source_field, None),
+            ("config", "Co&nfig:", self.config_field, self.config_info),
+            ("base_model", "Ba&se model:", self.base_model_field, self.base_model_info),
+            ("labels", "&Labels:", self.labels_field, self.labels_info),
             ("output", "&Output folder:", self.output_field, self.output_info),
         )
         for number, (key, text, field, info) in enumerate(rows):

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 
 from ...core.planning.plan import Plan, PlanRow, Status
 from ..shared import theme
-from ..shared.widgets import ActionButton
+from ..shared.widgets import ActionButton, FocusTableView
 from .key_completion import KeyCandidate, KeyEditorDelegate, source_candidates, target_candidates
 from .plan_model import ALL_ROWS, PROBLEM_ROWS, Column, PlanFilterProxy, PlanTableModel
 
@@ -109,7 +109,7 @@ class MappingPage(QWidget):
             signal.connect(self.update_summary)
 
     def _build_table(self, drop_action: QAction) -> QTableView:
-        table = QTableView(self)
+        table = FocusTableView(self)  # Tab leaves it; its current cell is framed
         table.setObjectName("mappingTable")
         table.setModel(self.proxy)
         table.setAccessibleName("Mapping plan")

@@ -99,5 +99,34 @@ def _renamed_sources(prepared, fixes: Overrides, pattern: str, replacement: str)
     return names
 
 
+KEY_SEPARATORS = "./"  # between the parts of a key's name
+
+
+def changed_span(before: str, after: str) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Where a rename changed a key: the (start, end) in `before` and in `after` of the parts of the
+    name that differ, whole parts between separators ("q_proj" and "query" of two layer keys, not
+    just "_proj" and "uery" after their common "q")."""
+    limit = min(len(before), len(after))
+    head = 0
+    while head < limit and before[head] == after[head]:
+        head += 1
+    tail = 0
+    while tail < limit - head and before[len(before) - 1 - tail] == after[len(after) - 1 - tail]:
+        tail += 1
+    # Back to the start of the part the change begins in (the same place in both: they agree up to it) …
+    start = max(before.rfind(separator, 0, head) for separator in KEY_SEPARATORS) + 1
+    # … and on to the end of the part it ends in (the same distance from the end in both).
+    end_before = _part_end(before, len(before) - tail)
+    tail = len(before) - end_before
+    return (start, end_before), (start, max(start, len(after) - tail))
+
+
+def _part_end(text: str, position: int) -> int:
+    if position == 0 or text[position - 1] in KEY_SEPARATORS:
+        return position  # the change ends where a part ends
+    ends = [found for found in (text.find(separator, position) for separator in KEY_SEPARATORS) if found >= 0]
+    return min(ends) if ends else len(text)
+
+
 def _problem_count(plan: Plan) -> int:
     return len(plan.problems()) + len(plan.config_conflicts)

@@ -14,19 +14,34 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
-from ...core.errors import UnsafePickle
+from ...core.errors import ConsentNeeded, UnsafePickle
+
+TRUST_NAMES_SHOWN = 5  # a crafted pickle may name hundreds of globals: the question names a few, counts the rest
 
 
-def ask_trust_pickle(parent: QWidget, error: UnsafePickle) -> bool:
+def trust_question(error: ConsentNeeded) -> str:
+    """What the trust question says: the globals the pickle needs (a handful, then how many more), or
+    why torch's safe loader refuses it."""
+    if isinstance(error, UnsafePickle):
+        needed = error.globals_needed
+        lines = [f"  • {name}" for name in needed[:TRUST_NAMES_SHOWN]]
+        if len(needed) > TRUST_NAMES_SHOWN:
+            lines.append(f"  • and {len(needed) - TRUST_NAMES_SHOWN:,} more")
+        what = f"{error.path}\n\nThis file asks to run Python code when it is loaded. It needs:\n" + "\n".join(lines)
+    else:
+        what = (f"{error.message}.\n\nLoading it anyway uses Python's own unpickler, which runs whatever "
+                "code the file asks for.")
+    return (f"{what}\n\nA checkpoint only needs this when it was saved with custom objects; it is also how a "
+            "malicious file would take over your computer.\n\nLoad it anyway? Answer Yes only if you "
+            "trust where this file came from.")
+
+
+def ask_trust_pickle(parent: QWidget, error: ConsentNeeded) -> bool:
     """Loading such a pickle can run code from the file: only a clear Yes loads it."""
-    names = "\n".join(f"  • {name}" for name in error.globals_needed)
     answer = QMessageBox.question(
         parent,
         "Trust this checkpoint?",
-        f"{error.path}\n\nThis file asks to run Python code when it is loaded. It needs:\n{names}\n\n"
-        "A checkpoint only needs this when it was saved with custom objects; it is also how a "
-        "malicious file would take over your computer.\n\nLoad it anyway? Answer Yes only if you "
-        "trust where this file came from.",
+        trust_question(error),
         QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
         QMessageBox.StandardButton.No,
     )
@@ -39,6 +54,19 @@ def ask_replace_folder(parent: QWidget, path: str) -> bool:
         "Replace the output folder?",
         f"{path}\n\nThis folder is not empty. Replace its contents with the converted model?\n\n"
         "The old contents are removed only once the new folder is complete.",
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+        QMessageBox.StandardButton.No,
+    )
+    return answer == QMessageBox.StandardButton.Yes
+
+
+def ask_stop_conversion(parent: QWidget) -> bool:
+    """Quitting while a conversion runs: Yes stops it (what it wrote so far is removed) and quits."""
+    answer = QMessageBox.question(
+        parent,
+        "Quit Speechport?",
+        "Stop the conversion and quit?\n\nA conversion is running. Stopping it removes what it has written so "
+        "far; the output folder is left as it was.",
         QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
         QMessageBox.StandardButton.No,
     )

@@ -1,14 +1,16 @@
 """Small widgets of the window: path fields with browse, drop and recent files; an inline message bar;
-buttons that mirror actions."""
+buttons that mirror actions; tables that Tab leaves and whose focused cell shows; and the guard that
+keeps an Alt+letter nothing answers from typing a letter."""
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QSettings, Qt, Signal
-from PySide6.QtGui import QAction, QGuiApplication
+from PySide6.QtCore import QEvent, QObject, QSettings, Qt, Signal
+from PySide6.QtGui import QAction, QGuiApplication, QPainter, QPen
 from PySide6.QtWidgets import (
     QFileDialog,
     QFrame,
@@ -18,6 +20,8 @@ from PySide6.QtWidgets import (
     QMenu,
     QPushButton,
     QStyle,
+    QTableView,
+    QTableWidget,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -60,9 +64,15 @@ def local_paths(mime) -> list[str]:
 
 
 class PathField(QWidget):
-    """A path: type it (Enter or leaving the field loads it), browse for it, drop it, or pick a recent one."""
+    """A path: type it and press Enter, browse for it, drop it, or pick a recent one.
+
+    What is typed applies only on Enter (or when a file is chosen): leaving the field applies
+    nothing, so a stray letter and Tab never replace a config nor close the open plan. Until then
+    the field says it is edited (italic, and its tooltip says how to apply it), and Esc puts back
+    the path in use."""
 
     pathChosen = Signal(str)
+    editedChanged = Signal(bool)  # typed and not applied yet (True), or showing the path in use (False)
 
     def __init__(
         self,
@@ -86,6 +96,8 @@ class PathField(QWidget):
         self.dialog_title = dialog_title
         self.recent = RecentPaths(settings, recent_key)
         self._committed = ""
+        self._edited = False
+        self._tooltip = tooltip
 
         self.edit = QLineEdit(self)
         self.edit.setObjectName(object_name)
@@ -93,8 +105,10 @@ class PathField(QWidget):
         self.edit.setToolTip(tooltip)
         self.edit.setClearButtonEnabled(True)
         self.edit.setAccessibleName(dialog_title or object_name)
-        self.edit.editingFinished.connect(self._on_editing_finished)
-        self.edit.installEventFilter(self)  # dropped files replace the text instead of being inserted
+        self.edit.returnPressed.connect(self._on_return)
+        self.edit.textChanged.connect(lambda _text: self._show_edited())
+        # Dropped files replace the text instead of being inserted; Esc puts back the path in use.
+        self.edit.installEventFilter(self)
 
         self.browse = QToolButton(self)
         self.browse.setObjectName(f"{object_name}Browse")
@@ -129,6 +143,20 @@ class PathField(QWidget):
         text = str(path) if path else ""
         self._committed = text
         self.edit.setText(text)
+        self._show_edited()
+
+    def applied(self) -> str:
+        """The path in use: the last one applied, whatever is typed in the field now."""
+        return self._committed
+
+    def is_edited(self) -> bool:
+        """Something is typed that is not applied yet (Enter applies it, Esc takes it back)."""
+        return self._edited
+
+    def revert(self) -> None:
+        """Put back the path in use, forgetting what was typed."""
+        self.edit.setText(self._committed)
+        self._show_edited()
 
     def take_typed(self) -> str | None:
         """What the user typed and has not committed yet (now taken as chosen, without announcing
@@ -139,6 +167,7 @@ class PathField(QWidget):
         self._committed = text
         if text:
             self.recent.add(text)
+        self._show_edited()
         return text
 
     def sync(self, path: str) -> None:
@@ -182,10 +211,24 @@ class PathField(QWidget):
                 return str(path if self.folder and path.is_dir() else path.parent)
         return str(Path.home())
 
-    def _on_editing_finished(self) -> None:
+    def _on_return(self) -> None:
         text = self.path()
         if text != self._committed:
             self.commit(text)
+
+    def _show_edited(self) -> None:
+        edited = self.path() != self._committed.strip()
+        if edited == self._edited:
+            return
+        self._edited = edited
+        font = self.edit.font()
+        font.setItalic(edited)
+        self.edit.setFont(font)
+        in_use = self._committed or "nothing"
+        self.edit.setToolTip(f"Not applied yet: press Enter to use this path, Esc to go back to {in_use}."
+                             if edited else self._tooltip)
+        self.edit.setAccessibleDescription("edited, not applied: Enter applies it, Esc goes back" if edited else "")
+        self.editedChanged.emit(edited)
 
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()
@@ -207,6 +250,14 @@ class PathField(QWidget):
             self.commit(action.data())
 
     def eventFilter(self, watched, event) -> bool:
+        if watched is self.edit and event.type() in (QEvent.Type.ShortcutOverride, QEvent.Type.KeyPress) \
+                and event.key() == Qt.Key.Key_Escape and event.modifiers() == Qt.KeyboardModifier.NoModifier \
+                and self._edited:
+            # Esc while edited is the field's (it takes the typing back), not the window's Cancel.
+            if event.type() == QEvent.Type.KeyPress:
+                self.revert()
+            event.accept()
+            return True
         if watched is self.edit and event.type() in (QEvent.Type.DragEnter, QEvent.Type.DragMove, QEvent.Type.Drop):
             paths = local_paths(event.mimeData())
             if not paths:
@@ -226,6 +277,78 @@ class PathField(QWidget):
         if paths:
             event.acceptProposedAction()
             self.commit(paths[0])
+
+
+class FocusFrameMixin:
+    """An item view that Tab and Shift+Tab leave (arrows move between cells) and that frames its
+    current cell while it has the focus: with whole rows selected, the row's highlight alone does
+    not say which cell F2 edits or where the arrows go from."""
+
+    FRAME_WIDTH = 2
+
+    def _keyboard_friendly(self) -> None:
+        self.setTabKeyNavigation(False)
+
+    def paintEvent(self, event) -> None:
+        super().paintEvent(event)
+        index = self.currentIndex()
+        if not self.hasFocus() or not index.isValid():
+            return
+        rect = self.visualRect(index)
+        if rect.isEmpty():
+            return
+        selected = self.selectionModel() is not None and self.selectionModel().isSelected(index)
+        palette = self.palette()
+        colour = palette.highlightedText().color() if selected else palette.highlight().color()
+        painter = QPainter(self.viewport())
+        pen = QPen(colour, self.FRAME_WIDTH)
+        pen.setJoinStyle(Qt.PenJoinStyle.MiterJoin)
+        painter.setPen(pen)
+        half = self.FRAME_WIDTH // 2
+        painter.drawRect(rect.adjusted(half, half, -half - 1, -half - 1))
+        painter.end()
+
+    def focusInEvent(self, event) -> None:
+        super().focusInEvent(event)
+        self.viewport().update()
+
+    def focusOutEvent(self, event) -> None:
+        super().focusOutEvent(event)
+        self.viewport().update()
+
+    def currentChanged(self, current, previous) -> None:
+        super().currentChanged(current, previous)
+        self.viewport().update()
+
+
+class FocusTableView(FocusFrameMixin, QTableView):
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._keyboard_friendly()
+
+
+class FocusTableWidget(FocusFrameMixin, QTableWidget):
+    def __init__(self, rows: int, columns: int, parent: QWidget | None = None):
+        super().__init__(rows, columns, parent)
+        self._keyboard_friendly()
+
+
+class AltLettersTypeNothing(QObject):
+    """Alt+letter is a mnemonic: when none answers it (the label it belongs to is hidden, say), the
+    focused text field would take the letter as typed. Installed on the application, this drops such
+    key presses in text fields; Qt has already given every mnemonic and shortcut its chance.
+
+    Not on macOS, where Option (Alt) types letters of its own (Option+e, …), nor with Ctrl+Alt,
+    which is AltGr on Windows."""
+
+    def eventFilter(self, watched, event) -> bool:
+        if event.type() != QEvent.Type.KeyPress or not isinstance(watched, QLineEdit):
+            return False
+        modifiers = event.modifiers()
+        if not modifiers & Qt.KeyboardModifier.AltModifier or modifiers & Qt.KeyboardModifier.ControlModifier:
+            return False
+        text = event.text()
+        return bool(text) and text.isprintable() and sys.platform != "darwin"
 
 
 def _elide_middle(text: str, width: int) -> str:

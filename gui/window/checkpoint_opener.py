@@ -9,7 +9,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QWidget
 
-from ...core.errors import NeedsBaseModel, UnsafePickle
+from ...core.errors import ConsentNeeded, NeedsBaseModel
 from ...core.library_guard import NeedsLibraries
 from ..shared import dialogs
 from ..workspace import commands, workers
@@ -149,10 +149,10 @@ class CheckpointOpener(QObject):
             return True
         workspace.set_prepared(None)
         self._load_libraries()
-        if isinstance(error, UnsafePickle):
+        if isinstance(error, ConsentNeeded):  # a pickle that needs other globals, or torch's safe loader refuses
             messages.log(f"refused: {error}")
             if dialogs.ask_trust_pickle(self.dialog_parent, error):
-                messages.log(f"You chose to trust {error.path}; loading it with its code.")
+                messages.log(f"You chose to trust {task.source}; loading it with its code.")
                 self.trusted_sources.add(self._key(task.source))
                 self.open()
             else:

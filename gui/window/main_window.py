@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ...core.demo import DEMO_CHECKPOINT
+from ...core.demo import DEMO_CHECKPOINT, is_demo_output
 from ...core.planning.mapping_file import Overrides
 from ..audition.clip_chooser import is_audio
 from ..mapping.conversion_bar import ConversionBar
@@ -40,7 +40,7 @@ from ..mapping.plan_notices import PlanNotices
 from ..mapping.plan_suggestions import PlanSuggestions
 from ..mapping.rename_preview import SOURCE_KEYS
 from ..shared import dialogs, theme
-from ..shared.widgets import MessageBar, local_paths
+from ..shared.widgets import AltLettersTypeNothing, MessageBar, local_paths
 from ..workspace import workers
 from ..workspace.messages import Messages
 from ..workspace.task_runner import TaskRunner
@@ -90,6 +90,10 @@ class MainWindow(QMainWindow):
         self.loader = LibraryLoader(self.workspace.task_slot(
             "Loading torch and transformers", doing="loading torch and transformers", keep_on_reset=True), self)
         self._audition = None  # the AuditionPage, once its tab was shown
+        self._quit_confirmed = False  # "Stop the conversion and quit?" was answered Yes
+        # An Alt+letter no mnemonic answers (its row is hidden) types nothing into the focused field.
+        self._alt_guard = AltLettersTypeNothing(self)
+        QApplication.instance().installEventFilter(self._alt_guard)
 
         self.setObjectName("speechportMainWindow")
         self.setWindowTitle("Speechport[*]")
@@ -214,7 +218,7 @@ class MainWindow(QMainWindow):
         self.audition_holder.setObjectName("auditionTab")
         QVBoxLayout(self.audition_holder).setContentsMargins(0, 0, 0, 0)
         self.tabs.addTab(self.audition_holder, "&Audition")
-        self.tabs.addTab(self.config_page, "Con&fig")
+        self.tabs.addTab(self.config_page, "Confi&g")
         self.tabs.addTab(self.report_view, "&Report")
 
         self.work_area = QSplitter(Qt.Orientation.Horizontal, central)
@@ -264,7 +268,6 @@ class MainWindow(QMainWindow):
         inputs.base_model_field.pathChosen.connect(self._base_model_chosen)
         inputs.labels_field.pathChosen.connect(self._labels_chosen)
         inputs.output_field.pathChosen.connect(lambda path: workspace.set_output(path, chosen=True))
-        inputs.output_field.edit.textEdited.connect(lambda text: workspace.set_output(text.strip(), chosen=True))
         self.opener.baseModelRequested.connect(self.choose_base_model)
         self.opener.librariesWanted.connect(self.start_loading_libraries)
         inputs.detectRequested.connect(lambda: self.opener.choose_recipe(""))
@@ -283,6 +286,7 @@ class MainWindow(QMainWindow):
         self.notices.sourceRenameRequested.connect(lambda: self.fixes_editor.bulk_rename(SOURCE_KEYS))
         self.conversion_bar.reason.linkActivated.connect(self._reason_link)
         self.conversion_bar.reportRequested.connect(lambda: self.tabs.setCurrentWidget(self.report_view))
+        self.conversion_bar.sourceChanged.connect(self._source_changed_while_converting)
         self.tabs.currentChanged.connect(self._tab_changed)
         stack = self.undo_stack
         stack.cleanChanged.connect(self._clean_changed)
@@ -447,7 +451,22 @@ class MainWindow(QMainWindow):
         self.fixes_editor.save_mapping(path)
 
     def convert(self, force: bool = False) -> None:
+        """Convert to the output folder; one typed and not applied yet is applied first (Convert, like
+        Enter, says to use it)."""
+        typed = self.inputs.output_field.take_typed() if not self.busy_converting() else None
+        if typed is not None:
+            self.workspace.set_output(typed, chosen=True)
+        prepared, output = self.workspace.prepared, self.workspace.output
+        if (self.act_convert.isEnabled() and prepared is not None and output
+                and same_path(prepared.source, DEMO_CHECKPOINT) and is_demo_output(output)):
+            force = True  # an earlier conversion of the demo: the demo's own to replace, without asking
         self.conversion_bar.convert(force)
+
+    def _source_changed_while_converting(self, refusal: str) -> None:
+        """What was read of the checkpoint when it opened no longer describes the file: open it again
+        (its fixes stay), so the next conversion reads it as it is now."""
+        self.opener.open()
+        self.messages.error(f"Not converted: {refusal}. It is opened again as it is now, with your fixes.")
 
     def cancel(self) -> None:
         """Esc: stop the conversion, the comparison or the opening that runs (the first of them)."""
@@ -528,7 +547,7 @@ class MainWindow(QMainWindow):
 
     def _tab_changed(self, index: int) -> None:
         if self.tabs.widget(index) is self.audition_holder:
-            self._ensure_audition()
+            self._ensure_audition().focus_first_control()
 
     def focus_filter(self) -> None:
         self.tabs.setCurrentWidget(self.mapping_page)
@@ -567,7 +586,17 @@ class MainWindow(QMainWindow):
             if not self.workspace.is_opening():
                 QTimer.singleShot(0, self.start_loading_libraries)
 
+    def stop_and_close(self) -> None:
+        """Close, stopping a running conversion without asking (Ctrl+C in the terminal)."""
+        self._quit_confirmed = True
+        self.close()
+
     def closeEvent(self, event) -> None:
+        if self.busy_converting() and not self._quit_confirmed:
+            if not dialogs.ask_stop_conversion(self):
+                event.ignore()  # the conversion goes on, and the window stays
+                return
+            self._quit_confirmed = True  # not asked again if the fixes question closes it later
         if not self.fixes_editor.may_leave("closing Speechport", then=self.close):
             event.ignore()  # kept open: the user cancelled, or it closes once the fixes are saved
             return

@@ -8,6 +8,7 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QAction, QActionGroup, QIcon, QKeySequence
 from PySide6.QtWidgets import QStyle, QToolBar
 
+from ..audition.compare_bar import COMPARE_KEYS
 from ..shared import dialogs, theme
 
 
@@ -48,7 +49,7 @@ def build_actions(window) -> None:
                                  "its original checkpoint file", name="actionBaseModel")
     window.act_output = action("Choose o&utput folder…", lambda: window.inputs.output_field.choose(), K("Ctrl+Shift+O"),
                              "Choose where the converted folder goes", name="actionOutput")
-    window.act_reload = action("&Reload", window.reload, K(K.StandardKey.Refresh),
+    window.act_reload = action("R&eload", window.reload, K(K.StandardKey.Refresh),
                              "Open the checkpoint again with the current inputs", _icon("view-refresh", style, sp.SP_BrowserReload), "actionReload")
     window.act_load_mapping = action("&Load mapping file…", fixes("choose_mapping_to_load"), K("Ctrl+L"),
                                    "Load fixes from a mapping file (the CLI's --mapping format)", _icon("document-import", style, sp.SP_DirOpenIcon), "actionLoadMapping")
@@ -72,7 +73,7 @@ def build_actions(window) -> None:
     window.act_bulk = action("&Bulk rename…", fixes("bulk_rename"), K("Ctrl+H"),
                            "Rename source keys, or set the target keys of many rows, with one regular expression",
                            name="actionBulkRename")
-    window.act_suggestions = action("Apply confident &suggestions", fixes("apply_suggestions"), K("Ctrl+Shift+G"),
+    window.act_suggestions = action("Apply confident su&ggestions", fixes("apply_suggestions"), K("Ctrl+Shift+G"),
                                   "Give every unmapped key whose suggestion is confident that parameter, in one step",
                                   name="actionApplySuggestions")
     window.act_suggestions.setIconText("Apply suggestions")
@@ -159,7 +160,7 @@ def build_menus(window) -> None:
     view_menu = menus.addMenu("&View")
     view_menu.addAction(window.act_audition)
     view_menu.addAction(window.act_show_log)
-    appearance = view_menu.addMenu("&Appearance")
+    appearance = view_menu.addMenu("A&ppearance")
     for act in window.appearance_actions.values():
         appearance.addAction(act)
 
@@ -181,7 +182,8 @@ def _fill_recent_menu(window) -> None:
 
 
 # Shortcuts of a page rather than of a window action: (what, key).
-PAGE_SHORTCUTS = (("Play / Pause the clip (Audition)", "Ctrl+Space"),)
+PAGE_SHORTCUTS = (("Play / Pause the clip (Audition)", "Ctrl+Space"),
+                  ("Compare the two models on the clip (Audition)", COMPARE_KEYS[0]))
 
 
 def show_shortcuts(window):

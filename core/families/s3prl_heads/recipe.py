@@ -460,8 +460,9 @@ class S3prlRecipe(Recipe):
             import torch
 
             cosine = float(torch.nn.functional.cosine_similarity(ours, theirs, dim=0))
+            head_class = converted.extras.get("class", "…ForXVector")  # the converted folder's own class
             notes = [
-                "transformers' Wav2Vec2ForXVector `embeddings` is linear1 without ReLU or normalisation, and its "
+                f"transformers' {head_class} `embeddings` is linear1 without ReLU or normalisation, and its "
                 "`logits` is linear2(linear1) without ReLUs, while S3PRL scores with l2norm(ReLU(linear1)): "
                 "compared like with like, transformers' embeddings against S3PRL's linear1 before the ReLU",
                 f"S3PRL's verification embedding vs the same transform of transformers' embeddings: cosine {cosine:.6f}",

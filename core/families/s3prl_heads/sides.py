@@ -82,6 +82,12 @@ class TransformersHeadSide:
 
         started = time.perf_counter()
         inputs = self.extractor(clip.waveform, sampling_rate=MODEL_RATE, return_tensors="pt")
+        # One clip, nothing padded: its attention mask (all ones) changes nothing, and given to a WavLM
+        # model it makes torch warn on every layer about the boolean key padding mask transformers
+        # builds from it beside its float position bias. Without it no warning is raised at all, so
+        # none can slip through while another thread's warnings.catch_warnings() restores the filters.
+        if "attention_mask" in inputs and bool(inputs["attention_mask"].all()):
+            del inputs["attention_mask"]
         if self.normalize:
             inputs["input_values"] = normalize_waveform(torch.from_numpy(clip.waveform))[None]
         captured = {}
@@ -98,7 +104,7 @@ class TransformersHeadSide:
         stages = upstream_stages(output.hidden_states, None)
         if "weighted" in captured:
             stages.append(("featurizer (weighted hidden states)", captured["weighted"][0]))
-        extras: dict = {"kind": self.kind}
+        extras: dict = {"kind": self.kind, "class": self.model.config.architectures[0]}
         if self.kind == "asv":
             primary = output.embeddings[0]
             # S3PRL scores with l2norm(ReLU(linear1)); the same transform of transformers' output:
