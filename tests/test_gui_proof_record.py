@@ -75,7 +75,7 @@ def test_a_window_comparison_is_recorded_and_the_report_tab_never_claims_a_pass_
 
     show_report_tab(qtbot, window)
     text = wait_report(qtbot, window, "Verified: pass")
-    assert f"Pass on {SPEECH.name}" in text and RECORDED_BY in text and WEIGHTS_CHANGED not in text
+    assert f"Verified: pass — on {SPEECH.name} (" in text and RECORDED_BY in text and WEIGHTS_CHANGED not in text
 
     edit_weights_in_place(folder / "model.safetensors")  # same size, same modification time
     show_report_tab(qtbot, window)

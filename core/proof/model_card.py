@@ -148,20 +148,25 @@ def report_weights(report: dict) -> str | None:
     return latest.get("weights_sha256") if isinstance(latest, dict) else None
 
 
-def latest_sentence(entry: dict, current_sha256: str | None) -> str:
-    """A recorded comparison in one plain sentence; for weights other than those compared it says so
-    first, and never that they pass."""
+def latest_sentence(entry: dict, current_sha256: str | None, with_verdict: bool = True) -> str:
+    """A recorded comparison in one plain sentence ("pass on speech.wav (4.2 s): max |diff| …");
+    for weights other than those compared it says so first, and never that they pass.
+    `with_verdict=False`: from "on …", for a title that says the verdict already."""
     clips = ", ".join(_clip_words(clip) for clip in entry.get("clips", [])) or "no clip"
     worst = _worst(entry)
     verdict = entry.get("verdict")
     measured = (f"max |diff| {_number(worst)} against the tolerance {_number(entry.get('tolerance'), 'g')}"
                 if worst is not None else "no difference measured")
-    said = f"{verdict} on {clips}, {_when(entry)}{_by(entry)} ({measured})"
+    compared = f"compared {_when(entry, bare=True)}{_by(entry)}"
+    said = f"on {clips}: {measured}; {compared}"
+    if with_verdict and same_weights(entry, current_sha256):
+        return f"{str(verdict).capitalize()} {said}"
+    said = f"{verdict} {said}"
     if not same_weights(entry, current_sha256):
         if current_sha256 is None and entry.get("weights_sha256"):
             return f"the weights could not be checked against those compared; it was a {said}"
         return f"{WEIGHTS_CHANGED}; it was a {said}"
-    return said[:1].upper() + said[1:]
+    return said.removeprefix(f"{verdict} ")
 
 
 WEIGHTS_CHANGED = "the weights changed since this was verified"

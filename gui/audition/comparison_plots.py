@@ -244,7 +244,8 @@ class ActivityPlot(TimePlot):
                 curve.active = active
                 self.activity_curves.append(curve)
                 item.addItem(curve)
-            ticks.append((speaker + 0.5, speaker_name(names, speaker)))
+            name = speaker_name(names, speaker)  # the axis beside the lanes is narrow: the table says it whole
+            ticks.append((speaker + 0.5, name if len(name) <= LANE_NAME_CHARS else name[: LANE_NAME_CHARS - 1] + "…"))
         item.getAxis("left").setTicks([ticks, []])
         item.setYRange(0, max(speakers, 1), padding=0.02)
         # Each lane (a speaker in one model) at least most of a text line tall, so it reads at a glance.
@@ -259,6 +260,9 @@ class ActivityPlot(TimePlot):
             fill = line_colour(curve.side, palette)
             fill.setAlpha(150)
             curve.setBrush(pg.mkBrush(fill))
+
+
+LANE_NAME_CHARS = 8  # what the axis beside the speaker lanes has room for ("LABEL_10")
 
 
 def speaker_name(names: Sequence[str], speaker: int) -> str:

@@ -272,7 +272,8 @@ def labels_info(workspace: Workspace) -> str:
     named = getattr(prepared.recipe, "task_labels", None)
     if named is not None and named.names == head_label_names(prepared):
         if not named.names[0].startswith("LABEL_"):
-            return f"{classes} classes: {named.short} ({_names(named.names)}){stale}"
+            shown = ", ".join(named.names[:4]) + (", …" if len(named.names) > 4 else "")
+            return f"{classes} classes: {named.short} ({shown}){stale}"
         if named.short:  # a fixed list that does not fit: why the names stay numbered
             return f"{classes} classes; without a file, LABEL_0 to LABEL_{classes - 1} ({named.short}){stale}"
     return f"{classes} classes; without a file, LABEL_0 to LABEL_{classes - 1}{stale}"

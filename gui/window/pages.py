@@ -149,11 +149,11 @@ class ReportPage(QTextBrowser):
 
     def _render(self) -> None:
         parts = []
+        folder = self.folder()
+        if folder is not None:  # first: whether the folder was proven is what its readers ask first
+            parts.append(verification_html(self._proof, folder))
         if self._result is not None:
             parts.append(self._conversion_html(self._result, self._fixes))
-        folder = self.folder()
-        if folder is not None:
-            parts.append(verification_html(self._proof, folder))
         if self._result is not None:
             parts.append("<p>The full report is <code>speechport_report.json</code> in the output folder.</p>")
         if parts:
@@ -213,7 +213,7 @@ def verification_html(proof, folder: Path) -> str:
         why = f" ({html.escape(proof.problem)})" if proof.problem else ""
         return heading + (f"<p>Not compared with the original model yet{why}: press Compare on the Audition tab; "
                           "the result is recorded in the folder's report and model card.</p>")
-    sentence = html.escape(latest_sentence(proof.latest, proof.current_sha256))
+    sentence = html.escape(latest_sentence(proof.latest, proof.current_sha256, with_verdict=False))
     if proof.holds:
         passed = proof.latest.get("verdict") == "pass"
         colour = theme.message_colour("success" if passed else "error", palette).name()
