@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -31,6 +30,7 @@ from PySide6.QtWidgets import (
 from ...core.errors import Cancelled
 from ..shared import theme
 from ..shared.elided_label import ElidedLabel
+from ..shared.elided_progress_bar import ElidedProgressBar
 from ..shared.formatting import human_seconds, short_number, time_left
 from ..shared.widgets import PathField
 from ..workspace import workers
@@ -41,6 +41,15 @@ from .plain_words import seconds_span
 DEFAULT_TOLERANCE = "5e-3"  # core.comparison.DEFAULT_TOLERANCE (importing that module loads torch)
 # Compare from anywhere on the Audition page; Ctrl+Return is Convert's, wherever the focus is.
 COMPARE_KEYS = ("Ctrl+Shift+Return", "Ctrl+Shift+Enter")
+
+
+def progress_texts(clip_name: str, event) -> list[str]:
+    """What the bar says of a comparison's progress, then shorter forms of it for a narrow bar: how far
+    it is stays longest, then the time left; the clip's name goes first."""
+    doing, percent = f"Comparing {clip_name}", f"{int(event.fraction * 100)} %"
+    left = [time_left(event.eta)] if event.eta is not None and event.fraction < 1.0 else []
+    forms = [" — ".join([doing, percent, *left]), " — ".join([doing, percent]), " — ".join([percent, *left]), percent]
+    return list(dict.fromkeys(forms))
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,7 @@ class CompareBar(QWidget):
         self._clip = clip
         self._reading_clip = reading_clip
         self._segment = segment
+        self._failed_attempt = None  # (sides key, clip, segment) of the last comparison that could not run
 
         self.converted_field = PathField(
             "convertedPath", settings=settings, recent_key="converted", folder=True,
@@ -116,7 +126,7 @@ class CompareBar(QWidget):
         font.setBold(True)
         self.compare_button.setFont(font)
         self.compare_button.setMinimumWidth(110)
-        self.progress_bar = QProgressBar(self)
+        self.progress_bar = ElidedProgressBar(self)
         self.progress_bar.setObjectName("compareProgress")
         self.progress_bar.setRange(0, 1000)
         self.progress_bar.setValue(0)
@@ -234,6 +244,7 @@ class CompareBar(QWidget):
             detection=prepared.detection, base_model=prepared.base_model, converted=str(converted),
             tolerance=self.tolerance(), with_progress=True)
         task.key = key
+        task.attempt = (key, clip, segment)
         task.checkpoint = prepared.checkpoint
         task.compared = Compared(clip, prepared.source, prepared.base_model, converted, prepared.recipe.name,
                                  clip.seconds)
@@ -266,10 +277,7 @@ class CompareBar(QWidget):
             # Only the models' run reports how far it is: layer by layer, in both models.
             self.progress_bar.setRange(0, 1000)
             self.progress_bar.setValue(int(event.fraction * 1000))
-            parts = [f"Comparing {task.compared.clip.path.name}", f"{int(event.fraction * 100)} %"]
-            if event.eta is not None and event.fraction < 1.0:
-                parts.append(time_left(event.eta))
-            self.progress_bar.setFormat(" — ".join(parts))
+            self.progress_bar.set_text(*progress_texts(task.compared.clip.path.name, event))
         else:
             self.progress_bar.setRange(0, 0)  # reading the clip, loading a model: no measure of how far it is
             self.progress_bar.setFormat(event.stage[:1].upper() + event.stage[1:] + "…")
@@ -279,6 +287,7 @@ class CompareBar(QWidget):
         workspace = self.workspace
         if audition.opened_sides:
             workspace.sides.put(task.key, audition.sides, task.checkpoint)
+        self._failed_attempt = None
         comparison = audition.comparison
         result = comparison.clips[0]
         compared = replace(task.compared, clip=audition.clip, recorded=recorded)
@@ -307,6 +316,7 @@ class CompareBar(QWidget):
             self.stopped.emit("Not compared: cancelled.")
         else:
             self.progress_bar.setFormat("Failed")
+            self._failed_attempt = task.attempt
             self.stopped.emit("Not compared: see the message above.")
         return False  # said the way every failure is
 
@@ -328,6 +338,13 @@ class CompareBar(QWidget):
             part = f"{seconds_span(*segment)} of " if segment is not None else ""
             reason = f"Ready: {part}{self._clip().path.name} through both models{loaded}."
             self.reason.setStyleSheet("")
+            if self._failed_again(segment):
+                # Nothing changed since it could not run: "Ready" would promise what failed.
+                reason = (f"Could not compare {part}{self._clip().path.name} with "
+                          f"{Path(self.workspace.converted).name}: see the message above. Choose another converted "
+                          "folder or clip, or Compare to try again.")
+                colour = theme.message_colour("warning", QGuiApplication.palette()).name()
+                self.reason.setStyleSheet(f"color: {colour}")
             keys = QKeySequence(COMPARE_KEYS[0]).toString(QKeySequence.SequenceFormat.NativeText)
             self.compare_button.setToolTip(
                 f"Run both models on the clip and compare their outputs ({keys})" if segment is None else
@@ -336,6 +353,11 @@ class CompareBar(QWidget):
         self.reason.setText(reason)
         for widget in (self.converted_field, self.tolerance_edit):
             widget.setEnabled(task is None)
+
+    def _failed_again(self, segment) -> bool:
+        """The last comparison could not run, and Compare would run it on the same models, folder and clip."""
+        failed = self._failed_attempt
+        return failed is not None and failed[1] is self._clip() and failed[2] == segment and failed[0] == self._key()
 
     def restyle(self) -> None:
         self.cancel_button.setIcon(theme.glyph_icon("cancel", QGuiApplication.palette()))

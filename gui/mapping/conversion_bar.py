@@ -12,13 +12,12 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtCore import QEvent, Qt, QUrl, Signal
 from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
-    QProgressBar,
     QPushButton,
     QSizePolicy,
     QStyle,
@@ -30,6 +29,7 @@ from ...core.errors import BadInput, Cancelled, OutputNotEmpty, PlanProblems
 from ...core.planning.plan import Plan, Status, collapse_indices
 from ...core.storage.hashing import SOURCE_CHANGED
 from ..shared import dialogs, theme
+from ..shared.elided_progress_bar import ElidedProgressBar
 from ..shared.formatting import human_bytes, human_seconds, time_left
 from ..workspace import workers
 from ..workspace.workspace import Workspace
@@ -37,6 +37,8 @@ from ..workspace.workspace import Workspace
 ACCEPTED_DIFFERENCE = "accepted difference"  # in the reason of a refused row the user dropped on purpose
 WARNED_KEYS = 4  # collapsed keys named in the warning; the rest are counted
 FIRST_PROBLEM_CHARS = 110  # of the first problem beside Convert; every problem is listed above the table
+REASON_SLACK = 8  # pixels the reason's fitted line keeps free, for the rich text's rounding
+LEAST_FITTED_CHARS = 12  # room for fewer characters of a fitted part than this: it is left out
 
 
 def accepted_differences(plan: Plan) -> list:
@@ -57,6 +59,18 @@ def difference_warning(plan: Plan) -> tuple[str, str]:
             "What transformers cannot compute, and is left out:\n" + "\n".join(f"• {reason}" for reason in reasons))
 
 
+def progress_texts(event) -> list[str]:
+    """What the bar says of a conversion's progress, then shorter forms of it for a narrow bar: the
+    stage and how far it is stay, the counts go first."""
+    counted = bool(event.bytes_total or event.items_total)
+    percent = f" — {event.fraction:.0%}" if counted else ""
+    tensors = [f"{event.items_done}/{event.items_total} tensors"] if event.items_total else []
+    nbytes = [f"{human_bytes(event.bytes_done)} / {human_bytes(event.bytes_total)}"] if event.bytes_total else []
+    forms = [" · ".join([event.stage, *tensors, *nbytes]) + percent, " · ".join([event.stage, *tensors]) + percent,
+             event.stage + percent]
+    return list(dict.fromkeys(forms))
+
+
 class ConversionBar(QFrame):
     reportRequested = Signal()  # "Show report" in the message of a finished conversion
     sourceChanged = Signal(str)  # the checkpoint changed while it was converted: what was refused, in a sentence
@@ -70,6 +84,8 @@ class ConversionBar(QFrame):
         self.convert_action = convert_action
         self.cancel_action = cancel_action
         self.last_stage = ""
+        self.converted_plan = None  # the plan of the conversion the bar says is done, while it says so
+        self._announced = False  # the message bar still shows that the conversion was written
 
         column = QVBoxLayout(self)
         column.setContentsMargins(0, 2, 0, 0)
@@ -93,10 +109,12 @@ class ConversionBar(QFrame):
         column.addLayout(row)
         self.reason = QLabel(self)
         self.reason.setObjectName("convertReason")
-        self.reason.setWordWrap(True)
+        # One line, fitted to the room left of the progress bar (`_fitted`): the bar never grows taller.
+        self.reason.setWordWrap(False)
         self.reason.setTextFormat(Qt.TextFormat.RichText)
-        self.reason.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
-        self.progress_bar = QProgressBar(self)
+        self.reason.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.reason.installEventFilter(self)
+        self.progress_bar = ElidedProgressBar(self)
         self.progress_bar.setObjectName("conversionProgress")
         self.progress_bar.setRange(0, 1000)
         self.progress_bar.setValue(0)
@@ -126,6 +144,9 @@ class ConversionBar(QFrame):
 
         workspace.changed.connect(self.update_state)
         workspace.checkpointChanged.connect(self._forget_progress)
+        workspace.planChanged.connect(self._plan_changed)
+        workspace.messages.shown.connect(self._message_replaced)
+        workspace.messages.hidden.connect(self._message_replaced)
 
     def busy(self) -> bool:
         return self.slot.busy()
@@ -144,6 +165,7 @@ class ConversionBar(QFrame):
         prepared = workspace.prepared
         workspace.messages.hide()
         self.last_stage = ""
+        self.converted_plan = None
         self.progress_bar.setValue(0)
         self.progress_bar.setFormat("Starting…")
         self.eta_label.clear()
@@ -171,8 +193,24 @@ class ConversionBar(QFrame):
             "info", f"No file manager opened the folder. It is here:\n{folder}",
             [("Copy path", lambda: QGuiApplication.clipboard().setText(folder), "copyPathButton")])
 
+    def _message_replaced(self, *_) -> None:
+        self._announced = False
+
+    def _plan_changed(self) -> None:
+        """The plan shown is no longer the one converted (an undo brought a problem back, a fix changed
+        it): "Done" and "Converted …" would describe another plan, so they go. The folder stays written,
+        and the report still says what it holds."""
+        prepared = self.workspace.prepared
+        if self.converted_plan is None or (prepared is not None and prepared.plan == self.converted_plan):
+            return
+        announced = self._announced
+        self._forget_progress()
+        if announced:
+            self.workspace.messages.hide()
+
     def _forget_progress(self) -> None:
         """Another checkpoint: what the bar said about the last one's conversion is gone."""
+        self.converted_plan = None
         self.last_stage = ""
         self.progress_bar.setValue(0)
         self.progress_bar.setFormat("")
@@ -188,12 +226,7 @@ class ConversionBar(QFrame):
         if task.cancelled:
             return
         self.progress_bar.setValue(int(event.fraction * 1000))
-        parts = [event.stage]
-        if event.items_total:
-            parts.append(f"{event.items_done}/{event.items_total} tensors")
-        if event.bytes_total:
-            parts.append(f"{human_bytes(event.bytes_done)} / {human_bytes(event.bytes_total)}")
-        self.progress_bar.setFormat(" · ".join(parts) + (f" — {event.fraction:.0%}" if event.bytes_total or event.items_total else ""))
+        self.progress_bar.set_text(*progress_texts(event))
         self.eta_label.setText(time_left(event.eta) if event.eta is not None and event.fraction < 1 else "")
 
     def _succeeded(self, task, result) -> None:
@@ -214,6 +247,8 @@ class ConversionBar(QFrame):
             [("Open folder", self.open_output_folder, "openFolderButton"),
              ("Show report", lambda: self.reportRequested.emit(), "showReportButton")],
         )
+        self.converted_plan = prepared.plan
+        self._announced = True
 
     def _failed(self, task, error) -> bool:
         messages = self.workspace.messages
@@ -267,8 +302,10 @@ class ConversionBar(QFrame):
                 first = first[: FIRST_PROBLEM_CHARS - 1] + "…"
             more = f" (+{len(lines) - 1} more)" if len(lines) > 1 else ""
             count = len(plan.problems()) + len(plan.config_conflicts)
-            return "error", (f"Convert is disabled: {count} problem(s) — {html.escape(first)}{more} · "
-                             "<a href='#problems'>show them</a>")
+            before, after = f"Convert is disabled: {count} problem(s) — ", f"{more} · show them"
+            first = self._fitted(first, before + after, Qt.TextElideMode.ElideRight)  # one line, whatever the width
+            said = before + first + more if first else f"Convert is disabled: {count} problem(s)"
+            return "error", f"{html.escape(said)} · <a href='#problems'>show them</a>"
         if not workspace.output:
             return "warning", "Choose an output folder to convert."
         return "", ""
@@ -283,22 +320,41 @@ class ConversionBar(QFrame):
         if can_convert:
             mapped = workspace.prepared.plan.mapped()
             nbytes = sum(row.nbytes for row in mapped)
-            self.reason.setText(html.escape(f"Ready: {len(mapped)} tensors ({human_bytes(nbytes)}) → {workspace.output}"))
+            ready = f"Ready: {len(mapped)} tensors ({human_bytes(nbytes)}) → "
+            output = self._fitted(workspace.output, ready, Qt.TextElideMode.ElideMiddle)
+            self.reason.setText(html.escape(ready + output if output else ready.removesuffix(" → ")))
             self.reason.setStyleSheet("")
-            self.reason.setToolTip("")
+            self.reason.setToolTip(ready + workspace.output if output != workspace.output else "")
             self.convert_button.setToolTip("Write the converted transformers folder (Ctrl+Enter)")
         else:
-            self.reason.setText(reason)
+            tip = reason.split(" · <a", 1)[0]
+            self.reason.setText(reason if "<a" in reason else html.escape(self._fitted(reason, "",
+                                                                                        Qt.TextElideMode.ElideRight)))
             colour = theme.message_colour(kind, self.palette()).name() if kind in theme.MESSAGE_COLOURS else None
             self.reason.setStyleSheet(f"color: {colour}" if colour else "")
-            tip = reason.split(" · <a", 1)[0]
             if workspace.prepared is not None and not workspace.prepared.plan.ok:
                 tip = "Convert is disabled until these are fixed:\n" + "\n".join(workspace.prepared.plan.problem_lines())
             self.reason.setToolTip(tip)
             self.convert_button.setToolTip(tip)
         task = self.slot.task
         self.cancel_button.setEnabled((task is not None and not task.cancelled) or workspace.is_opening())
+        # An empty bar says nothing: its room goes to the reason until a conversion has something to show.
+        self.progress_bar.setVisible(bool(self.progress_bar.format()) or self.slot.busy())
         self._show_warning()
+
+    def _fitted(self, text: str, beside: str, mode: Qt.TextElideMode) -> str:
+        """`text`, ending in (or, for a path, cut in the middle by) "…" where it would not fit on the
+        reason's one line beside `beside`; the whole of it is in the tooltip."""
+        metrics = self.reason.fontMetrics()
+        room = self.reason.contentsRect().width() - metrics.horizontalAdvance(beside) - REASON_SLACK
+        if beside and room < metrics.horizontalAdvance("x" * LEAST_FITTED_CHARS):
+            return ""  # too little of it would show to be read: the sentence goes without it
+        return metrics.elidedText(text, mode, max(room, 0))
+
+    def eventFilter(self, watched, event) -> bool:
+        if watched is self.reason and event.type() == QEvent.Type.Resize and event.size().width() != event.oldSize().width():
+            self.update_state()  # the reason fitted to its new width
+        return False
 
     def _show_warning(self) -> None:
         prepared = self.workspace.prepared

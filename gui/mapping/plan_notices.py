@@ -6,7 +6,9 @@ Three notices, each shown only when it has something to say:
 - the suggestions: how many unmapped keys have a confident one, with a link that applies them; or,
   when too many keys are unmapped to compare one by one, the likely cause and where to fix it;
 - the problems, one line per kind with layer indices collapsed, shown in their first two lines
-  with "Show all" for the rest (a config that contradicts the checkpoint makes dozens).
+  with "Show all" for the rest (a config that contradicts the checkpoint makes dozens). Each line
+  stays one line, ending in "…" when it is longer than the window is wide (the whole of it in the
+  tooltip), so the notice is exactly as tall as the lines it shows.
 """
 
 from __future__ import annotations
@@ -15,14 +17,15 @@ import html
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QGuiApplication
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QScrollArea, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QScrollArea, QSizePolicy, QToolButton, QVBoxLayout, QWidget
 
 from ...core.planning.wrapper_prefix import wrapper_prefix
 from ..shared import theme
-from ..shared.line_clamp import LineClamp
+from ..shared.elided_lines import ElidedLines
 from ..workspace.workspace import Workspace
 from .plan_suggestions import PlanSuggestions
 
+COLLAPSED_PROBLEM_LINES = 2  # the count and the first problem, until "Show all"
 EXPANDED_PROBLEM_LINES = 12  # beyond that the problems scroll, and the table keeps its room
 
 
@@ -45,10 +48,8 @@ class PlanNotices(QWidget):
         self.suggestions_frame, self.suggestions_text = self._notice("suggestionsNotice")
         self.problems_frame = QFrame(self)
         self.problems_frame.setObjectName("problemsNotice")
-        self.problems = QLabel(self.problems_frame)
+        self.problems = ElidedLines(self.problems_frame)
         self.problems.setObjectName("problemsText")
-        self.problems.setTextFormat(Qt.TextFormat.PlainText)
-        self.problems.setWordWrap(True)
         self.problems.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.problems_view = QScrollArea(self.problems_frame)
         self.problems_view.setObjectName("problemsView")
@@ -56,13 +57,14 @@ class PlanNotices(QWidget):
         self.problems_view.setWidgetResizable(True)
         self.problems_view.setFrameShape(QFrame.Shape.NoFrame)
         self.problems_view.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.problems_view.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
         self.problems_view.viewport().setAutoFillBackground(False)
         self.problems.setAutoFillBackground(False)
         self.problems_toggle = QToolButton(self.problems_frame)
         self.problems_toggle.setObjectName("problemsShowAll")
         self.problems_toggle.setAutoRaise(True)
-        self.problems_clamp = LineClamp(self.problems, self.problems_toggle, lines=2, view=self.problems_view,
-                                        expanded_lines=EXPANDED_PROBLEM_LINES)
+        self.problems_expanded = False
+        self.problems_toggle.clicked.connect(self._toggle_problems)
         row = QHBoxLayout(self.problems_frame)
         row.setContentsMargins(8, 3, 4, 3)
         row.addWidget(self.problems_view, 1)
@@ -102,9 +104,28 @@ class PlanNotices(QWidget):
         text = f"{count} problem(s) stop the conversion:\n" + "\n".join(lines) if lines else ""
         if text != self.problems.text():
             self.problems.setText(text)
-            self.problems_clamp.refresh()
+            self._fit_problems()
         self.problems_frame.setVisible(bool(text))
         self._tint(self.problems_frame, "error")
+
+    def _toggle_problems(self) -> None:
+        self.problems_expanded = not self.problems_expanded
+        self._fit_problems()
+
+    def _fit_problems(self) -> None:
+        """As tall as the lines shown: the first COLLAPSED_PROBLEM_LINES, or with "Show all" up to
+        EXPANDED_PROBLEM_LINES (the rest scroll)."""
+        count = len(self.problems.lines())
+        more = count > COLLAPSED_PROBLEM_LINES
+        self.problems_toggle.setVisible(more)
+        self.problems_toggle.setText("Show less" if self.problems_expanded else "Show all")
+        shown = min(count, EXPANDED_PROBLEM_LINES if self.problems_expanded else COLLAPSED_PROBLEM_LINES)
+        scrolls = self.problems_expanded and count > shown
+        self.problems_view.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded if scrolls
+                                                      else Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.problems_view.setFixedHeight(self.problems.height_of(shown) + 2 * self.problems_view.frameWidth())
+        if not self.problems_expanded:
+            self.problems_view.verticalScrollBar().setValue(0)
 
     def _inferred_text(self, prepared) -> str:
         workspace = self.workspace

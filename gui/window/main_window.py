@@ -51,6 +51,8 @@ from .libraries import LibraryLoader
 from .log_pane import LogPane
 from .pages import ConfigPage, ReportPage
 
+LOG_SHOWN_SETTING = "window/log_shown"  # whether the whole log is shown (else its latest line)
+
 
 def empty_state_text(workspace: Workspace) -> tuple[str, str]:
     """What the mapping page says while there is no plan to show."""
@@ -227,6 +229,7 @@ class MainWindow(QMainWindow):
         self.work_area.setChildrenCollapsible(False)
 
         self.log_box = LogPane(central)
+        self.log_box.toggled.connect(lambda shown: shown != self.act_show_log.isChecked() and self.act_show_log.trigger())
         self.main_splitter = QSplitter(Qt.Orientation.Vertical, central)
         self.main_splitter.setObjectName("mainSplitter")
         self.main_splitter.addWidget(self.work_area)
@@ -243,6 +246,7 @@ class MainWindow(QMainWindow):
 
         self.library_status = QLabel("Loading torch and transformers…", self)
         self.library_status.setObjectName("libraryStatus")
+        self.statusBar().addWidget(self.log_box.glimpse, 1)  # the log's latest line, until it is shown
         self.statusBar().addPermanentWidget(self.library_status)
         self.statusBar().setSizeGripEnabled(True)
 
@@ -618,6 +622,10 @@ class MainWindow(QMainWindow):
         splitter = self.settings.value("window/splitter")
         if splitter is not None:
             self.main_splitter.restoreState(splitter)
+        # The log is one line until the user asks for all of it (and stays as they left it).
+        shown = self.settings.value(LOG_SHOWN_SETTING, False, type=bool)
+        self.act_show_log.setChecked(shown)
+        self._show_log(shown)
 
     def dragEnterEvent(self, event) -> None:
         if local_paths(event.mimeData()):
@@ -663,4 +671,17 @@ class MainWindow(QMainWindow):
         self.setWindowModified(not clean)  # "[*]" in the title: fixes not saved to a mapping file
 
     def toggle_log(self, checked: bool) -> None:
-        self.log_box.setVisible(checked)
+        self._show_log(checked)
+        self.settings.setValue(LOG_SHOWN_SETTING, checked)
+
+    def _show_log(self, shown: bool) -> None:
+        """The whole log in the splitter's lower pane, or its latest line in the status bar."""
+        splitter = self.main_splitter
+        sizes = splitter.sizes()
+        if self.log_box.expanded and not shown and sizes[1] > 0:
+            self.log_box.shown_height = sizes[1]
+        self.log_box.set_expanded(shown)
+        total = sum(sizes)
+        if shown and total > 0:
+            height = min(self.log_box.shown_height, total // 2)
+            splitter.setSizes([total - height, height])
