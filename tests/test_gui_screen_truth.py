@@ -19,8 +19,19 @@ from speechport.gui.mapping.conversion_bar import progress_texts as conversion_t
 from speechport.gui.mapping.plan_model import Column  # noqa: E402
 
 from conftest import CONFORMER_SHAW, S3PRL  # noqa: E402
-from gui_support import choose_clip, compare, convert_button, message, open_audition, open_editor  # noqa: E402
-from gui_support import press, proxy_index, row_of, wait_idle, wait_open  # noqa: E402
+from gui_support import (  # noqa: E402
+    choose_clip,
+    compare,
+    convert_button,
+    message,
+    open_audition,
+    open_editor,
+    press,
+    proxy_index,
+    row_of,
+    wait_idle,
+    wait_open,
+)
 from support import checkpoint_path  # noqa: E402
 
 SHORT = CONFORMER_SHAW / "audio" / "s_short_0p3s_16k.flac"

@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from test_suggestions import expected_target
 
 from speechport.core.conversion import prepare
 from speechport.core.planning.mapping_file import Overrides
@@ -15,7 +16,6 @@ from speechport.core.planning.plan import Plan, PlanRow, Status, TargetTensor
 from speechport.core.planning.suggestions import SIMILARITY_MARGIN, confident_fixes, suggest
 
 from support import load_fs2
-from test_suggestions import expected_target
 
 # cs_s48 has three layers (0, 1, 2) of width 48. The demo's name -> this training code's name.
 RENAMES = {
