@@ -23,7 +23,7 @@ pytest.importorskip("pyqtgraph")
 
 import numpy as np  # noqa: E402
 from PySide6.QtCore import QByteArray, Qt  # noqa: E402
-from PySide6.QtWidgets import QLabel, QPushButton  # noqa: E402
+from PySide6.QtWidgets import QApplication, QLabel, QPushButton  # noqa: E402
 
 from speechport.gui.audition.audio_player import NO_SOUND_DEVICE, choose_output, is_dummy_output  # noqa: E402
 
@@ -107,6 +107,10 @@ def test_without_a_sound_device_play_is_off_says_why_and_comparing_works(make_wi
     status = page.findChild(QLabel, "playbackStatus")
     assert not play.isEnabled() and not page.findChild(QPushButton, "stopButton").isEnabled()
     assert status.text() == NO_SOUND_DEVICE == "No sound device found — the comparison still works."
+    window.resize(1024, 700)  # said whole on a line of its own, even at the smallest size the window supports
+    QApplication.sendPostedEvents()
+    QApplication.processEvents()
+    assert status.isVisible() and not status.is_elided(), status.shown_text()
     assert "Plays through" not in status.text()
     assert play.toolTip().startswith(NO_SOUND_DEVICE) and play.toolTip().endswith("the comparison does not need sound.")
     if outputs:

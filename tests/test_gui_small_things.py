@@ -244,7 +244,7 @@ def test_which_rows_lists_keys_whole_or_elided_never_broken_inside_one(qtbot):
     assert len(lines) == 3 and lines[2] == "a.b → c.d"
     first, second = lines[:2]
     assert "…" in first and source.startswith(first.split("…")[0]) and source.endswith(first.split("…")[1])
-    assert second.startswith("→ ") and (second == f"→ {target}" or "…" in second)
+    assert second.startswith("   → ") and (second == f"   → {target}" or "…" in second)
     assert f"{source} → {target}" in rows.toolTip()
 
 

@@ -60,6 +60,7 @@ class KeyRowsLabel(QLabel):
     whole of each row is in the tooltip."""
 
     ARROW = " → "
+    CONTINUED = "   "  # before the arrow of a row's second line: it reads as the row above's
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -88,7 +89,7 @@ class KeyRowsLabel(QLabel):
             if width <= 0 or metrics.horizontalAdvance(whole) <= width:
                 lines.append(whole)
             else:
-                lines += [fit(source), fit(self.ARROW.lstrip() + target)]
+                lines += [fit(source), fit(self.CONTINUED + self.ARROW.lstrip() + target)]
         return lines
 
     def _lay_out(self) -> None:
@@ -183,9 +184,10 @@ class ComparisonView(QWidget):
         for number, (key, text, tip) in enumerate(METRICS):
             name = QLabel(text + ":", self.metrics)
             name.setToolTip(tip)
-            value = QLabel(self.metrics)
+            # A column narrower than four metrics side by side (large fonts, a small window) cuts the
+            # values with "…", the whole value in the tooltip: never past the column's edge.
+            value = ElidedLabel(parent=self.metrics, tooltip=tip)
             value.setObjectName(f"metric{key}")
-            value.setToolTip(tip)
             value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             row, column = divmod(number, 2)
             grid.addWidget(name, row, column * 2)

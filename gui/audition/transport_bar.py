@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from ..shared import theme
 from ..shared.elided_label import ElidedLabel
@@ -35,14 +35,20 @@ class TransportBar(QWidget):
         self.clip_info.setObjectName("clipInfo")
         self.status = ElidedLabel(parent=self)
         self.status.setObjectName("playbackStatus")
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(6)
+        column = QVBoxLayout(self)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(2)
+        self.row = QHBoxLayout()
+        self.row.setSpacing(6)
         for widget in (self.play_button, self.pause_button, self.stop_button, self.time_label):
-            layout.addWidget(widget)
-        # What the clip is comes first; whether it can be played takes what room is left.
-        layout.addWidget(self.clip_info, 3)
-        layout.addWidget(self.status, 2)
+            self.row.addWidget(widget)
+        # What the clip is comes first; the output it plays through takes what room is left. Without
+        # one, why not is said whole on a line of its own under the buttons (`_place_status`).
+        self.row.addWidget(self.clip_info, 3)
+        column.addLayout(self.row)
+        self.status_row = QHBoxLayout()
+        column.addLayout(self.status_row)
+        self._status_inline: bool | None = None
 
         self.play_button.clicked.connect(self.player.play)
         self.pause_button.clicked.connect(self.player.pause)
@@ -85,7 +91,19 @@ class TransportBar(QWidget):
         if self.player.state != STOPPED:
             self.playheadMoved.emit(seconds)
 
+    def _place_status(self, inline: bool) -> None:
+        if inline == self._status_inline:
+            return
+        self._status_inline = inline
+        for layout in (self.row, self.status_row):
+            layout.removeWidget(self.status)
+        if inline:
+            self.row.addWidget(self.status, 2)
+        else:
+            self.status_row.addWidget(self.status, 1)
+
     def _availability(self, available: bool, reason: str) -> None:
+        self._place_status(available)
         self.status.setText(reason)
         why = self.player.why_not
         explanation = reason if available else (f"{reason} {why + ' ' if why else ''}Play is disabled; the "
