@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
     QTableView,
     QTableWidget,
     QToolButton,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -393,11 +392,9 @@ class MessageBar(QFrame):
         layout.setContentsMargins(10, 6, 6, 6)
         layout.setSpacing(8)
         layout.addWidget(self.icon, 0, Qt.AlignmentFlag.AlignTop)
-        text_column = QVBoxLayout()
-        text_column.setSpacing(0)
-        text_column.addWidget(self.text)
-        text_column.addWidget(self.show_all, 0, Qt.AlignmentFlag.AlignLeft)
-        layout.addLayout(text_column, 1)
+        layout.addWidget(self.text, 1)
+        # Beside the text, not under it: a long message takes its two lines, never a third for the button.
+        layout.addWidget(self.show_all, 0, Qt.AlignmentFlag.AlignVCenter)
         layout.addLayout(self.buttons)
         layout.addWidget(self.close_button, 0, Qt.AlignmentFlag.AlignTop)
         self.hide()
