@@ -134,6 +134,23 @@ def build_parser() -> argparse.ArgumentParser:
                        help="info (default): where the cache is and what it holds; clear: remove it all")
     cache.add_argument("--json", action="store_true", help="print a JSON document on stdout")
 
+    witness = commands.add_parser("witness", help="install, list or remove genuine upstream libraries that run the "
+                                  "original model in an interpreter of their own (--original-backend)")
+    witness_actions = witness.add_subparsers(dest="witness_action", metavar="ACTION", required=True)
+    install = witness_actions.add_parser("install", help="create the witness's environment (fairseq2: about 5.1 GB)")
+    install.add_argument("name", metavar="NAME", help="the witness: fairseq2")
+    install.add_argument("--python", metavar="PATH", help="the Python to build it on (fairseq2: 3.8 to 3.11; "
+                         "default: this one if it fits, else the newest python3.X on the PATH that does)")
+    install.add_argument("--with-seamless", metavar="SPEC", help="also install seamless_communication's code, "
+                         "without its dependencies, from SPEC (a local source folder or a VCS URL, as pip takes it)")
+    install.add_argument("--quiet", action="store_true", help="no progress lines")
+    install.add_argument("--json", action="store_true", help="print a JSON document on stdout")
+    listed = witness_actions.add_parser("list", help="the witnesses, their versions, and whether they still work")
+    listed.add_argument("--json", action="store_true", help="print a JSON document on stdout")
+    remove = witness_actions.add_parser("remove", help="remove an installed witness")
+    remove.add_argument("name", metavar="NAME", help="the witness: fairseq2")
+    remove.add_argument("--json", action="store_true", help="print a JSON document on stdout")
+
     gui = commands.add_parser("gui", help="open the Speechport window")
     gui.add_argument("source", metavar="SOURCE", nargs="?", help="checkpoint to open")
     gui.add_argument("--config", metavar="F")
@@ -205,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             _print_json({"error": {"kind": "bad_input", "message": str(error)}})
         return EXIT_BAD_INPUT
     handlers = {"inspect": _inspect, "convert": _convert, "compare": _compare, "demo": _demo, "cache": _cache,
-                "gui": _gui, None: _gui}
+                "witness": _witness, "gui": _gui, None: _gui}
     if args.command is None:
         args.source = args.config = args.base_model = args.out = None
         args.demo = False
@@ -426,11 +443,11 @@ def _compare(args) -> int:
     from .core.proof.record import record_comparison
 
     # In the folder's report and model card; a folder that cannot take it is compared all the same.
-    recorded = record_comparison(sides, comparison, backend=args.original_backend, by="speechport compare")
+    recorded = record_comparison(sides, comparison, by="speechport compare")
     _clear_progress_line()
     if args.json:
         _print_json({**comparison.to_dict(), "source": str(Path(args.source).absolute()),
-                     "converted": str(Path(args.converted).absolute()), "original_backend": args.original_backend,
+                     "converted": str(Path(args.converted).absolute()), "original_backend": comparison.original_backend,
                      "recipe": sides.detection.recipe.name, "record": recorded.to_dict()})
     else:
         _print_comparison(comparison)
@@ -503,6 +520,72 @@ def _cache(args) -> int:
     else:
         print(line)
     return EXIT_OK
+
+
+def _witness(args) -> int:
+    from .core.witnesses import environments
+
+    if args.witness_action == "list":
+        entries = environments.listing()
+        if args.json:
+            _print_json({"witnesses": entries})
+            return EXIT_OK
+        for entry in entries:
+            if not entry["installed"]:
+                state = "not installed" + (f" (speechport witness install {entry['name']})"
+                                           if entry["kind"] == "environment" else "")
+            elif entry["works"]:
+                versions = ", ".join(f"{k} {v}" for k, v in (entry["versions"] or {}).items())
+                state = "works" + (f": {versions}" if versions else "")
+            else:
+                state = f"broken: {entry['problem']} (speechport witness install {entry['name']})"
+            where = f" in {entry['folder']}" if entry["installed"] and entry["folder"] else ""
+            print(f"{entry['name']}{where} — {state}")
+        return EXIT_OK
+    spec = environments.spec_named(args.name)
+    if args.witness_action == "remove":
+        folder = environments.remove(spec.name)
+        if args.json:
+            _print_json({"action": "remove", "name": spec.name, "removed": str(folder) if folder else None})
+        else:
+            print(f"removed the {spec.name} witness ({folder})" if folder else f"no {spec.name} witness is installed")
+        return EXIT_OK
+    python = environments.choose_python(spec, args.python)
+    folder = environments.witnesses_home() / spec.name
+    environments.check_free_space(folder.parent, spec)  # refused before anything is said to begin
+    if not args.json and not args.quiet:
+        print(f"installing {spec.title} as a witness in {folder} with {python}: about {spec.disk_bytes / 1e9:.1f} GB "
+              f"({spec.why_so_large}), about {spec.minutes:g} minutes with pip's cache warm; Ctrl+C stops it and "
+              "leaves nothing", file=sys.stderr)
+    witness = environments.install(spec.name, python=python, with_seamless=args.with_seamless,
+                                   progress=_line_progress(enabled=not args.quiet and not args.json))
+    versions = witness.manifest.get("versions") or {}
+    if args.json:
+        _print_json({"action": "install", "name": spec.name, "folder": str(witness.folder), "versions": versions,
+                     "with_seamless": args.with_seamless, "works": True})
+    else:
+        print(f"installed the {spec.name} witness in {witness.folder}: "
+              + ", ".join(f"{k} {v}" for k, v in versions.items())
+              + (f"; seamless_communication from {args.with_seamless}" if args.with_seamless else ""))
+    return EXIT_OK
+
+
+def _line_progress(enabled: bool):
+    """Progress for a long job told in lines (an install): each stage and each line it logs, on stderr."""
+    from .core.progress import Progress
+
+    if not enabled:
+        return Progress()
+    said = {"stage": None}
+
+    def show(event) -> None:
+        if event.message:
+            print(f"  {event.message}", file=sys.stderr)
+        elif event.stage != said["stage"]:
+            said["stage"] = event.stage
+            print(f"speechport: {event.stage}", file=sys.stderr)
+
+    return Progress(show, min_interval=0.0)
 
 
 def _display_available() -> bool:

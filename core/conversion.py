@@ -281,7 +281,8 @@ def convert(
         report = build_report(prepared, weights, seconds)
         if comparison is not None:
             report = add_verification(report, verification_entry(
-                comparison, backend=original_backend, by="speechport convert --verify", weights=digest.file_digests()))
+                comparison, backend=comparison.original_backend, by="speechport convert --verify",
+                weights=digest.file_digests()))
         (staged.path / REPORT_NAME).write_text(dump_report(report))
         write_model_card(staged.path, prepared, report)
         output = staged.commit()
@@ -297,11 +298,12 @@ def _verify(prepared: Prepared, folder: Path, clips, tolerance: float, backend: 
     recipe = prepared.recipe
     progress.stage("verifying: loading the original and the converted model")
     original = prepared.original_weights()
+    original_side = recipe.original_side(backend=backend, weights=original.weights)
     sides = Sides(
         recipe,
-        recipe.original_side(backend=backend, weights=original.weights),
+        original_side,
         recipe.converted_side(folder),
-        backend,
+        getattr(original_side, "name", backend),
         str(folder),
         accepted_differences_in([row.to_dict() for row in prepared.plan.rows]),
         original.fixes_used,

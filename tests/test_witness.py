@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
 import sys
 import textwrap
 import threading
@@ -23,7 +22,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from speechport.core.errors import BadInput, Cancelled
+from speechport.core.errors import Cancelled
 from speechport.core.progress import Progress
 from speechport.core.witnesses import channel, environments
 

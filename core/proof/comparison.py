@@ -103,6 +103,9 @@ class Comparison:
     # {"source", "target"} rows the original side read under the names the user's fixes gave:
     # proven only through those fixes (see core.original_weights).
     fixes_used: list[dict[str, str]] = field(default_factory=list)
+    # What ran the original: "reference", or what the genuine library says of itself
+    # ("fairseq2 0.2.1 (torch 2.2.2, built with fairseq2 building blocks)").
+    original_backend: str = "reference"
 
     @property
     def verdict(self) -> str:

@@ -44,7 +44,7 @@ from ..storage.files import describe_mode
 from ..storage.hashing import SOURCE_CHANGED, BackgroundHash
 from ..storage.safetensors_file import weight_files
 from .model_card import VERIFICATION_HEADING, verification_text
-from .report import MAX_REPORT_BYTES, REPORT_NAME, dump_report, load_report, read_at_most
+from .report import REPORT_NAME, dump_report, load_report, read_at_most
 
 try:
     import fcntl
@@ -216,7 +216,7 @@ class _NotRecorded(Exception):
     pass
 
 
-def record_comparison(sides, comparison, *, backend: str, by: str) -> Recorded:
+def record_comparison(sides, comparison, *, by: str) -> Recorded:
     """Record `comparison`, made with `sides` (core.proof.verification.Sides), in the converted folder."""
     folder = Path(sides.converted_name)
     digest: WeightsDigest | None = getattr(sides, "weights_digest", None)
@@ -227,7 +227,8 @@ def record_comparison(sides, comparison, *, backend: str, by: str) -> Recorded:
         weights = digest.file_digests()
     except BadInput as refusal:
         return Recorded(folder, False, _reason(refusal, folder))
-    return record_verification(folder, verification_entry(comparison, backend=backend, by=by, weights=weights))
+    return record_verification(folder, verification_entry(comparison, backend=comparison.original_backend, by=by,
+                                                          weights=weights))
 
 
 @heavy("recording a comparison in a converted folder")

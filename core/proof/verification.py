@@ -302,7 +302,7 @@ def compare_clips(
         if written:
             refusal += f" ({describe_written(written)})"
         raise BadInput(refusal, hint="compare on a clip with varied sound, such as speech")
-    return Comparison(tolerance, results, list(sides.fixes_used))
+    return Comparison(tolerance, results, list(sides.fixes_used), sides.original_name)
 
 
 def _finite(tensor: torch.Tensor) -> bool:

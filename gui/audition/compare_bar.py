@@ -80,7 +80,7 @@ def compare_and_record(clip, *, progress, **options):
     from ...core.proof.record import record_comparison
 
     audition = workers.compare_job(clip, progress=progress, **options)
-    recorded = record_comparison(audition.sides, audition.comparison, backend=workers.ORIGINAL_BACKEND, by=RECORDED_BY)
+    recorded = record_comparison(audition.sides, audition.comparison, by=RECORDED_BY)
     return audition, recorded
 
 

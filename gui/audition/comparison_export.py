@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...core.storage.strict_json import dumps
-from ..workspace.workers import ORIGINAL_BACKEND
 from .compare_bar import Compared
 
 
@@ -16,7 +15,7 @@ def export_record(comparison, compared: Compared) -> dict:
         **comparison.to_dict(),
         "source": str(compared.source),
         "converted": str(compared.converted),
-        "original_backend": ORIGINAL_BACKEND,
+        "original_backend": comparison.original_backend,
         "recipe": compared.recipe,
         "clip": str(compared.clip.path),
         "channels": compared.clip.channel_policy,
