@@ -471,6 +471,8 @@ def _print_comparison(comparison) -> None:
 
         print(f"fixes: {fixes_sentence(len(comparison.fixes_used))}: "
               f"{', '.join(collapse_indices(row['source'] for row in comparison.fixes_used))}")
+    if comparison.original_backend != "reference":  # the genuine library, not Speechport's own implementation
+        print(f"original: {comparison.original_backend}")
     print(f"verdict: {comparison.verdict} (tolerance {comparison.tolerance:g} on max |diff|)")
 
 
