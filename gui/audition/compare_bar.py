@@ -16,12 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Signal
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QDoubleValidator, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
+    QComboBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -71,6 +73,34 @@ class Compared:
 
 
 RECORDED_BY = "Speechport's window"  # who compared, as the folder's report records it
+# What can run the original model, as the window names them (core.planning.recipe: original_backends).
+BACKEND_NAMES = {"reference": "Speechport reference", "fairseq2": "genuine fairseq2 (witness)",
+                 "s3prl": "S3PRL's own modules"}
+INSTALL = "install witness"  # the entry of the backend list that installs the witness
+BACKEND_NAMES[INSTALL] = "Install the fairseq2 witness…"
+BACKEND_TIPS = {"reference": "Speechport's own implementation of the original model (the default)",
+                "fairseq2": "the genuine fairseq2 0.2.1, in its witness environment: slower to start, the original "
+                            "library itself", "s3prl": "S3PRL 0.4.18's own featurizer and head modules",
+                INSTALL: "Install the genuine fairseq2 0.2.1 in an environment of its own, so that it can run the "
+                         "original model (about 5.1 GB, a few minutes): asks first"}
+WITNESS = "fairseq2"  # the backend that runs in a witness environment, installed on request
+
+
+def available_backends(recipe) -> list[str]:
+    """The recipe's original backends this machine can run now: the reference always, a witness once
+    installed (a look at its folder: no interpreter is started), S3PRL where it is importable."""
+    import importlib.util
+
+    from ...core.witnesses import environments
+
+    found = []
+    for backend in getattr(recipe, "original_backends", ("reference",)):
+        if backend == WITNESS and environments.find(WITNESS) is None:
+            continue
+        if backend == "s3prl" and importlib.util.find_spec("s3prl") is None:
+            continue
+        found.append(backend)
+    return found or ["reference"]
 
 
 def compare_and_record(clip, *, progress, **options):
@@ -120,6 +150,14 @@ class CompareBar(QWidget):
                                        "(transformers' conversion script uses 5e-3)")
         tolerance_label = QLabel("&Tolerance:", self)
         tolerance_label.setBuddy(self.tolerance_edit)
+        self.backend_combo = QComboBox(self)
+        self.backend_combo.setObjectName("originalBackendCombo")
+        self.backend_combo.setToolTip("What runs the original model: Speechport's own implementation of it, or the "
+                                      "genuine library where it is installed")
+        backend_label = QLabel("Original:", self)  # every letter of it is taken as an Alt key: reached by Tab
+        backend_label.setBuddy(self.backend_combo)
+        self._backends_for = None  # the recipe the backend choice was made for
+        self._chosen_index = 0  # the backend chosen before "Install the fairseq2 witness…" was picked
         self.compare_button = QPushButton("Compare", self)
         self.compare_button.setObjectName("compareButton")
         font = self.compare_button.font()
@@ -154,12 +192,19 @@ class CompareBar(QWidget):
         layout.setSpacing(4)
         layout.addLayout(converted_row)
         layout.addLayout(compare_row)
-        layout.addWidget(self.reason)
+        # The original's backend shares the line of the reason, which gives up its width first.
+        reason_row = QHBoxLayout()
+        reason_row.addWidget(self.reason, 1)
+        reason_row.addWidget(backend_label)
+        reason_row.addWidget(self.backend_combo)
+        self._backend_label = backend_label
+        layout.addLayout(reason_row)
 
         self.converted_field.pathChosen.connect(self._converted_chosen)
         self.tolerance_edit.textChanged.connect(lambda _text: self.update_state())
         self.compare_button.clicked.connect(self.compare)
         self.cancel_button.clicked.connect(self.cancel)
+        self.backend_combo.currentIndexChanged.connect(self._backend_picked)
         workspace.changed.connect(self.update_state)
         workspace.checkpointChanged.connect(self._forget_progress)
 
@@ -185,7 +230,8 @@ class CompareBar(QWidget):
         """Why Compare is disabled (kind, sentence), or ("", "") when it is not."""
         workspace = self.workspace
         if self.slot.busy():
-            return "busy", "Comparing…"
+            installing = getattr(self.slot.task, "kind", "") == "install witness"
+            return "busy", "Installing the fairseq2 witness…" if installing else "Comparing…"
         if workspace.converting.busy():
             return "info", "A conversion is running: compare once it is done."
         if workspace.prepared is None:
@@ -206,7 +252,100 @@ class CompareBar(QWidget):
 
     def _key(self) -> SidesKey:
         prepared = self.workspace.prepared
-        return SidesKey.of(prepared.checkpoint, prepared.source, prepared.base_model, Path(self.workspace.converted))
+        return SidesKey.of(prepared.checkpoint, prepared.source, prepared.base_model, Path(self.workspace.converted),
+                           self.backend())
+
+    def backend(self) -> str:
+        """The chosen original backend ("reference" until another is chosen)."""
+        return self.backend_combo.currentData() or "reference"
+
+    def _sync_backends(self) -> None:
+        """The backends of the open checkpoint's recipe this machine can run, the choice kept when it still
+        can; and, while the witness the recipe could use is not installed, the way to install it."""
+        prepared = self.workspace.prepared
+        recipe = prepared.recipe if prepared is not None else None
+        available = available_backends(recipe) if recipe is not None else ["reference"]
+        wants_witness = recipe is not None and WITNESS in getattr(recipe, "original_backends", ())
+        items = available + ([INSTALL] if wants_witness and WITNESS not in available else [])
+        shown = [self.backend_combo.itemData(i) for i in range(self.backend_combo.count())]
+        if shown != items or self._backends_for is not recipe:
+            chosen = self.backend() if self._backends_for is recipe else "reference"
+            combo = self.backend_combo
+            combo.blockSignals(True)
+            combo.clear()
+            for item in items:
+                combo.addItem(BACKEND_NAMES.get(item, item), item)
+                combo.setItemData(combo.count() - 1, BACKEND_TIPS.get(item, item), Qt.ItemDataRole.ToolTipRole)
+            combo.setCurrentIndex(available.index(chosen) if chosen in available else 0)
+            self._chosen_index = combo.currentIndex()
+            combo.blockSignals(False)
+            self._backends_for = recipe
+        for widget in (self.backend_combo, self._backend_label):
+            widget.setVisible(len(items) > 1)
+
+    def _backend_picked(self, index: int) -> None:
+        if self.backend_combo.itemData(index) == INSTALL:
+            self.backend_combo.blockSignals(True)
+            self.backend_combo.setCurrentIndex(self._chosen_index)  # installing is an action, not a choice
+            self.backend_combo.blockSignals(False)
+            QTimer.singleShot(0, self.install_witness)
+            return
+        self._chosen_index = index
+        self.update_state()
+
+    # -- the witness, installed on request ------------------------------------------------------
+
+    def install_witness(self) -> None:
+        """Say what installing the genuine fairseq2 costs, then install it in the background: progress in
+        the bar, Cancel stops it and leaves nothing."""
+        from ...core.witnesses import environments
+
+        spec = environments.SPECS[WITNESS]
+        if self.slot.busy():
+            return
+        answer = QMessageBox.question(
+            self, "Install the fairseq2 witness?",
+            f"Speechport will install {spec.title} (with torch 2.2.2) in an environment of its own, in "
+            f"{environments.witnesses_home() / spec.name}, so that the genuine library can run the original model.\n\n"
+            f"It takes about {spec.disk_bytes / 1e9:.1f} GB of disk ({spec.why_so_large}) and about "
+            f"{spec.minutes:g} minutes with a fast connection. You can cancel it; nothing is left behind.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+        task = workers.Task("install witness", workers.install_witness_job, WITNESS, with_progress=True)
+        self.progress_bar.setRange(0, 0)
+        self.progress_bar.setFormat("Installing the fairseq2 witness…")
+        self.workspace.messages.log(f"Installing {spec.title} as a witness in {environments.witnesses_home()}")
+        self.slot.start(task, self._witness_installed, failed=self._witness_failed, progressed=self._install_progress)
+        self.update_state()
+
+    def _install_progress(self, task, event) -> None:
+        if task.cancelled:
+            return
+        line = event.message or (event.stage[:1].upper() + event.stage[1:])
+        self.progress_bar.setRange(0, 0)
+        self.progress_bar.set_text(f"Installing the fairseq2 witness — {line}", "Installing the fairseq2 witness…")
+
+    def _witness_installed(self, task, witness) -> None:
+        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setValue(1000)
+        self.progress_bar.setFormat("Witness installed")
+        self.workspace.messages.log(f"Installed the fairseq2 witness in {witness.folder}: {witness.describe()}")
+        self._sync_backends()
+        index = self.backend_combo.findData(WITNESS)
+        if index >= 0:
+            self.backend_combo.setCurrentIndex(index)
+        self.update_state()
+
+    def _witness_failed(self, task, error) -> bool:
+        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setValue(0)
+        self.progress_bar.setFormat("Cancelled" if isinstance(error, Cancelled) else "Not installed")
+        if isinstance(error, Cancelled):
+            self.workspace.messages.log("Installing the witness was cancelled; nothing was left behind.")
+            self.update_state()
+            return True  # said: nothing more to show
+        return False  # said the way every failure is
 
     def _converted_chosen(self, path: str) -> None:
         workspace = self.workspace
@@ -242,7 +381,7 @@ class CompareBar(QWidget):
         task = workers.Task(
             "compare", compare_and_record, clip, segment=segment, sides=sides, checkpoint=prepared.checkpoint,
             detection=prepared.detection, base_model=prepared.base_model, converted=str(converted),
-            tolerance=self.tolerance(), with_progress=True)
+            tolerance=self.tolerance(), backend=self.backend(), with_progress=True)
         task.key = key
         task.attempt = (key, clip, segment)
         task.checkpoint = prepared.checkpoint
@@ -263,7 +402,8 @@ class CompareBar(QWidget):
         if not self.slot.cancel():
             return False
         self.progress_bar.setFormat("Cancelling…")
-        self.workspace.messages.log("Cancelling the comparison…")
+        installing = getattr(self.slot.task, "kind", "") == "install witness"
+        self.workspace.messages.log("Cancelling the install…" if installing else "Cancelling the comparison…")
         self.update_state()
         return True
 
@@ -324,6 +464,7 @@ class CompareBar(QWidget):
 
     def update_state(self) -> None:
         self.converted_field.sync(self.workspace.converted)
+        self._sync_backends()
         kind, reason = self.blocker()
         self.compare_button.setEnabled(not kind)
         task = self.slot.task
@@ -351,7 +492,7 @@ class CompareBar(QWidget):
                 f"Run both models on {seconds_span(*segment)} of the clip (the shaded part of the waveform) and "
                 f"compare their outputs ({keys})")
         self.reason.setText(reason)
-        for widget in (self.converted_field, self.tolerance_edit):
+        for widget in (self.converted_field, self.tolerance_edit, self.backend_combo):
             widget.setEnabled(task is None)
 
     def _failed_again(self, segment) -> bool:

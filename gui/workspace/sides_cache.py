@@ -29,9 +29,11 @@ class SidesKey:
     base_model: str
     converted: str
     converted_files: tuple
+    backend: str = "reference"  # what runs the original: another backend is another model to load
 
     @classmethod
-    def of(cls, checkpoint, source: Path, base_model: Path | None, converted: Path) -> SidesKey:
+    def of(cls, checkpoint, source: Path, base_model: Path | None, converted: Path,
+           backend: str = "reference") -> SidesKey:
         folder = Path(converted).expanduser().absolute()
         return cls(
             checkpoint=id(checkpoint),
@@ -39,6 +41,7 @@ class SidesKey:
             base_model=str(base_model or ""),
             converted=str(folder),
             converted_files=tuple(_stamp(folder / name) for name in _FOLDER_FILES),
+            backend=backend,
         )
 
 

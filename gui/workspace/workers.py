@@ -207,7 +207,8 @@ ORIGINAL_BACKEND = "reference"  # Speechport's own implementation of the origina
 
 
 def compare_job(clip, *, segment: tuple[float, float] | None = None, sides=None, checkpoint=None, detection=None,
-                base_model=None, converted=None, tolerance: float, progress: Progress) -> Audition:
+                base_model=None, converted=None, tolerance: float, progress: Progress,
+                backend: str = ORIGINAL_BACKEND) -> Audition:
     """What `speechport compare` does for one clip: open both models (unless `sides` are given), run
     them. With `segment` (start, end in seconds) that part of the clip is read, checked and compared."""
     from transformers.utils import logging
@@ -223,7 +224,14 @@ def compare_job(clip, *, segment: tuple[float, float] | None = None, sides=None,
     logging.disable_progress_bar()  # the window shows its own progress; these bars would only clutter a terminal
     opened = sides is None
     if opened:
-        sides = open_sides(checkpoint, converted, base_model=base_model, backend=ORIGINAL_BACKEND,
+        sides = open_sides(checkpoint, converted, base_model=base_model, backend=backend,
                            detection=detection, progress=progress)
     comparison = compare_clips(sides, [clip], tolerance=tolerance, channels=clip.channel_policy, progress=progress)
     return Audition(sides, comparison, opened, clip)
+
+
+def install_witness_job(name: str, *, progress: Progress):
+    """`speechport witness install NAME`: the genuine library's environment, whole or not at all."""
+    from ...core.witnesses import environments
+
+    return environments.install(name, progress=progress)
