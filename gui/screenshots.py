@@ -173,9 +173,9 @@ def demo_scenes(shots: Shots, wanted: set[str]) -> bool:
     if "converted" in wanted:
         shots.save(window, "converted")
 
-    # The audition at its roomiest: the conversion's message read, the log hidden (View ▸ Show log).
+    # The audition as a new user sees it: the window's defaults (the conversion's message still showing,
+    # the log on its one line).
     theme.apply_appearance(app, "light")
-    window.message_bar.dismiss()
     if window.act_show_log.isChecked():
         window.act_show_log.trigger()
     page = window.show_audition()
@@ -273,7 +273,6 @@ def fixes_scenes(shots: Shots, wanted: set[str]) -> bool:
         if window.result is None:
             print(f"{source.name} did not convert: {window.message_bar.text.text()}", file=sys.stderr)
             return False
-        window.message_bar.dismiss()
         page = window.show_audition()
         page.choose_clip(DEMO_CLIPS[0])
         if not audition(window, page):
