@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="build the target model with transformers instead of reading it from the user cache, "
                               "and hash the source again (nothing is read from or written to the cache)")
 
+    def dictionary_option(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--dictionary", metavar="FILE", help="the symbols a speech recognition (CTC) model writes, "
+                         "as fairseq's dict.ltr.txt, when the checkpoint holds none and none lies beside it")
+
     def source_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("source", metavar="SOURCE", help="checkpoint file (.pt, .ckpt, .safetensors)")
         sub.add_argument("--config", metavar="F", help="target config.json (default: inferred from the checkpoint)")
@@ -84,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the upstream model an S3PRL head was trained on: a transformers folder, or its "
                               "original checkpoint file (fairseq, Microsoft or S3PRL), converted along with the head")
         sub.add_argument("--labels", metavar="FILE", help="class names, one per line, in class-index order (classification heads)")
+        dictionary_option(sub)
         sub.add_argument("--recipe", metavar="NAME", help="skip detection and use this recipe")
         mismatch_option(sub)
         cache_option(sub)
@@ -118,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--mapping", metavar="F", help="the fixes the conversion used (default: those recorded in "
                          "CONVERTED_DIR/speechport_report.json)")
     mismatch_option(compare)
+    dictionary_option(compare)
     compare.add_argument("--trust-pickle", action="store_true", help="load a source pickle beyond the safe allow-list")
     compare.add_argument("--json", action="store_true", help="print a JSON document on stdout")
     compare.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -349,7 +355,8 @@ def _inspect(args) -> int:
 
     with _base_model_consent(args):
         prepared = prepare(args.source, config=args.config, mapping=args.mapping, base_model=args.base_model,
-                           labels=args.labels, recipe=args.recipe, trust_pickle=args.trust_pickle)
+                           labels=args.labels, recipe=args.recipe, trust_pickle=args.trust_pickle,
+                           dictionary=args.dictionary)
     prepared.hasher.cancel()
     if args.json:
         _print_json(_prepared_json(prepared))
@@ -366,7 +373,7 @@ def _convert(args) -> int:
     from .core.storage.safetensors_writer import DEFAULT_MAX_SHARD_SIZE
 
     inputs = protected_inputs(source=args.source, config=args.config, mapping=args.mapping, base_model=args.base_model,
-                              labels=args.labels, clips=args.verify)
+                              labels=args.labels, clips=args.verify, dictionary=args.dictionary)
     check_output_path(args.out, args.force, inputs)  # fail before reading a multi-GB file, or destroying one
     clips = [load_clip(path, channels=args.channels, max_seconds=args.max_seconds, start=args.start,
                        duration=args.duration) for path in args.verify]
@@ -376,7 +383,7 @@ def _convert(args) -> int:
     with _base_model_consent(args):
         prepared = prepare(args.source, config=args.config, mapping=args.mapping, base_model=args.base_model,
                            labels=args.labels, recipe=args.recipe, trust_pickle=args.trust_pickle, progress=progress,
-                           hasher=args.early_hash)
+                           hasher=args.early_hash, dictionary=args.dictionary)
     try:
         result = convert(prepared, args.out, force=args.force,
                          max_shard_size=args.max_shard_size or DEFAULT_MAX_SHARD_SIZE, progress=progress,
@@ -431,7 +438,7 @@ def _compare(args) -> int:
     _quiet_transformers()
     with _base_model_consent(args):
         sides = open_sides(args.source, args.converted, base_model=args.base_model, backend=args.original_backend,
-                           trust_pickle=args.trust_pickle, fixes=fixes, progress=progress)
+                           trust_pickle=args.trust_pickle, fixes=fixes, progress=progress, dictionary=args.dictionary)
     try:
         comparison = compare_clips(sides, args.audio, tolerance=args.tolerance, channels=args.channels,
                                    max_seconds=args.max_seconds, start=args.start, duration=args.duration,

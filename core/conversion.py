@@ -54,6 +54,7 @@ class Prepared:
     mapping_path: Path | None = None
     base_model: Path | None = None
     labels_path: Path | None = None
+    dictionary_path: Path | None = None  # the dictionary file the user gave (--dictionary)
     timings: dict[str, float] = field(default_factory=dict)
     inferred: list[Rule] = field(default_factory=list)  # source renames Speechport inferred and applies
     inferred_found: list[Rule] = field(default_factory=list)  # ... and those it found, applied or not (kept by the fixes)
@@ -122,6 +123,7 @@ def prepare(
     progress: Progress | None = None,
     hasher: BackgroundHash | None = None,
     libraries: bool = True,
+    dictionary: str | Path | None = None,
 ) -> Prepared:
     """Open, detect, configure and plan. `source` is a file path, or an already opened checkpoint.
 
@@ -129,12 +131,14 @@ def prepare(
     `hasher` is the source's checksum if the caller started it already (the CLI starts it before
     anything else, so it is done by the time the weights are written). `libraries=False`: raise
     `core.library_guard.NeedsLibraries` rather than import torch or transformers (the window then
-    opens it again once they are loaded).
+    opens it again once they are loaded). `dictionary`: the file naming the symbols a speech
+    recognition model writes, where the checkpoint does not carry them.
     """
     if not libraries:
         with without_libraries():
             return prepare(source, config=config, mapping=mapping, base_model=base_model, labels=labels,
-                           recipe=recipe, trust_pickle=trust_pickle, progress=progress, hasher=hasher)
+                           recipe=recipe, trust_pickle=trust_pickle, progress=progress, hasher=hasher,
+                           dictionary=dictionary)
     progress = ensure(progress)
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -157,6 +161,9 @@ def prepare(
         timings["read"] = time.perf_counter() - started
         base_model = Path(base_model).expanduser().absolute() if base_model else None
         chosen = detection.open(checkpoint, base_model)
+        dictionary = Path(dictionary).expanduser().absolute() if dictionary else None
+        if dictionary is not None:
+            chosen.use_dictionary(dictionary)
         chosen.check_checkpoint()
         if chosen.needs_base_model and base_model is None:
             raise NeedsBaseModel(str(source), chosen.name)
@@ -185,7 +192,7 @@ def prepare(
             mapping_path=Path(mapping) if mapping and not isinstance(mapping, Overrides) else None,
             base_model=base_model, labels_path=Path(labels).expanduser().absolute() if labels else None, timings=timings,
             inferred=inferred, inferred_found=found, config_names=set(names), config_path=config_path,
-            labels=label_names,
+            labels=label_names, dictionary_path=dictionary,
             targets_built=targets_built,
         )
         mark = time.perf_counter()
@@ -225,7 +232,8 @@ def convert(
     # An output folder holding an input would destroy it when replaced: refused, force or not.
     protected = protected_inputs(
         source=prepared.source, base_model=prepared.base_model, config=prepared.config.path,
-        mapping=prepared.mapping_path, labels=prepared.labels_path, clips=[getattr(c, "path", c) for c in verify],
+        mapping=prepared.mapping_path, labels=prepared.labels_path, dictionary=prepared.dictionary_path,
+        clips=[getattr(c, "path", c) for c in verify],
     )
     check_output_path(out, force, protected)
     clips = [c if isinstance(c, Clip) else load_clip(c, channels=channels) for c in verify]  # bad audio fails first
@@ -355,9 +363,11 @@ def open_sides(
     detection: Detection | None = None,
     fixes: Overrides | None = None,
     progress: Progress | None = None,
+    dictionary: str | Path | None = None,
 ):
     """A checkpoint (opened and detected unless `detection` says what it is) and its converted folder,
-    as the two sides of a comparison (`core.proof.verification.Sides`), ready to run on clips."""
+    as the two sides of a comparison (`core.proof.verification.Sides`), ready to run on clips.
+    `dictionary`: the symbols a speech recognition model writes, where the checkpoint does not carry them."""
     from .proof.verification import open_recipe_sides
 
     progress = ensure(progress)
@@ -366,6 +376,8 @@ def open_sides(
     detection = detection or detect(checkpoint)
     base = Path(base_model).expanduser().absolute() if base_model else None
     recipe = detection.open(checkpoint, base)
+    if dictionary:
+        recipe.use_dictionary(Path(dictionary).expanduser().absolute())
     if recipe.needs_base_model and base is None:
         raise BadInput(f"{checkpoint.path}: comparing a {recipe.name} checkpoint needs the upstream (base) model "
                        "it was trained on", cli_hint="--base-model DIR_OR_FILE")

@@ -113,6 +113,17 @@ class NeedsBaseModel(BadInput):
         )
 
 
+class NeedsDictionary(BadInput):
+    """A speech recognition (CTC) checkpoint whose dictionary of output symbols was not found."""
+
+    kind = "needs_dictionary"
+
+    def __init__(self, path: str, reason: str):
+        self.path = path
+        super().__init__(f"{path}: no dictionary of the model's output symbols: {reason}",
+                         cli_hint="--dictionary FILE")
+
+
 class PlanProblems(SpeechportError):
     """The mapping plan has problems; nothing was written. Carries the plan so every problem is shown."""
 

@@ -31,7 +31,9 @@ FIXTURE_CHECKPOINTS = sorted(p for p in FIXTURES.rglob("*") if p.suffix in (".pt
 # fairseq files pickle omegaconf's DictConfig: torch.load(weights_only=True) refuses them; Speechport
 # reads them as plain data (tested below against their S3PRL-converted twins).
 FAIRSEQ_CFG = [p for p in FIXTURE_CHECKPOINTS if p.name.endswith(".fairseq_cfg.pt")]
-TORCH_READABLE = [p for p in FIXTURE_CHECKPOINTS if p not in FAIRSEQ_CFG]
+# fairseq's CTC fine-tuned checkpoints pickle DictConfig too (tests/test_ctc.py reproduces fairseq with them).
+FAIRSEQ_FINE_TUNED = sorted((FIXTURES / "ctc").rglob("*.pt"))
+TORCH_READABLE = [p for p in FIXTURE_CHECKPOINTS if p not in FAIRSEQ_CFG and p not in FAIRSEQ_FINE_TUNED]
 
 
 class RunsCode:

@@ -153,6 +153,12 @@ class Recipe(abc.ABC):
         """Import the transformers classes the family uses (seconds of imports, timed apart)."""
         return None  # a family whose classes come with `import transformers` has nothing more to do
 
+    def use_dictionary(self, path: Path) -> None:
+        """Take the symbols the model writes from the dictionary file at `path` (`--dictionary`):
+        only for models that write symbols (speech recognition heads)."""
+        raise BadInput(f"{path}: a dictionary names the symbols a speech recognition (CTC) model writes; a "
+                       f"{self.name} checkpoint writes none")
+
     def check_checkpoint(self) -> None:
         """Refuse (BadInput) a checkpoint of this family that lacks what every conversion needs."""
         return None  # most families find nothing missing that the plan would not show
@@ -212,6 +218,12 @@ class Recipe(abc.ABC):
             raise refusal from None
 
     # -- writing ----------------------------------------------------------------------------
+    def saved_files(self, config: PretrainedConfig) -> dict[str, str]:
+        """Files besides config.json and preprocessor_config.json that the converted folder holds,
+        name -> text, as transformers' own save_pretrained writes them (a tokenizer's). Asked once per
+        target built, with the real transformers config; `target_extras` must name what they depend on."""
+        return {}
+
     @abc.abstractmethod
     def preprocessor_config(self, config: PretrainedConfig) -> dict[str, Any]:
         """The content of preprocessor_config.json (asked once per target built, with the real

@@ -201,7 +201,7 @@ def build_entry(recipe: Recipe, spec: ConfigSpec, inputs: dict) -> dict:
         "config": _plain(config.to_dict()),
         "diff": _plain(config.to_diff_dict()),
         "properties": {name: _plain(getattr(config, name)) for name in PROPERTIES if hasattr(config, name)},
-        "files": _saved_files(config),
+        "files": {**_saved_files(config), **(recipe.saved_files(config) if model_class is not None else {})},
         "preprocessor": _plain(recipe.preprocessor_config(config)) if model_class is not None else {},
         "targets": _meta_targets(model_class, config, spec) if model_class is not None else {},
     }

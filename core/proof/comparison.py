@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # torch is imported where a comparison runs: a conversion nee
 DEFAULT_TOLERANCE = 5e-3  # transformers' conversion script: assert_close(atol=rtol=5e-3)
 NMSE_FLOOR_DB = -300.0  # reported for identical outputs, where the ratio is zero
 INPUT_FEATURES = "input_features"  # the stage of what the encoder receives, before any weight
+TRANSCRIPT = "transcript"  # a side's SideOutput.extras key for what a speech recognition model hears
 
 
 def check_tolerance(tolerance: float) -> float:
@@ -73,6 +74,11 @@ class ClipComparison:
     # Why this clip, not the conversion, decided a failed verdict (ill-conditioned input); None otherwise.
     bad_input: str | None = None
     segment: tuple[float, float] | None = None  # (start, end) seconds of the file, when a segment was compared
+    # What each model hears, for speech recognition (CTC) models: their greedy transcripts, and the
+    # character error rate of the converted one against the original's (None for other models).
+    transcript_original: str | None = None
+    transcript_converted: str | None = None
+    character_error_rate: float | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready: non-finite numbers (an incomparable or NaN result) become None."""
@@ -92,6 +98,8 @@ class ClipComparison:
             "stage_max_abs_diff": self.stage_max_abs_diff,
             "notes": self.notes,
             **({"bad_input": self.bad_input} if self.bad_input else {}),
+            **({"transcript_original": self.transcript_original, "transcript_converted": self.transcript_converted,
+                "character_error_rate": self.character_error_rate} if self.transcript_original is not None else {}),
             **({"details": self.details} if self.details else {}),
         })
 
@@ -117,7 +125,19 @@ class Comparison:
 
 
 def compare_outputs(audio: str, original: SideOutput, converted: SideOutput, tolerance: float = DEFAULT_TOLERANCE) -> ClipComparison:
-    """Metrics over the original's valid frames; the verdict is max |diff| <= tolerance."""
+    """Metrics over the original's valid frames; the verdict is max |diff| <= tolerance. Sides
+    that transcribe (a "transcript" in their extras) have their transcripts compared too."""
+    result = _compare_outputs(audio, original, converted, tolerance)
+    ours, theirs = original.extras.get(TRANSCRIPT), converted.extras.get(TRANSCRIPT)
+    if ours is not None and theirs is not None:
+        from .transcripts import character_error_rate
+
+        result.transcript_original, result.transcript_converted = ours, theirs
+        result.character_error_rate = character_error_rate(ours, theirs)
+    return result
+
+
+def _compare_outputs(audio: str, original: SideOutput, converted: SideOutput, tolerance: float) -> ClipComparison:
     import torch
 
     notes: list[str] = []

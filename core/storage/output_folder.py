@@ -95,6 +95,7 @@ def protected_inputs(
     mapping: str | os.PathLike | None = None,
     labels: str | os.PathLike | None = None,
     clips: Iterable[str | os.PathLike] = (),
+    dictionary: str | os.PathLike | None = None,
 ) -> list[tuple[str, Path]]:
     """The conversion's inputs, each with what it is, for `check_output_path(protected=...)`."""
     named = [
@@ -104,6 +105,7 @@ def protected_inputs(
         ("the config file", config),
         ("the mapping file", mapping),
         ("the labels file", labels),
+        ("the dictionary file", dictionary),
     ]
     named += [("the verification clip", clip) for clip in clips]
     return [(what, Path(path).expanduser()) for what, path in named if path]
