@@ -380,7 +380,8 @@ class CompareBar(QWidget):
         sides = workspace.sides.get(key)
         task = workers.Task(
             "compare", compare_and_record, clip, segment=segment, sides=sides, checkpoint=prepared.checkpoint,
-            detection=prepared.detection, base_model=prepared.base_model, converted=str(converted),
+            detection=prepared.detection, base_model=prepared.base_model, dictionary=prepared.dictionary_path,
+            converted=str(converted),
             tolerance=self.tolerance(), backend=self.backend(), with_progress=True)
         task.key = key
         task.attempt = (key, clip, segment)

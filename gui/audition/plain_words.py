@@ -66,7 +66,9 @@ def seconds_span(start: float, end: float) -> str:
 def verdict_sentence(result, tolerance: float, segment: tuple[float, float] | None = None) -> str:
     """One sentence for a `ClipComparison`: how close the models are, in words and plain numbers."""
     details = result.details or {}
-    if "top5" in details:
+    if getattr(result, "transcript_original", None) is not None:
+        sentence = f"{heard_sentence(result)}; {_lower_first(_closeness(result, tolerance))}"
+    elif "top5" in details:
         sentence = f"{_labels_sentence(result)}; {_lower_first(_closeness(result, tolerance, SCORES))}"
     elif "verification_embedding_cosine" in details:
         embedding = _embedding_sentence(details["verification_embedding_cosine"], result.verdict == "pass")
@@ -102,6 +104,26 @@ def _closeness(result, tolerance: float, words: tuple[str, str, str] = OUTPUTS) 
     place = (", in the output itself" if where in (None, "output")
              else f", starting at {where}: the conversion is wrong there")
     return f"{subject} {differ} by up to {plain_number(largest)} (the tolerance is {plain_number(tolerance)}){place}"
+
+
+HEARD_CHARACTERS = 160  # a transcript longer than this is cut in the sentence (the transcript lanes show it whole)
+
+
+def heard_sentence(result) -> str:
+    """What a speech recognition model's two sides hear: the same words, or how far apart they are."""
+    ours, theirs = result.transcript_original, result.transcript_converted
+    if ours == theirs:
+        return f"Both models hear: {_quoted(ours)}"
+    rate = result.character_error_rate
+    share = f"{rate:.1%} of the characters" if rate is not None and rate == rate else "some characters"
+    return f"The models hear differently ({share}): the original {_quoted(ours)}, the converted {_quoted(theirs)}"
+
+
+def _quoted(text: str | None) -> str:
+    if not text:
+        return "nothing"
+    cut = text if len(text) <= HEARD_CHARACTERS else text[: HEARD_CHARACTERS - 1] + "…"
+    return f"“{cut}”"
 
 
 def _labels_sentence(result) -> str:

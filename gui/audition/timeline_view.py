@@ -29,6 +29,7 @@ from .comparison_plots import (
     bulk_magnitude,
     colourmaps,
 )
+from .transcript_plot import TranscriptPlot
 from .waveform_peaks import Peaks
 from .waveform_plot import WaveformPlot
 
@@ -70,6 +71,7 @@ class TimelineView(QWidget):
         self.activity_caption.setToolTip("A speaker is active where sigmoid(frame logit) > 0.5, i.e. where the "
                                          "logit is positive, as S3PRL trains diarization")
         self.answer = ClipAnswerView(self)
+        self.transcript = TranscriptPlot(self)
         self.hint = QLabel("Compare to see, along the clip, where the two models agree: the cosine similarity of "
                            "their outputs frame by frame, and heatmaps of what they compute. The shaded part of "
                            "the waveform is what is compared: drag it or its edges to choose another part.", self)
@@ -85,6 +87,9 @@ class TimelineView(QWidget):
         # per-frame agreement; heatmaps of one compared tensor; or the one answer per clip.
         grid.addWidget(self.waveform, 0, 0)
         grid.addWidget(self.hint, 1, 0)
+        # What a speech recognition model hears, under the waveform: in the hint's row, which shows only
+        # before a comparison, as the transcripts only after one.
+        grid.addWidget(self.transcript, 1, 0)
         grid.addWidget(self.activity_caption, 2, 0, 1, 2)
         grid.addWidget(self.activity, 3, 0)
         grid.addWidget(self.cosine, 4, 0)
@@ -97,11 +102,13 @@ class TimelineView(QWidget):
         grid.addWidget(self.answer, 9, 0, 1, 2)
         grid.setColumnMinimumWidth(1, SIDE_WIDTH)
         self.grid = grid
-        self.rows = {self.waveform: 0, self.activity: 3, self.cosine: 4, self.original: 6, self.converted: 7,
+        self.rows = {self.waveform: 0, self.transcript: 1, self.activity: 3, self.cosine: 4, self.original: 6, self.converted: 7,
                      self.difference: 8}
-        self.plots = [self.waveform, self.cosine, self.original, self.converted, self.difference, self.activity]
+        self.plots = [self.waveform, self.cosine, self.original, self.converted, self.difference, self.activity,
+                      self.transcript]
         link_time_axes(self.plots)
-        self.layout_shown: tuple[bool, bool, bool] | None = None  # (compared, activity, one answer), as laid out
+        # (compared, activity, one answer, transcripts), as laid out
+        self.layout_shown: tuple[bool, bool, bool, bool] | None = None
         self._show_comparison_rows(False)
 
     # -- the clip -----------------------------------------------------------------------------------
@@ -131,12 +138,15 @@ class TimelineView(QWidget):
             return
         self.cosine.set_values(comparison.cosine_per_frame, comparison.frame_seconds, start)
         diarization = comparison.converted.extras.get("kind") == "sd"
+        transcribed = getattr(comparison, "transcript_original", None) is not None
+        if transcribed:
+            self.transcript.set_transcripts(comparison, start)
         if diarization:
             self._caption_activity()
             self.activity.set_activity(as_frames(comparison.original.primary, comparison.frames),
                                        as_frames(comparison.converted.primary), comparison.frame_seconds, start,
                                        comparison.converted.extras.get("labels") or ())
-        self._show_comparison_rows(True, activity=diarization)
+        self._show_comparison_rows(True, activity=diarization, transcript=transcribed)
         self.show_stage(self.default_stage())
         if segment is not None:
             # A part of the clip: in view, where its plots are (zooming out shows the rest).
@@ -163,6 +173,7 @@ class TimelineView(QWidget):
         for heatmap in (self.original, self.converted, self.difference):
             heatmap.clear_image()
         self.cosine.clear_values()
+        self.transcript.clear_transcripts()
         self.answer.clear()
         if not keep_layout:
             self._show_comparison_rows(False)
@@ -237,28 +248,32 @@ class TimelineView(QWidget):
 
     # -- layout and looks ---------------------------------------------------------------------------
 
-    def _show_comparison_rows(self, shown: bool, activity: bool = False, answer: bool = False) -> None:
+    def _show_comparison_rows(self, shown: bool, activity: bool = False, answer: bool = False,
+                              transcript: bool = False) -> None:
         """Which rows the column shows: the waveform always; once compared, either the plots over time
         (with the speakers' activity for diarization) or the one answer per clip."""
-        if (shown, activity, answer) == self.layout_shown:
+        if (shown, activity, answer, transcript) == self.layout_shown:
             return  # laying the column out again costs a repaint of every plot
-        self.layout_shown = (shown, activity, answer)
+        self.layout_shown = (shown, activity, answer, transcript)
         over_time = shown and not answer
         for widget in (self.cosine, self.caption, self.original, self.converted, self.difference,
                        self.signed_bar, self.difference_bar):
             widget.setVisible(over_time)
         self.activity.setVisible(over_time and activity)
         self.activity_caption.setVisible(over_time and activity)
+        self.transcript.setVisible(over_time and transcript)
         self.answer.setVisible(shown and answer)
         self.hint.setVisible(not shown)
         # The waveform carries the time values for the whole column (its shaded part is what is
         # compared, and its seconds are what Play plays); the plots below show the ticks alone.
         for plot in self.plots:
             plot.show_time_values(plot is self.waveform)
-            shown_now = plot is self.waveform or (over_time and (plot is not self.activity or activity))
+            shown_now = plot is self.waveform or (over_time and (plot is not self.activity or activity)
+                                                  and (plot is not self.transcript or transcript))
             # A hidden plot's row gets no stretch: an empty row with one still takes its share of the height.
             self.grid.setRowStretch(self.rows[plot], (4 if plot is self.waveform else 3) if shown_now else 0)
-        self.grid.setRowStretch(1, 3 if not shown else 0)  # the hint, in the room the plots will take
+        # the hint, in the room the plots will take; after a comparison, the transcripts' lanes
+        self.grid.setRowStretch(1, 3 if not shown else (2 if over_time and transcript else 0))
         self.grid.setRowStretch(9, 12 if shown and answer else 0)
 
     def _caption_activity(self) -> None:

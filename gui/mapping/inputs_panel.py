@@ -1,7 +1,7 @@
-"""The inputs at the top of the window: checkpoint, config, base model, labels and output folder,
-with the detected recipe, a one-line summary of the config and whose choice the output folder is
-beside them. The base model and labels rows show only for the checkpoints that use them (a
-downstream head; a head that gives classes). It shows the workspace's inputs; what the user types or picks is announced by each field's
+"""The inputs at the top of the window: checkpoint, config, base model, labels, dictionary and output
+folder, with the detected recipe, a one-line summary of the config and whose choice the output folder is
+beside them. The base model, labels and dictionary rows show only for the checkpoints that use them (a
+downstream head; a head that gives classes; a speech recognition model). It shows the workspace's inputs; what the user types or picks is announced by each field's
 `pathChosen`, and the window decides what it means."""
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ from PySide6.QtCore import QEvent, QSettings, Qt, Signal
 from PySide6.QtWidgets import QGridLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QWidget
 
 from ..shared.widgets import PathField
-from ..workspace.workspace import Workspace, classifies
+from ..workspace.workspace import Workspace, classifies, transcribes
 
 CHECKPOINT_FILTER = "Checkpoints (*.pt *.pth *.ckpt *.bin *.safetensors);;All files (*)"
 CONFIG_FILTER = "Transformers config (*.json);;All files (*)"
 LABELS_FILTER = "Labels, one per line (*.txt);;All files (*)"
+DICTIONARY_FILTER = "fairseq dictionary (dict.*.txt *.txt);;All files (*)"
 # Inferred config values worth a glance next to the config field (short names for the line).
 SUMMARY_FIELDS = {"hidden_size": "hidden", "num_hidden_layers": "layers", "intermediate_size": "FFN",
                   "num_attention_heads": "heads"}
@@ -62,6 +63,12 @@ class InputsPanel(QGroupBox):
             tooltip="A text file naming the head's classes, one per line in class-index order; without it they are "
                     "LABEL_0, LABEL_1, …",
             parent=self)
+        self.dictionary_field = PathField(
+            "dictionaryPath", settings=settings, recent_key="dictionary", file_filter=DICTIONARY_FILTER,
+            dialog_title="Choose the dictionary", placeholder="the symbols the model writes: fairseq's dict.ltr.txt",
+            tooltip="A speech recognition (CTC) model writes the symbols of its dictionary: fairseq's dict.ltr.txt, "
+                    "one 'symbol count' per line. Needed only when the checkpoint holds none and none lies beside it.",
+            parent=self)
         self.output_field = PathField(
             "outputPath", settings=settings, recent_key="output", folder=True,
             dialog_title="Choose the output folder", placeholder="where the transformers folder is written",
@@ -78,6 +85,10 @@ class InputsPanel(QGroupBox):
         self.base_model_info.setObjectName("baseModelInfo")
         self.labels_info = QLabel(self)
         self.labels_info.setObjectName("labelsInfo")
+        self.dictionary_info = QLabel(self)
+        self.dictionary_info.setObjectName("dictionaryInfo")
+        self.dictionary_info.setTextFormat(Qt.TextFormat.PlainText)
+        self.dictionary_info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.output_info = QLabel(self)
         self.output_info.setObjectName("outputInfo")
         self.recipe_label = QLabel(self)
@@ -91,6 +102,7 @@ class InputsPanel(QGroupBox):
             ("config", "Co&nfig:", self.config_field, self.config_info),
             ("base_model", "Ba&se model:", self.base_model_field, self.base_model_info),
             ("labels", "&Labels:", self.labels_field, self.labels_info),
+            ("dictionary", "&Dictionary:", self.dictionary_field, self.dictionary_info),
             ("output", "&Output folder:", self.output_field, self.output_info),
         )
         for number, (key, text, field, info) in enumerate(rows):
@@ -121,7 +133,8 @@ class InputsPanel(QGroupBox):
         workspace.conversionChanged.connect(self._check_folder_labels)
 
     def fields(self) -> tuple[PathField, ...]:
-        return (self.source_field, self.config_field, self.base_model_field, self.labels_field, self.output_field)
+        return (self.source_field, self.config_field, self.base_model_field, self.labels_field, self.dictionary_field,
+                self.output_field)
 
     def set_base_model_visible(self, visible: bool) -> None:
         for widget in (self.labels["base_model"], self.base_model_field, self.base_model_info):
@@ -132,17 +145,24 @@ class InputsPanel(QGroupBox):
         for widget in (self.labels["labels"], self.labels_field, self.labels_info):
             widget.setVisible(visible)
 
+    def set_dictionary_visible(self, visible: bool) -> None:
+        for widget in (self.labels["dictionary"], self.dictionary_field, self.dictionary_info):
+            widget.setVisible(visible)
+
     def refresh(self) -> None:
         """Show the workspace's inputs and what is known of its checkpoint."""
         workspace = self.workspace
         for field, path in ((self.source_field, workspace.source), (self.config_field, workspace.config),
                             (self.base_model_field, workspace.base_model), (self.labels_field, workspace.labels),
-                            (self.output_field, workspace.output)):
+                            (self.dictionary_field, workspace.dictionary), (self.output_field, workspace.output)):
             field.sync(path)
         self.set_base_model_visible(workspace.base_model_wanted)
         self.set_labels_visible(workspace.labels_wanted())
         self.labels_info.setText(labels_info(workspace))
         self.labels_info.setToolTip(labels_origin(workspace))
+        self.set_dictionary_visible(workspace.dictionary_wanted())
+        self.dictionary_info.setText(dictionary_info(workspace))
+        self.dictionary_info.setToolTip(dictionary_info(workspace, whole=True))
         self.detect_button.setVisible(bool(workspace.recipe))
         if workspace.output_chosen:
             self.output_info.setText("chosen by you")
@@ -288,3 +308,16 @@ def labels_origin(workspace: Workspace) -> str:
         return f"From the labels file {prepared.labels_path}"
     origin = getattr(prepared.recipe, "labels_origin", None) or ""
     return origin[:1].upper() + origin[1:]
+
+def dictionary_info(workspace: Workspace, whole: bool = False) -> str:
+    """Beside the dictionary field: how many symbols the model writes and where they come from, or
+    that it needs a dictionary to open; `whole`: the tooltip, with the first symbols."""
+    prepared = workspace.prepared
+    if workspace.dictionary_needed and not transcribes(prepared):
+        return ("needed: the checkpoint holds no dictionary and none lies beside it" if not whole else
+                "This speech recognition checkpoint carries no dictionary of its symbols (task_state) and no "
+                "dict.ltr.txt lies beside it: choose the one it was fine-tuned with.")
+    vocabulary = prepared.recipe.vocabulary() if transcribes(prepared) and hasattr(prepared.recipe, "vocabulary") else None
+    if vocabulary is None:
+        return ""
+    return vocabulary.described() if whole else f"{len(vocabulary)} symbols, from {vocabulary.origin}"

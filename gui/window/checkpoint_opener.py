@@ -9,7 +9,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QWidget
 
-from ...core.errors import ConsentNeeded, NeedsBaseModel
+from ...core.errors import ConsentNeeded, NeedsBaseModel, NeedsDictionary
 from ...core.library_guard import NeedsLibraries
 from ..shared import dialogs
 from ..workspace import commands, workers
@@ -24,6 +24,7 @@ def _release(prepared) -> None:
 class CheckpointOpener(QObject):
     librariesWanted = Signal()  # a checkpoint opened (or could not): time to load torch and transformers
     baseModelRequested = Signal(str)  # the user pressed "Choose base model folder…" ("folder") or "…file…" ("file")
+    dictionaryRequested = Signal()  # the user pressed "Choose dictionary…"
 
     def __init__(self, workspace: Workspace, libraries: LibraryLoader, dialog_parent: QWidget):
         super().__init__(dialog_parent)
@@ -51,6 +52,7 @@ class CheckpointOpener(QObject):
             config=workspace.config or None,
             base_model=workspace.base_model or None,
             labels=workspace.labels or None,
+            dictionary=workspace.dictionary or None,
             trust_pickle=self._key(source) in self.trusted_sources,
             fixes=commands.copy_overrides(workspace.fixes),
             with_progress=True,
@@ -168,6 +170,17 @@ class CheckpointOpener(QObject):
                 "converted along with the head. Then it opens.",
                 [("Choose base model folder…", lambda: self.baseModelRequested.emit("folder"), "chooseBaseModelButton"),
                  ("Choose base model file…", lambda: self.baseModelRequested.emit("file"), "chooseBaseModelFileButton")],
+            )
+            messages.log(str(error))
+            return True
+        if isinstance(error, NeedsDictionary):
+            workspace.want_dictionary()
+            messages.show(
+                "warning",
+                "This speech recognition (CTC) checkpoint does not carry the dictionary of the symbols it writes, and "
+                "no dict.ltr.txt lies beside it. Choose the dictionary it was fine-tuned with (Dictionary): then it "
+                "opens.",
+                [("Choose dictionary…", self.dictionaryRequested.emit, "chooseDictionaryButton")],
             )
             messages.log(str(error))
             return True

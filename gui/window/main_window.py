@@ -271,8 +271,10 @@ class MainWindow(QMainWindow):
         inputs.config_field.pathChosen.connect(self._config_chosen)
         inputs.base_model_field.pathChosen.connect(self._base_model_chosen)
         inputs.labels_field.pathChosen.connect(self._labels_chosen)
+        inputs.dictionary_field.pathChosen.connect(self._dictionary_chosen)
         inputs.output_field.pathChosen.connect(lambda path: workspace.set_output(path, chosen=True))
         self.opener.baseModelRequested.connect(self.choose_base_model)
+        self.opener.dictionaryRequested.connect(lambda: self.inputs.dictionary_field.choose_file())
         self.opener.librariesWanted.connect(self.start_loading_libraries)
         inputs.detectRequested.connect(lambda: self.opener.choose_recipe(""))
         inputs.convertAgainRequested.connect(self.convert)
@@ -326,6 +328,7 @@ class MainWindow(QMainWindow):
         for field, choose in ((inputs.config_field, workspace.set_config),
                               (inputs.base_model_field, workspace.set_base_model),
                               (inputs.labels_field, workspace.set_labels),
+                              (inputs.dictionary_field, workspace.set_dictionary),
                               (inputs.output_field, workspace.set_output)):
             typed = field.take_typed()
             if typed is not None:
@@ -365,6 +368,10 @@ class MainWindow(QMainWindow):
 
     def _labels_chosen(self, path: str) -> None:
         self.workspace.set_labels(path)
+        self.opener.open()
+
+    def _dictionary_chosen(self, path: str) -> None:
+        self.workspace.set_dictionary(path)
         self.opener.open()
 
     def route_dropped_paths(self, paths: list[str]) -> None:

@@ -162,15 +162,16 @@ def _map_torch_libraries() -> None:
 
 
 def prepare_job(source: str, *, config: str | None, base_model: str | None, trust_pickle: bool, fixes, progress: Progress,
-                labels: str | None = None, recipe: str | None = None, libraries: bool = True):
+                labels: str | None = None, recipe: str | None = None, libraries: bool = True,
+                dictionary: str | None = None):
     """Open, detect (unless the user chose a `recipe`), configure and plan with the user's fixes (and a
-    classification head's labels file); `libraries=False`: without importing torch or transformers
+    classification head's labels file, a speech recognition model's dictionary); `libraries=False`: without importing torch or transformers
     (core.library_guard.NeedsLibraries when that cannot be done)."""
     from ...core.conversion import prepare
 
     return prepare(source, config=config or None, base_model=base_model or None, labels=labels or None,
                    mapping=fixes, trust_pickle=trust_pickle, progress=progress, recipe=recipe or None,
-                   libraries=libraries)
+                   libraries=libraries, dictionary=dictionary or None)
 
 
 def convert_job(prepared, out: str, *, force: bool, progress: Progress):
@@ -208,7 +209,7 @@ ORIGINAL_BACKEND = "reference"  # Speechport's own implementation of the origina
 
 def compare_job(clip, *, segment: tuple[float, float] | None = None, sides=None, checkpoint=None, detection=None,
                 base_model=None, converted=None, tolerance: float, progress: Progress,
-                backend: str = ORIGINAL_BACKEND) -> Audition:
+                backend: str = ORIGINAL_BACKEND, dictionary=None) -> Audition:
     """What `speechport compare` does for one clip: open both models (unless `sides` are given), run
     them. With `segment` (start, end in seconds) that part of the clip is read, checked and compared."""
     from transformers.utils import logging
@@ -225,7 +226,7 @@ def compare_job(clip, *, segment: tuple[float, float] | None = None, sides=None,
     opened = sides is None
     if opened:
         sides = open_sides(checkpoint, converted, base_model=base_model, backend=backend,
-                           detection=detection, progress=progress)
+                           detection=detection, progress=progress, dictionary=dictionary)
     comparison = compare_clips(sides, [clip], tolerance=tolerance, channels=clip.channel_policy, progress=progress)
     return Audition(sides, comparison, opened, clip)
 

@@ -56,6 +56,11 @@ def classifies(prepared) -> bool:
         ("ForSequenceClassification", "ForAudioFrameClassification", "ForXVector"))
 
 
+def transcribes(prepared) -> bool:
+    """Whether the opened checkpoint is a speech recognition (CTC) model (whose symbols a dictionary names)."""
+    return prepared is not None and prepared.plan.target_class.endswith("ForCTC")
+
+
 class Workspace(QObject):
     checkpointChanged = Signal()  # another checkpoint: everything below was reset
     inputsChanged = Signal()  # a path in the inputs, or whether a base model is wanted
@@ -82,6 +87,8 @@ class Workspace(QObject):
         self.base_model_wanted = False
         self.base_model_needed_by = ""  # the recipe of a head-only checkpoint that could not open without one
         self.labels = ""  # a labels file: the class names of a classification head
+        self.dictionary = ""  # a dictionary file: the symbols a speech recognition (CTC) model writes
+        self.dictionary_needed = False  # the checkpoint could not open without one
         self.output = ""
         self.output_chosen = False  # by the user; otherwise suggested from the checkpoint's name
         self.output_note = ""  # why a suggested folder is not beside the checkpoint
@@ -144,6 +151,7 @@ class Workspace(QObject):
             self.config = ""
             self.base_model = ""
             self.labels = ""
+            self.dictionary = ""
             self.fixes = Overrides()
             self.undo_stack.clear()
             self.mapping_file = ""
@@ -151,6 +159,7 @@ class Workspace(QObject):
         self.inferred_recorded = False
         self.base_model_wanted = bool(self.base_model)
         self.base_model_needed_by = ""
+        self.dictionary_needed = False
         self.recipe = ""
         if not self.output_chosen:
             self.output, self.output_note = suggested_output(source)
@@ -174,6 +183,7 @@ class Workspace(QObject):
         if prepared is not None:
             self.inferred_found = list(prepared.inferred_found)
             self.base_model_needed_by = ""
+            self.dictionary_needed = False
             if prepared.recipe.needs_base_model or prepared.base_model is not None:
                 self.base_model_wanted = True
         self._emit(self.planChanged, self.inputsChanged)
@@ -199,6 +209,19 @@ class Workspace(QObject):
     def labels_wanted(self) -> bool:
         """Show the labels input: a classification head is open, or the user gave a labels file."""
         return bool(self.labels) or classifies(self.prepared)
+
+    def set_dictionary(self, path: str) -> None:
+        self.dictionary = path
+        self._emit(self.inputsChanged)
+
+    def want_dictionary(self) -> None:
+        """Show the dictionary input: the checkpoint could not open without one."""
+        self.dictionary_needed = True
+        self._emit(self.inputsChanged)
+
+    def dictionary_wanted(self) -> bool:
+        """Show the dictionary input: a speech recognition (CTC) model is open or needs one, or the user gave one."""
+        return bool(self.dictionary) or self.dictionary_needed or transcribes(self.prepared)
 
     def set_base_model(self, path: str) -> None:
         self.base_model = path
