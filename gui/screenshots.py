@@ -21,8 +21,10 @@ The scenes, in order (a later one builds on the earlier ones it needs):
                      selected
   audition-fixes     its conversion compared on the demo speech clip: a pass, with the rows proven only
                      through the fixes listed (light)
-The S3PRL scenes use the test fixtures of a source checkout (tests/fixtures/s3prl) and are left out
-without them. At the default size the files are `window-<scene>.png`; at another, `window-<scene>-WxH.png`.
+  audition-ctc       a fine-tuned CTC model whose converted output layer trades two letters: what both
+                     models hear along the clip, the letters heard differently highlighted (light)
+The S3PRL and CTC scenes use the test fixtures of a source checkout (tests/fixtures/s3prl, tests/fixtures/ctc)
+and are left out without them. At the default size the files are `window-<scene>.png`; at another, `window-<scene>-WxH.png`.
 Runs offscreen when there is no display; under Xvfb (`xvfb-run python -m ...`) it renders through X.
 `--icon` also re-renders `resources/icons/speechport.png` from the SVG.
 """
@@ -39,13 +41,16 @@ from pathlib import Path
 
 SIZE = (1280, 800)
 SCENES = ("mapping", "problem", "converted", "audition-pass", "audition-fail", "audition-long", "audition-labels",
-          "audition-speakers", "unknown-names", "bulk-rename", "suggestions-applied", "audition-fixes")
+          "audition-speakers", "unknown-names", "bulk-rename", "suggestions-applied", "audition-fixes", "audition-ctc")
 FIXES_SCENES = ("unknown-names", "bulk-rename", "suggestions-applied", "audition-fixes")
 SOURCE_RULE = (r"\.query\.", ".q_proj.")  # the bulk rename's example: their `query` is the recipe's `q_proj`
 MISTYPED_KEY = "encoder.layers.0.ffn1.inner_proj.weight"  # given its own (fairseq2) name as the target
 FIXED_TARGET = "encoder.layers.0.ffn1.intermediate_dense.weight"
 DAMAGED_KEY = "encoder.layers.1.ffn2_layer_norm.weight"  # scaled by 1.03: the audition then fails at encoder.layers.1
 S3PRL_FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "s3prl"
+CTC_FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "ctc"
+CTC_SCENE = "audition-ctc"
+CTC_TRADED = ("W", "H")  # the two letters whose rows of the output layer trade places in the damaged copy
 S3PRL_SCENES = {  # scene: (task folder, checkpoint)
     "audition-labels": ("ks", "dev-best.ckpt"),
     "audition-speakers": ("sd", "best-states-dev.ckpt"),
@@ -89,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     suffix = "" if args.size == SIZE else f"-{args.size[0]}x{args.size[1]}"
     shots = Shots(app, args.out, suffix, args.size, scratch)
     try:
-        if wanted - set(S3PRL_SCENES) - set(FIXES_SCENES) and not demo_scenes(shots, wanted):
+        if wanted - set(S3PRL_SCENES) - set(FIXES_SCENES) - {CTC_SCENE} and not demo_scenes(shots, wanted):
             return 1
         if wanted & set(FIXES_SCENES) and not fixes_scenes(shots, wanted):
             return 1
@@ -97,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         if s3prl and not S3PRL_FIXTURES.is_dir():
             print(f"left out {', '.join(s3prl)}: no S3PRL fixtures at {S3PRL_FIXTURES}", file=sys.stderr)
         elif s3prl and not all(s3prl_scene(shots, scene) for scene in s3prl):
+            return 1
+        if CTC_SCENE in wanted and not CTC_FIXTURES.is_dir():
+            print(f"left out {CTC_SCENE}: no CTC fixtures at {CTC_FIXTURES}", file=sys.stderr)
+        elif CTC_SCENE in wanted and not ctc_scene(shots):
             return 1
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -325,6 +334,42 @@ def s3prl_scene(shots: Shots, scene: str) -> bool:
     if not audition(window, page):
         return False
     shots.save(window, scene)
+    window.close()
+    return True
+
+
+def ctc_scene(shots: Shots) -> bool:
+    """The wav2vec 2.0 CTC fixture converted, then a copy whose output layer trades two letters' rows,
+    compared on a clip: both transcripts along the clip, the letters heard differently highlighted."""
+    from safetensors.torch import load_file, save_file
+
+    from ..core.conversion import convert, prepare
+    from .shared import theme
+    from .shared.heartbeat import run_until
+
+    source = CTC_FIXTURES / "models" / "w2v2_base_ctc" / "w2v2_base_ctc.pt"
+    converted = convert(prepare(source), shots.scratch / "ctc-hf").output
+    damaged = shots.scratch / "ctc-traded"
+    shutil.copytree(converted, damaged)
+    vocab = json.loads((damaged / "vocab.json").read_text(encoding="utf-8"))
+    weights = load_file(damaged / "model.safetensors")
+    rows = [vocab[letter] for letter in CTC_TRADED]
+    for name in ("lm_head.weight", "lm_head.bias"):
+        weights[name][rows] = weights[name][rows[::-1]].clone()
+    save_file(weights, damaged / "model.safetensors", metadata={"format": "pt"})
+    theme.apply_appearance(shots.app, "light")
+    window = shots.window(source=source, output=shots.scratch / "ctc-out")
+    if not run_until(lambda: window.prepared is not None and not window.busy(), 120):
+        print(f"{source.name} did not open: {window.message_bar.text.text()}", file=sys.stderr)
+        return False
+    if window.act_show_log.isChecked():
+        window.act_show_log.trigger()
+    page = window.show_audition()
+    page.compare_bar.converted_field.commit(str(damaged))
+    page.choose_clip(CTC_FIXTURES / "audio" / "speechlike_1p0s.wav")
+    if not audition(window, page):
+        return False
+    shots.save(window, CTC_SCENE)
     window.close()
     return True
 
