@@ -5,6 +5,7 @@ missing or hostile one is refused in one line with nothing written."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
@@ -407,3 +408,32 @@ def test_the_fine_tuned_checkpoint_is_read_as_plain_data_without_consent(model_i
     assert opened.content["cfg"]["model"]["_name"] == MODELS[model_id]["fairseq_model"]
     own = opened.content["task_state"].get("target_dictionary")
     assert (own["symbols"] == MODELS[model_id]["vocab"]) if MODELS[model_id]["dictionary"] == "task_state" else own is None
+
+
+def _args_layout(path: Path, encoder_args) -> Path:
+    """The fixture as an older fairseq saved it: argparse args (the encoder's in args.w2v_args)."""
+    from speechport.core.storage.checkpoint import as_torch
+
+    content = load_checkpoint(checkpoint("w2v2_base_ctc")).content
+    arguments = argparse.Namespace(arch="wav2vec_ctc", w2v_args=encoder_args, normalize=False, labels="ltr")
+    torch.save({"args": arguments, "model": as_torch(content["model"]), "task_state": {}}, path)
+    shutil.copy(CTC / MODELS["w2v2_base_ctc"]["dict_file"], path.parent / "dict.ltr.txt")
+    return path
+
+
+def test_an_older_checkpoint_with_argparse_args_converts_and_hears_the_same(tmp_path, run_cli):
+    settings = dict(load_checkpoint(checkpoint("w2v2_base_ctc")).content["cfg"]["model"]["w2v_args"]["model"])
+    settings["arch"] = settings.pop("_name")
+    source = _args_layout(tmp_path / "args_ctc.pt", argparse.Namespace(**settings))
+    code, stdout, stderr = run_cli("convert", source, "--out", tmp_path / "out", "--verify",
+                                   CTC / CLIPS["speechlike_1p0s"])
+    assert code == 0, stderr
+    assert "(ctc, fairseq_args layout)" in stdout
+    assert f"both models hear: “{MODELS['w2v2_base_ctc']['references']['speechlike_1p0s']['transcript']}”" in stdout
+
+
+def test_a_checkpoint_without_its_encoders_config_is_refused_in_one_line(tmp_path, run_cli):
+    source = _args_layout(tmp_path / "no_w2v_args.pt", None)
+    code, _, stderr = run_cli("inspect", source)
+    assert code == 2 and stderr.count("\n") == 1
+    assert "args.w2v_args is empty: the checkpoint does not carry its pretrained encoder's config" in stderr
