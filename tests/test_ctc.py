@@ -437,3 +437,14 @@ def test_a_checkpoint_without_its_encoders_config_is_refused_in_one_line(tmp_pat
     code, _, stderr = run_cli("inspect", source)
     assert code == 2 and stderr.count("\n") == 1
     assert "args.w2v_args is empty: the checkpoint does not carry its pretrained encoder's config" in stderr
+
+
+def test_a_config_file_is_checked_against_the_dictionary(converted, tmp_path, run_cli):
+    model_id = "hubert_large_ctc"
+    config = json.loads((converted[model_id] / "config.json").read_text())
+    assert run_cli("inspect", checkpoint(model_id), "--config", converted[model_id] / "config.json")[0] == 0
+    wrong = tmp_path / "config.json"
+    wrong.write_text(json.dumps({**config, "vocab_size": 30}))
+    code, stdout, stderr = run_cli("convert", checkpoint(model_id), "--config", wrong, "--out", tmp_path / "out")
+    assert code == 3 and not (tmp_path / "out").exists()
+    assert "config conflict: config vocab_size=30, but 32 symbols in dict.ltr.txt beside the checkpoint" in stderr
