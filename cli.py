@@ -80,6 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--dictionary", metavar="FILE", help="the symbols a speech recognition (CTC) model writes, "
                          "as fairseq's dict.ltr.txt, when the checkpoint holds none and none lies beside it")
 
+    def testset_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--dataset", metavar="DATASET", help="compare on every clip of a test set instead of --audio: "
+                         "a folder of clips (with metadata.csv or metadata.jsonl), a CSV, TSV or JSONL manifest, a "
+                         "fairseq .tsv manifest, a Kaldi wav.scp or a speaker-verification trial list")
+        sub.add_argument("--report", metavar="DIR", help="where the test set's results.jsonl, summary.json and "
+                         "report.html go (default: DATASET's name with -report, in the current folder)")
+        sub.add_argument("--workers", metavar="N", type=_positive_whole_number, default=None,
+                         help="worker processes, each with both models (default: the number of cores; with --ray, "
+                         "the cluster's CPUs)")
+        sub.add_argument("--ray", metavar="ADDRESS", nargs="?", const="", default=None,
+                         help="run the workers as actors on the Ray cluster at ADDRESS (without one: a local Ray "
+                         'instance); needs pip install "speechport[ray]"')
+        sub.add_argument("--resume", action="store_true", help="continue a stopped run in --report DIR, skipping "
+                         "clips whose file and models have not changed")
+        sub.add_argument("--label-column", metavar="NAME", help="the column holding each clip's label (default: label)")
+
     def source_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("source", metavar="SOURCE", help="checkpoint file (.pt, .ckpt, .safetensors)")
         sub.add_argument("--config", metavar="F", help="target config.json (default: inferred from the checkpoint)")
@@ -115,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="run the original and the converted model on clips and compare them")
     compare.add_argument("source", metavar="SOURCE", help="the original checkpoint")
     compare.add_argument("converted", metavar="CONVERTED_DIR", help="the converted transformers folder")
-    compare.add_argument("--audio", metavar="CLIP", action="append", required=True, help="clip to compare on (repeatable)")
+    compare.add_argument("--audio", metavar="CLIP", action="append", help="clip to compare on (repeatable)")
+    testset_options(compare)
     compare.add_argument("--save-outputs", metavar="DIR", help="write DIR/<clip>.safetensors with the compared outputs")
     compare.add_argument("--base-model", metavar="DIR_OR_FILE",
                          help="the upstream model an S3PRL head was trained on: a transformers folder, or its "
@@ -129,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--quiet", action="store_true", help="no progress bar")
     audio_options(compare, required=True)
     cache_option(compare)
+    parser.compare_parser = compare  # its usage, for the checks argparse cannot make (_check_compare_inputs)
 
     demo = commands.add_parser("demo", help="convert the built-in demo checkpoint and reload it with transformers")
     demo.add_argument("--out", metavar="DIR", help="keep the converted folder here (default: a temporary folder)")
@@ -202,6 +220,36 @@ def _check_segment_flags(parser: argparse.ArgumentParser, args) -> None:
                                  f"covers (--max-seconds {seconds_as_given(limit)}); shorten it, or raise --max-seconds")
 
 
+def _positive_whole_number(text: str) -> int:
+    """argparse type of --workers: a whole number above 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number above 0")
+    return value
+
+
+def _check_compare_inputs(parser: argparse.ArgumentParser, args) -> None:
+    """compare takes --audio clips or one --dataset, and the test-set flags only with --dataset."""
+    if getattr(args, "command", None) != "compare":
+        return
+    usage = parser.compare_parser
+    if args.audio and args.dataset:
+        raise UsageError(usage, "argument --dataset: not allowed with argument --audio")
+    if not args.audio and not args.dataset:
+        raise UsageError(usage, "one of the arguments --audio --dataset is required")
+    if args.dataset and args.save_outputs:
+        raise UsageError(usage, "argument --save-outputs: not allowed with argument --dataset (a test set's "
+                                "results are in --report DIR)")
+    if not args.dataset:
+        for flag, value in (("--report", args.report), ("--workers", args.workers), ("--ray", args.ray),
+                            ("--resume", args.resume or None), ("--label-column", args.label_column)):
+            if value is not None:
+                raise UsageError(usage, f"argument {flag}: only with --dataset")
+
+
 def _shard_size(text: str) -> int:
     from .core.errors import BadInput
     from .core.storage.safetensors_writer import parse_size
@@ -218,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         _check_segment_flags(parser, args)
+        _check_compare_inputs(parser, args)
     except UsageError as error:
         if error.about_a_value:
             print(f"speechport: error: {error}", file=sys.stderr)
@@ -329,6 +378,8 @@ def _interrupted(interrupt: KeyboardInterrupt, args) -> int:
         from .core.proof.verification import describe_written
 
         message += f"; {describe_written(interrupt.written)}"
+    if getattr(interrupt, "kept", None):  # `compare --dataset`: what is done stays, for --resume
+        message += f"; {interrupt.kept} (--resume)"
     _clear_progress_line()
     print(f"speechport: {message}", file=sys.stderr)
     if getattr(args, "json", False):
@@ -429,6 +480,8 @@ def _convert(args) -> int:
 
 
 def _compare(args) -> int:
+    if args.dataset:
+        return _compare_dataset(args)
     from .core.conversion import open_sides
     from .core.planning.mapping_file import Overrides
     from .core.proof.verification import compare_clips
@@ -460,6 +513,105 @@ def _compare(args) -> int:
         _print_comparison(comparison)
         print(recorded.line())
     return EXIT_OK if comparison.verdict == "pass" else EXIT_FAILED
+
+
+def _compare_dataset(args) -> int:
+    from .core.conversion import open_sides
+    from .core.families import detect
+    from .core.planning.mapping_file import Overrides
+    from .core.proof.datasets import read_dataset
+    from .core.proof.testset import check_report_folder, default_report_folder, internal_errors, run_testset
+    from .core.proof.testset_clip import ClipOptions, OpenModels
+    from .core.storage.checkpoint import load_checkpoint
+
+    dataset = read_dataset(args.dataset, label_column=args.label_column)
+    folder = check_report_folder(args.report or default_report_folder(args.dataset), resume=args.resume,
+                                 converted=args.converted,
+                                 inputs=[p for p in (args.source, args.dataset, args.mapping, args.base_model) if p])
+    fixes = Overrides.load(args.mapping) if args.mapping else None
+    # The checkpoint is opened here too, so that a file no worker could open is refused before any starts.
+    recipe_class = detect(load_checkpoint(args.source, trust_pickle=args.trust_pickle)).recipe
+    consent = None
+    if args.base_model_mismatch_ok:
+        from .core.families.s3prl_heads.identity import mismatch_accepted as consent
+    absolute = lambda path: str(Path(path).expanduser().absolute()) if path else None  # noqa: E731
+    models = OpenModels(open_sides, absolute(args.source), absolute(args.converted), absolute(args.base_model),
+                        args.original_backend, args.trust_pickle, fixes, consent,
+                        dictionary=absolute(getattr(args, "dictionary", None)))
+    options = ClipOptions(args.tolerance, args.channels, args.max_seconds, args.start, args.duration)
+    outcome = run_testset(models, dataset, folder, options=options, recipe_class=recipe_class, workers=args.workers,
+                          ray=args.ray is not None, ray_address=args.ray or None, resume=args.resume,
+                          progress=_terminal_progress(enabled=not args.quiet and not args.json),
+                          about={"source": models.source, "converted": models.converted,
+                                 "original_backend": args.original_backend, "recipe": recipe_class.name})
+    _clear_progress_line()
+    summary = outcome.summary
+    errors = internal_errors(outcome)
+    if summary["passed"] + summary["failed"] == 0 and not errors:
+        from .core.errors import BadInput
+
+        raise BadInput(f"{dataset.path}: no clip of the test set could be compared; why, for each one, is in "
+                       f"{outcome.results}")
+    if args.json:
+        _print_json(summary)
+    else:
+        _print_testset(summary, outcome.records)
+    if errors:
+        message = (f"{len(errors)} clip{'s' if len(errors) != 1 else ''} hit an error in Speechport (a bug): "
+                   f"{errors[0]['error']} (every one is in {outcome.results})")
+        print(f"speechport: internal error: {message}", file=sys.stderr)
+        return EXIT_INTERNAL
+    return EXIT_OK if summary["verdict"] == "pass" else EXIT_FAILED
+
+
+def _print_testset(summary: dict, records: list[dict]) -> None:
+    """A test set's summary as a short table, and the clips not compared with why."""
+
+    def percent(value) -> str:
+        return "—" if value is None else f"{value * 100:.2f} %"
+
+    spread = summary["max_abs_diff"]
+    numbers = "  ".join(f"{name} {spread[name]:.3g}" if spread[name] is not None else f"{name} ∞"
+                        for name in ("median", "p95", "p99", "worst"))
+    not_compared = summary["unreadable"] + summary["errors"]
+    rows = [("clips", f"{summary['clips']}: {summary['passed']} passed, {summary['failed']} failed, "
+                      f"{not_compared} not compared"),
+            ("max |diff|", f"{numbers}  (tolerance {summary['tolerance']:g})")]
+    if summary.get("top1_agreement") is not None:
+        rows.append(("top-1 agreement", f"{percent(summary['top1_agreement'])}"))
+    if summary.get("accuracy_original") is not None:
+        rows.append(("accuracy", f"original {percent(summary['accuracy_original'])}, converted "
+                                 f"{percent(summary['accuracy_converted'])} ({summary['labelled_clips']} labelled clips)"))
+    if summary.get("trials"):
+        rows.append(("EER", f"original {percent(summary['eer_original'])}, converted {percent(summary['eer_converted'])}"
+                            f" ({summary['trials_scored']} of {summary['trials']} trials; largest score difference "
+                            + (f"{summary['score_max_abs_diff']:.3g})" if summary["score_max_abs_diff"] is not None
+                               else "—)")))
+    if summary.get("speaker_frame_disagreement"):
+        found = summary["speaker_frame_disagreement"]
+        rows.append(("speaker decisions", f"{percent(found['mean'])} of frames differ on average, "
+                                          f"{percent(found['worst'])} on the worst clip"))
+    width = max(len(name) for name, _ in rows) + 2
+    for name, text in rows:
+        print(f"{name:<{width}}{text}")
+    if summary["worst_clips"]:
+        print("worst clips:")
+        for clip in summary["worst_clips"]:
+            diff = f"{clip['max_abs_diff']:.3g}" if clip["max_abs_diff"] is not None else "∞"
+            where = f"  first divergent layer: {clip['first_divergent_layer']}" if clip["first_divergent_layer"] else ""
+            print(f"  {clip['verdict'].upper():4}  {diff:>9}  {clip['key']}{where}")
+    skipped = [record for record in records if record["verdict"] not in ("pass", "fail")]
+    for record in skipped[:10]:
+        print(f"not compared: {record['key']}: {record['error']}")
+    if len(skipped) > 10:
+        print(f"not compared: and {len(skipped) - 10} more (results.jsonl says why)")
+    for note in summary["notes"]:
+        print(f"note: {note}")
+    folder = Path(summary["report_folder"]) if summary.get("report_folder") else None
+    if folder is not None:
+        print(f"report: {folder / 'report.html'} (results.jsonl, summary.json beside it)")
+    verdict = summary["verdict"] or "none"
+    print(f"verdict: {verdict} (tolerance {summary['tolerance']:g} on max |diff|)")
 
 
 def _print_comparison(comparison) -> None:

@@ -268,6 +268,21 @@ class Recipe(abc.ABC):
         """Notes and details for people, beyond the numbers (labels, semantics that differ)."""
         return [], {}
 
+    def clip_answers(self, original: SideOutput, converted: SideOutput) -> dict:
+        """What a test set's summary reads of one clip beyond the comparison's numbers, JSON-ready
+        (`core.proof.testset_summary`): each model's best class (`top1`), their verification
+        embeddings (`embeddings`), how many frames their speaker decisions differ on
+        (`speaker_frame_disagreement`). A family may add keys of its own, and sum them up over the
+        set in `testset_aggregates`."""
+        return {}
+
+    @classmethod
+    def testset_aggregates(cls, clips: list[dict]) -> dict:
+        """Numbers over a whole test set that only this family forms, from the records of the
+        clips both models ran on (results.jsonl lines, `clip_answers` included): added to
+        summary.json beside the shared ones; none by default."""
+        return {}
+
     def base_summary(self) -> dict | None:
         """What the base model is, when the recipe converts one in the same run (for the report)."""
         return None

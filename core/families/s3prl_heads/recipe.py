@@ -470,6 +470,24 @@ class S3prlRecipe(Recipe):
             return notes, {"verification_embedding_cosine": cosine}
         return [], {}
 
+    def clip_answers(self, original: SideOutput, converted: SideOutput) -> dict:
+        kind = converted.extras.get("kind")
+        if kind == "cls":  # SID, ER, KS: one class per clip
+            labels = converted.extras["labels"]
+            ours, theirs = int(original.primary.argmax()), int(converted.primary.argmax())
+            return {"top1": {"original": labels[ours], "converted": labels[theirs], "original_index": ours,
+                             "converted_index": theirs}}
+        if kind == "asv":  # what S3PRL scores trials with: the cosine of l2norm(ReLU(linear1)) embeddings
+            return {"embeddings": {"original": original.extras["s3prl_embedding"].tolist(),
+                                   "converted": converted.extras["transformers_embedding_as_s3prl"].tolist()}}
+        if kind == "sd":  # a speaker is active in a frame when sigmoid(logit) > 0.5, as S3PRL decides
+            frames = original.primary.shape[0]
+            ours, theirs = original.primary > 0, converted.primary[:frames] > 0
+            differing = int((ours != theirs).any(dim=-1).sum()) if ours.shape == theirs.shape else frames
+            return {"speaker_frame_disagreement": differing / frames if frames else 0.0,
+                    "speaker_frames_differing": differing}
+        return {}
+
     @classmethod
     def converted_architectures(cls) -> tuple[str, ...]:
         return tuple(prefix + suffix for prefix, _ in BASE_FAMILIES.values() for suffix in HEAD_CLASS_SUFFIX.values())
