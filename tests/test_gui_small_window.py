@@ -23,7 +23,7 @@ from gui_support import choose_clip, compare, convert_button, message, open_audi
 SMALL = (1024, 700)
 LEAST_TABLE_ROWS = 10
 # Qt's own default on a bare X server, and what desktops usually set (GNOME's and KDE's 10-11 pt).
-FONT_POINTS = (9, 10)
+FONT_POINTS = (9, 10, 11)
 
 
 @pytest.fixture(params=FONT_POINTS, ids=[f"{points}pt" for points in FONT_POINTS])

@@ -11,6 +11,7 @@ from pathlib import Path
 from PySide6.QtCore import QEvent, QSettings, Qt, Signal
 from PySide6.QtWidgets import QGridLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QWidget
 
+from ..shared.elided_label import ElidedLabel
 from ..shared.widgets import PathField
 from ..workspace.workspace import Workspace, classifies, transcribes
 
@@ -35,9 +36,10 @@ class InputsPanel(QGroupBox):
         self.workspace = workspace
         self._needed_by_shown = ""
         grid = QGridLayout(self)
-        grid.setContentsMargins(10, 6, 10, 8)
+        # Tight rows: every pixel kept here is a row of the mapping table at 1024×700.
+        grid.setContentsMargins(10, 2, 10, 4)
         grid.setHorizontalSpacing(10)
-        grid.setVerticalSpacing(5)
+        grid.setVerticalSpacing(2)
         grid.setColumnStretch(1, 3)
         grid.setColumnStretch(2, 2)
         self.source_field = PathField(
@@ -91,9 +93,10 @@ class InputsPanel(QGroupBox):
         self.dictionary_info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.output_info = QLabel(self)
         self.output_info.setObjectName("outputInfo")
-        self.recipe_label = QLabel(self)
+        # One line whatever the recipe's evidence says (a wrapped second line costs the table a row at
+        # 1024×700): the rest ends in "…", and all of it is in the tooltip.
+        self.recipe_label = ElidedLabel(parent=self)
         self.recipe_label.setObjectName("recipeLabel")
-        self.recipe_label.setWordWrap(True)
         self.recipe_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         self.labels: dict[str, QLabel] = {}
@@ -180,13 +183,13 @@ class InputsPanel(QGroupBox):
         self._needed_by_shown = workspace.base_model_needed_by
         if workspace.is_opening():
             self.recipe_label.setText("detecting…")
-            self.recipe_label.setToolTip("")
+            self.recipe_label.set_extra_tooltip("")
             self._show_config_summary("")
         elif workspace.prepared is not None:
             self.show_prepared(workspace.prepared)
         else:
             self._show_config_summary("")
-            self.recipe_label.setToolTip("")
+            self.recipe_label.set_extra_tooltip("")
             if workspace.base_model_needed_by:
                 self.recipe_label.setText(f"{workspace.base_model_needed_by} (a downstream head: it needs its base model)")
             elif workspace.source:
@@ -211,7 +214,7 @@ class InputsPanel(QGroupBox):
         chosen = " · chosen by you" if self.workspace.recipe else ""
         self.recipe_label.setText(f"{prepared.recipe.name}{chosen} · {prepared.layout} layout → "
                                   f"{prepared.plan.target_class}   ({detection.evidence})")
-        self.recipe_label.setToolTip(f"{prepared.recipe.title}\nWhy: {detection.evidence}")
+        self.recipe_label.set_extra_tooltip(f"{prepared.recipe.title}\nWhy: {detection.evidence}")
         base = prepared.recipe.base_summary()
         if base is not None:  # an original upstream checkpoint, converted in the same run
             self.base_model_info.setText(f"a {base['recipe']} upstream file: converted with the head")
@@ -308,6 +311,7 @@ def labels_origin(workspace: Workspace) -> str:
         return f"From the labels file {prepared.labels_path}"
     origin = getattr(prepared.recipe, "labels_origin", None) or ""
     return origin[:1].upper() + origin[1:]
+
 
 def dictionary_info(workspace: Workspace, whole: bool = False) -> str:
     """Beside the dictionary field: how many symbols the model writes and where they come from, or

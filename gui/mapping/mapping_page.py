@@ -35,6 +35,10 @@ from .plan_model import ALL_ROWS, PROBLEM_ROWS, Column, PlanFilterProxy, PlanTab
 EDIT_TRIGGERS = QAbstractItemView.EditTrigger.DoubleClicked | QAbstractItemView.EditTrigger.EditKeyPressed
 
 
+# What the first window offers a new user: the demo, converted and auditioned in one click.
+TRY_DEMO = "Try the demo: convert and audition a small model"
+
+
 class MappingPage(QWidget):
     statusMessage = Signal(str, int)  # text, milliseconds: for the window's status bar
     openRequested = Signal()
@@ -120,7 +124,7 @@ class MappingPage(QWidget):
         table.setWordWrap(False)
         table.setTextElideMode(Qt.TextElideMode.ElideLeft)
         table.verticalHeader().hide()
-        table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)
+        table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)  # room for the status icon
         table.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         table.addAction(drop_action)  # Delete drops rows only here, not while typing elsewhere
         self.delegate = KeyEditorDelegate(self._completion_candidates, table)
@@ -161,7 +165,7 @@ class MappingPage(QWidget):
         open_button = QPushButton("Open checkpoint…", page)
         open_button.setObjectName("emptyOpenButton")
         open_button.clicked.connect(self.openRequested)
-        demo_button = QPushButton("Open the demo", page)
+        demo_button = QPushButton(TRY_DEMO, page)
         demo_button.setObjectName("emptyDemoButton")
         demo_button.clicked.connect(self.demoRequested)
         guide_button = QPushButton("Getting started", page)
