@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Without a command, the window opens. Exit codes: 0 ok, 1 comparison failed, "
         "2 bad input, 3 the mapping plan has problems, 4 internal error, 128+N interrupted by signal N.",
     )
+    parser.add_argument("--version", action="store_true",
+                        help="say Speechport's version and those of the torch, transformers and Qt it runs on")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def audio_options(sub: argparse.ArgumentParser, required: bool) -> None:
@@ -276,6 +278,11 @@ def main(argv: list[str] | None = None) -> int:
         if "--json" in argv:
             _print_json({"error": {"kind": "bad_input", "message": str(error)}})
         return EXIT_BAD_INPUT
+    if args.version:
+        from .core.versions import version_lines
+
+        print("\n".join(version_lines()))
+        return EXIT_OK
     handlers = {"inspect": _inspect, "convert": _convert, "compare": _compare, "demo": _demo, "cache": _cache,
                 "witness": _witness, "gui": _gui, None: _gui}
     if args.command is None:

@@ -167,11 +167,17 @@ def show_getting_started(parent: QWidget, open_demo: Callable[[], None]) -> QMes
     return box
 
 
-def show_about(parent: QWidget) -> None:
+def about_text() -> str:
+    """What the About box says: the version, what Speechport does, and the versions of the libraries it
+    runs on (those `speechport --version` names)."""
     from ... import __version__
+    from ...core.versions import carried
 
-    QMessageBox.about(
-        parent, "About Speechport",
-        f"<h3>Speechport {__version__}</h3><p>Port speech-model checkpoints into Hugging Face "
-        "<code>transformers</code> folders, and check that they still behave like the original.</p>",
-    )
+    runs_on = " · ".join(f"{name} {version}" for name, version in carried().items())
+    return (f"<h3>Speechport {__version__}</h3><p>Port speech-model checkpoints into Hugging Face "
+            "<code>transformers</code> folders, and check that they still behave like the original.</p>"
+            f"<p>Runs on {runs_on}.</p>")
+
+
+def show_about(parent: QWidget) -> None:
+    QMessageBox.about(parent, "About Speechport", about_text())
