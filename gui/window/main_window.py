@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ...core.demo import DEMO_CHECKPOINT, is_demo_output
+from ...core.demo import DEMO_CHECKPOINT, DEMO_CLIPS, is_demo_output
 from ...core.planning.mapping_file import Overrides
 from ..audition.clip_chooser import is_audio
 from ..mapping.conversion_bar import ConversionBar
@@ -44,7 +44,7 @@ from ..shared.widgets import AltLettersTypeNothing, MessageBar, local_paths
 from ..workspace import workers
 from ..workspace.messages import Messages
 from ..workspace.task_runner import TaskRunner
-from ..workspace.workspace import Workspace, same_path
+from ..workspace.workspace import DEMO_OUTPUT, Workspace, same_path
 from . import window_commands
 from .checkpoint_opener import CheckpointOpener
 from .libraries import LibraryLoader
@@ -60,8 +60,9 @@ def empty_state_text(workspace: Workspace) -> tuple[str, str]:
     name = Path(source).name if source else ""
     if not source:
         return ("Open a checkpoint to see how its keys map",
-                "Choose a .pt, .ckpt or .safetensors file above (Ctrl+O), drop one anywhere on the "
-                "window, or open the bundled demo.")
+                "Choose a .pt, .ckpt or .safetensors file above (Ctrl+O) or drop one anywhere on the window. "
+                "Its converted folder goes beside it, named after it with -hf (in your home folder when its "
+                f"folder is read-only); you can choose another. The demo's goes to {_shown(DEMO_OUTPUT)}.")
     if workspace.is_opening():
         waiting = "Waiting for torch and transformers, then reading" if workspace.waiting_for_libraries else "Reading"
         return f"Opening {name}…", f"{waiting} the checkpoint, detecting its recipe and building the plan."
@@ -70,6 +71,14 @@ def empty_state_text(workspace: Workspace) -> tuple[str, str]:
                                                        "transformers folder or its original checkpoint file.")
     return (f"{name} is not open",
             "See the message above: fix the input and press Enter in its field, or Reload (F5).")
+
+
+def _shown(path: Path) -> str:
+    """A path as people read it: the home folder as ~."""
+    try:
+        return str(Path("~") / path.relative_to(Path.home()))
+    except ValueError:
+        return str(path)
 
 
 class MainWindow(QMainWindow):
@@ -93,6 +102,7 @@ class MainWindow(QMainWindow):
             "Loading torch and transformers", doing="loading torch and transformers", keep_on_reset=True), self)
         self._audition = None  # the AuditionPage, once its tab was shown
         self._quit_confirmed = False  # "Stop the conversion and quit?" was answered Yes
+        self._demo_tour = ""  # the next step of "Try the demo": "convert", "audition", "compare", or none
         # An Alt+letter no mnemonic answers (its row is hidden) types nothing into the focused field.
         self._alt_guard = AltLettersTypeNothing(self)
         QApplication.instance().installEventFilter(self._alt_guard)
@@ -284,7 +294,7 @@ class MainWindow(QMainWindow):
         page.table.selectionModel().selectionChanged.connect(self._update_actions)
         page.statusMessage.connect(self.statusBar().showMessage)
         page.openRequested.connect(self.browse_source)
-        page.demoRequested.connect(self.open_demo)
+        page.demoRequested.connect(self.try_demo)
         page.guideRequested.connect(self.act_getting_started.trigger)
         self.suggestions.changed.connect(lambda: page.model.set_suggestions(self.suggestions.ranked()))
         self.suggestions.changed.connect(self._update_actions)
@@ -308,6 +318,40 @@ class MainWindow(QMainWindow):
 
     def open_demo(self) -> None:
         self.open_source(DEMO_CHECKPOINT)
+
+    def try_demo(self) -> None:
+        """The first window's one click: open the demo, convert it once its plan is shown, then audition
+        it: the Audition tab on the demo's speech clip, compared as soon as the clip is read. Any step
+        the user takes over (another checkpoint, a failed step) ends the tour where it is."""
+        self._demo_tour = "convert"
+        self.open_demo()
+
+    def _demo_tour_step(self) -> None:
+        step, workspace = self._demo_tour, self.workspace
+        if not step:
+            return
+        if not workspace.source or not same_path(workspace.source, DEMO_CHECKPOINT):
+            self._demo_tour = ""  # another checkpoint was opened meanwhile
+        elif step == "convert" and workspace.prepared is not None and not workspace.is_opening():
+            self._demo_tour = "audition"
+            if self.act_convert.isEnabled():
+                self.convert()
+            else:
+                self._demo_tour = ""  # the plan has problems: the table says which
+        elif step == "audition" and workspace.result is not None and not self.busy_converting():
+            self._demo_tour = "compare"
+            page = self.show_audition()
+            page.clip_slot.busyChanged.connect(self._demo_clip_read)
+            page.choose_clip(DEMO_CLIPS[0])
+
+    def _demo_clip_read(self, busy: bool) -> None:
+        if busy or self._demo_tour != "compare":
+            return
+        page = self.audition
+        page.clip_slot.busyChanged.disconnect(self._demo_clip_read)
+        self._demo_tour = ""
+        if page.clip is not None and page.compare_bar.compare_button.isEnabled():
+            page.compare()
 
     def browse_source(self) -> None:
         self.inputs.source_field.choose()
@@ -499,6 +543,8 @@ class MainWindow(QMainWindow):
             self.mapping_page.show_empty(*empty_state_text(self.workspace))
         self.mapping_page.update_summary()
         self._update_actions()
+        if self._demo_tour:
+            QTimer.singleShot(0, self._demo_tour_step)  # once every panel has seen the change
 
     def _show_plan(self) -> None:
         prepared = self.workspace.prepared
