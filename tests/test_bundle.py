@@ -215,7 +215,7 @@ def package():
     built = Package(ROOT / "dist" / f"speechport_{__version__}_{arch}.deb",
                     ROOT / "dist" / f"speechport-{__version__}-linux-{os.uname().machine}.tar.gz", done.stdout)
     print(done.stdout)
-    install = subprocess.run(_as_root("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q",
+    install = subprocess.run(_as_root("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "--reinstall",
                                       f"./{built.deb.relative_to(ROOT)}"), cwd=ROOT, capture_output=True, text=True)
     assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
     built.listing = listing(PREFIX)
