@@ -260,6 +260,13 @@ def run_testset(
     """
     progress = ensure(progress)
     folder = Path(folder).expanduser().absolute()
+    pool = RayPool(models, options, workers, ray_address) if ray else LocalPool(models, options, workers)
+    with pool:  # a cluster that cannot be reached is refused before anything is written
+        return _run(pool, models, dataset, folder, options, recipe_class, resume, progress, on_record, about)
+
+
+def _run(pool, models: OpenModels, dataset: Dataset, folder: Path, options: ClipOptions, recipe_class, resume: bool,
+         progress: Progress, on_record: OnRecord | None, about: dict | None) -> TestsetOutcome:
     results = ResultsFile(folder)
     started = time.perf_counter()
     try:
@@ -268,7 +275,6 @@ def run_testset(
         kept, notes = _kept(results, dataset, identity, resume)
         by_key = {record["key"]: record for record in kept}
         todo = [item for item in dataset.clips if item.key not in by_key]
-        pool = (RayPool(models, options, workers, ray_address) if ray else LocalPool(models, options, workers))
         records = dict(by_key)
         progress.stage(f"comparing {len(todo)} clip{'s' if len(todo) != 1 else ''}", items_total=len(todo))
 

@@ -128,6 +128,12 @@ class LocalPool:
         self.workers = workers or default_workers()
         self.report = PoolReport()
 
+    def __enter__(self) -> LocalPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
     def run(self, items: Sequence[ClipItem], deliver: Deliver, progress: Progress) -> PoolReport:
         """Compare every item, calling `deliver(item, record)` as each result comes (on this thread);
         `progress.cancel()` stops the workers at once (`Cancelled`)."""
@@ -295,6 +301,25 @@ def import_ray():
     return ray
 
 
+REACH_TIMEOUT_S = 10.0  # Ray itself retries an address nobody answers at for minutes on end
+
+
+def check_reachable(address: str) -> None:
+    """Refuse (BadInput) a cluster address where nothing answers, before Ray waits on it: "host:port"
+    or "ray://host:port"; other forms ("auto", "local") are Ray's to resolve."""
+    import socket
+
+    where = address.removeprefix("ray://")
+    host, _, port = where.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_TIMEOUT_S).close()
+    except OSError as exc:
+        raise BadInput(f"cannot start or reach the Ray cluster at {address} (nothing answers there: "
+                       f"{exc.strerror or exc})", hint="is the cluster running, and is this its address?") from None
+
+
 class RayPool:
     """Actors on a Ray cluster: the one at `address`, or, without one, a Ray instance on this machine
     (started for the run and stopped after it; one this process already started is used as it is)."""
@@ -307,18 +332,31 @@ class RayPool:
         self.workers = workers
         self.report = PoolReport()
 
+    def __enter__(self) -> RayPool:
+        """Connect to the cluster (or start the local instance): before the run writes anything."""
+        ray = import_ray()
+        if self.address:
+            check_reachable(self.address)
+        self._started_here = not ray.is_initialized()
+        if self._started_here:
+            self._connect(ray)
+        elif self.address and self.address.removeprefix("ray://") != ray.get_runtime_context().gcs_address:
+            raise BadInput(f"this process is already connected to the Ray cluster at "
+                           f"{ray.get_runtime_context().gcs_address}, not {self.address}")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if getattr(self, "_started_here", False):
+            import ray
+
+            ray.shutdown()
+
     def run(self, items: Sequence[ClipItem], deliver: Deliver, progress: Progress) -> PoolReport:
         if not items:
             return self.report
-        ray = import_ray()
-        started_here = not ray.is_initialized()
-        if started_here:
-            self._connect(ray)
-        try:
-            return self._run(ray, items, deliver, progress)
-        finally:
-            if started_here:
-                ray.shutdown()
+        import ray
+
+        return self._run(ray, items, deliver, progress)
 
     def _connect(self, ray) -> None:
         options = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
