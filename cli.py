@@ -895,6 +895,10 @@ def run() -> None:
     With torch and transformers loaded, tearing the interpreter down takes about 0.6 s and does
     nothing a finished command needs: every file has been closed, so flush stdio and exit.
     """
+    import multiprocessing
+
+    # A packaged app starts a test set's worker processes as the app itself: this makes them workers.
+    multiprocessing.freeze_support()
     code = main()
     try:
         sys.stdout.flush()

@@ -8,6 +8,8 @@ The scenes, in order (a later one builds on the earlier ones it needs):
   converted          once it is fixed, the finished conversion (dark palette)
   audition-pass      the Audition tab comparing the demo speech clip on that conversion (light; paused
                      part-way through playback where an audio output exists)
+  testset            the Audition tab's test-set view: the demo conversion over 40 parts of the demo clips and a
+                     silent file, compared by two workers: the histogram, the summary, the worst clips (light)
   audition-fail      the same on a copy with one layer norm scaled by 1.03: a fail that names the layer (dark)
   audition-long      a 150 s clip (the demo speech over and over, in noise): drawn whole, 10 s of it compared
   audition-labels    an S3PRL keyword-spotting head: one answer per clip, as label bars (light)
@@ -40,7 +42,7 @@ import tempfile
 from pathlib import Path
 
 SIZE = (1280, 800)
-SCENES = ("mapping", "problem", "converted", "audition-pass", "audition-fail", "audition-long", "audition-labels",
+SCENES = ("mapping", "problem", "converted", "audition-pass", "testset", "audition-fail", "audition-long", "audition-labels",
           "audition-speakers", "unknown-names", "bulk-rename", "suggestions-applied", "audition-fixes", "audition-ctc")
 FIXES_SCENES = ("unknown-names", "bulk-rename", "suggestions-applied", "audition-fixes")
 SOURCE_RULE = (r"\.query\.", ".q_proj.")  # the bulk rename's example: their `query` is the recipe's `q_proj`
@@ -207,6 +209,17 @@ def demo_scenes(shots: Shots, wanted: set[str]) -> bool:
             return False
         page.timeline.waveform.getPlotItem().setXRange(0.0, LONG_CLIP_SECONDS, padding=0)  # the whole clip in view
         shots.save(window, "audition-long")
+
+    if "testset" in wanted:
+        page.set_mode(True)
+        page.testset.choose_dataset(demo_test_set(DEMO_CLIPS, shots.scratch / "demo-set"))
+        page.testset.workers_spin.setValue(2)
+        page.testset.run()
+        if not run_until(lambda: not page.testset.busy() and page.testset.outcome is not None, 600):
+            print(f"the test set did not finish: {window.message_bar.text.text()}", file=sys.stderr)
+            return False
+        shots.save(window, "testset")
+        page.set_mode(False)
 
     if "audition-fail" in wanted:
         page.choose_clip(DEMO_CLIPS[0])
@@ -380,6 +393,26 @@ def _size(text: str) -> tuple[int, int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: give the size as WIDTHxHEIGHT, e.g. 1024x700") from None
     return width, height
+
+
+def demo_test_set(clips, folder: Path) -> Path:
+    """A folder of the demo clips with a metadata.csv naming 40 parts of them (from 1 s to the whole
+    clip), and a silent file the set cannot be compared on."""
+    import numpy as np
+    import soundfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for clip in clips:
+        shutil.copy(clip, folder / clip.name)
+        seconds = soundfile.info(str(clip)).duration
+        for index in range(20):  # 20 parts of each clip, no two alike: from 1 s to the whole clip
+            duration = min(1.0 + (seconds - 1.0) * ((index * 7) % 20) / 19, seconds)
+            start = (seconds - duration) * ((index * 3) % 20) / 19
+            rows.append(f"{clip.name},{start:.3f},{duration:.3f}\n")
+    soundfile.write(folder / "silence.wav", np.zeros(16000, dtype="float32"), 16000)
+    (folder / "metadata.csv").write_text("file_name,start,duration\n" + "".join(rows))
+    return folder
 
 
 def audition(window, page) -> bool:

@@ -43,7 +43,9 @@ REPORT_HTML_NAME = "report.html"
 OUR_FILES = (RESULTS_NAME, SUMMARY_NAME, REPORT_HTML_NAME)
 MAX_LINE_BYTES = 64 << 20  # a results line longer than this is not one Speechport wrote
 
-OnRecord = Callable[[dict, int, int], None]  # a clip's record, clips done, clips in the set
+# Told each clip's record as it becomes known (those kept from an earlier run first), with how many
+# of the set's clips are known then and how many the set has.
+OnRecord = Callable[[dict, int, int], None]
 
 
 @dataclass
@@ -64,12 +66,13 @@ class TestsetOutcome:
 # -- the report folder ---------------------------------------------------------------------------
 
 
-def default_report_folder(dataset: str | os.PathLike) -> Path:
-    """Where a run's files go unless told: `<set>-report` in the current folder (`speech-report` for
-    the folder `speech/`, `train-report` for `data/train/wav.scp`)."""
+def default_report_folder(dataset: str | os.PathLike, *, beside: bool = False) -> Path:
+    """Where a run's files go unless told: `<set>-report` (`speech-report` for the folder `speech/`,
+    `train-report` for `data/train/wav.scp`) in the current folder, or with `beside` next to the set
+    (the window, which has no current folder of the user's)."""
     path = Path(dataset).expanduser().absolute()
-    name = path.parent.name if path.name == "wav.scp" else (path.stem if path.is_file() else path.name)
-    return Path(f"{name or 'testset'}-report").absolute()
+    name = f"{(path.parent.name if path.name == 'wav.scp' else (path.stem if path.is_file() else path.name)) or 'testset'}-report"
+    return path.parent / name if beside else Path(name).absolute()
 
 
 def check_report_folder(folder: str | os.PathLike, *, resume: bool, converted: str | os.PathLike,
@@ -276,6 +279,9 @@ def _run(pool, models: OpenModels, dataset: Dataset, folder: Path, options: Clip
         by_key = {record["key"]: record for record in kept}
         todo = [item for item in dataset.clips if item.key not in by_key]
         records = dict(by_key)
+        if on_record is not None:
+            for done, record in enumerate(kept, start=1):
+                on_record(record, done, len(dataset.clips))
         progress.stage(f"comparing {len(todo)} clip{'s' if len(todo) != 1 else ''}", items_total=len(todo))
 
         def deliver(item: ClipItem, record: dict) -> None:
@@ -298,7 +304,9 @@ def _run(pool, models: OpenModels, dataset: Dataset, folder: Path, options: Clip
             kept_text = (f"{len(records)} of {len(dataset.clips)} clips are kept in {results.path}; "
                          "resume to compare the rest")
             if isinstance(stop, Cancelled):
-                raise Cancelled(f"stopped; {kept_text}") from None
+                stopped = Cancelled(f"stopped; {kept_text}")
+                stopped.outcome = outcome  # what is done, summed up: the window shows it
+                raise stopped from None
             stop.kept = kept_text  # for the message that says what is left behind
             stop.outcome = outcome
             raise

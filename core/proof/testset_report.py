@@ -83,7 +83,9 @@ def histogram_svg(values: Sequence[float], tolerance: float, width: int = 640, h
     x = left + (math.log10(tolerance) - low) / (high - low) * (len(counts) * bar_w)
     parts.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + plot_h}" stroke="#d00" stroke-width="2" '
                  'stroke-dasharray="5,3"/>')
-    parts.append(f'<text x="{x + 4:.1f}" y="{top + 10}" fill="#d00">tolerance {tolerance:g}</text>')
+    near_right = x > left + plot_w * 0.7  # the label goes on the line's left where the right has no room
+    parts.append(f'<text x="{x - 4 if near_right else x + 4:.1f}" y="{top + 10}" fill="#d00" '
+                 f'text-anchor="{"end" if near_right else "start"}">tolerance {tolerance:g}</text>')
     parts.append(f'<text x="{left - 6}" y="{top + 10}" text-anchor="end">{tallest}</text>')
     parts.append(f'<text x="{left - 6}" y="{top + plot_h}" text-anchor="end">0</text>')
     parts.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 6}" text-anchor="middle">per-clip max |diff| '

@@ -16,11 +16,14 @@ from pathlib import Path
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
+    QButtonGroup,
     QFrame,
     QHBoxLayout,
     QPushButton,
     QScrollArea,
     QSplitter,
+    QStackedWidget,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -35,7 +38,9 @@ from .clip_chooser import ClipChooser
 from .compare_bar import COMPARE_KEYS, CompareBar, Compared
 from .comparison_export import export_record, suggested_name, write_json
 from .comparison_view import ComparisonView
+from .modes import MODE_KEYS
 from .plain_words import seconds_span
+from .testset_view import TestsetView
 from .timeline_view import TimelineView
 from .transport_bar import TransportBar
 from .waveform_plot import MODEL_RATE
@@ -75,7 +80,13 @@ class AuditionPage(QWidget):
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 4, 0)
         left_layout.setSpacing(4)
-        left_layout.addWidget(self.chooser)
+        # The mode switch leads the first row of whichever view is shown: no row of its own.
+        self.mode_switch = self._mode_switch()
+        self.clip_row = QHBoxLayout()
+        self.clip_row.setSpacing(6)
+        self.clip_row.addWidget(self.mode_switch)
+        self.clip_row.addWidget(self.chooser, 1)
+        left_layout.addLayout(self.clip_row)
         left_layout.addWidget(self.transport)
         left_layout.addWidget(timeline_scroll, 1)
 
@@ -115,9 +126,16 @@ class AuditionPage(QWidget):
         self.content.setStretchFactor(0, 3)
         self.content.setStretchFactor(1, 2)
         self.content.setSizes([750, 510])
+        # One clip, or a whole test set (compare --dataset) with the same models and tolerance.
+        self.testset = TestsetView(workspace, settings, self.compare_bar.tolerance, self.compare_bar.backend, self)
+        self.stack = QStackedWidget(self)
+        self.stack.setObjectName("auditionStack")
+        self.stack.addWidget(self.content)
+        self.stack.addWidget(self.testset)
+        self._pending_segment = None  # (path, (start, end)): the part of a test-set clip to choose once it is read
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 6, 0, 0)
-        layout.addWidget(self.content)
+        layout.addWidget(self.stack)
 
         self.chooser.clipChosen.connect(lambda _path: self._load_clip())
         self.chooser.channelsChanged.connect(lambda _policy: self._load_clip())
@@ -130,6 +148,8 @@ class AuditionPage(QWidget):
         self.view.stageChosen.connect(self.timeline.show_stage)
         self.export_json_button.clicked.connect(self.choose_export_json)
         self.export_png_button.clicked.connect(self.choose_export_png)
+        self.testset.clipChosen.connect(self.open_clip)
+        self.testset.slot.busyChanged.connect(lambda _busy: self.update_state())
         workspace.changed.connect(self.update_state)
         workspace.checkpointChanged.connect(self._forget_comparison)
         # Plays and pauses wherever the focus is on this page.
@@ -138,8 +158,56 @@ class AuditionPage(QWidget):
         for keys in COMPARE_KEYS:
             shortcut = QShortcut(QKeySequence(keys), self, self.compare)
             shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        for keys, testset in MODE_KEYS:
+            shortcut = QShortcut(QKeySequence(keys), self, lambda chosen=testset: self.set_mode(chosen))
+            shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         self.restyle()
         self.update_state()
+
+    # == one clip or a test set ====================================================================
+
+    def _mode_switch(self) -> QWidget:
+        switch = QWidget(self)
+        switch.setObjectName("auditionMode")
+        row = QHBoxLayout(switch)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(0)
+        self.mode_group = QButtonGroup(switch)
+        self.mode_buttons = {}
+        for testset, (text, name, tip) in enumerate((
+                ("One clip", "auditionModeClip", f"Hear and compare one clip ({MODE_KEYS[0][0]})"),
+                ("Test set", "auditionModeTestset", f"Compare on every clip of a test set ({MODE_KEYS[1][0]})"))):
+            button = QToolButton(switch)
+            button.setText(text)
+            button.setObjectName(name)
+            button.setCheckable(True)
+            button.setToolTip(tip)
+            button.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+            button.setAccessibleName(f"Audition mode: {text}")
+            self.mode_group.addButton(button, testset)
+            self.mode_buttons[bool(testset)] = button
+            row.addWidget(button)
+        self.mode_buttons[False].setChecked(True)
+        self.mode_group.idClicked.connect(lambda index: self.set_mode(bool(index)))
+        return switch
+
+    def set_mode(self, testset: bool) -> None:
+        """Show the test-set view (True) or the clip view (False)."""
+        self.mode_buttons[testset].setChecked(True)
+        if testset:
+            self.testset.set_row.insertWidget(0, self.mode_switch)
+        else:
+            self.clip_row.insertWidget(0, self.mode_switch)
+        self.stack.setCurrentWidget(self.testset if testset else self.content)
+
+    def testset_mode(self) -> bool:
+        return self.stack.currentWidget() is self.testset
+
+    def open_clip(self, path: str, segment: tuple[float, float] | None = None) -> None:
+        """A clip of the test set in the clip view: read, drawn, and its part chosen when it was one."""
+        self.set_mode(False)
+        self._pending_segment = (str(path), segment) if segment is not None else None
+        self.choose_clip(path)
 
     # == the clip =================================================================================
 
@@ -211,6 +279,9 @@ class AuditionPage(QWidget):
         if clip.seconds > DEFAULT_MAX_SECONDS:
             self.messages.log(f"A comparison covers at most {DEFAULT_MAX_SECONDS:g} s: the first {DEFAULT_MAX_SECONDS:g} s "
                               "are chosen; drag the shaded part of the waveform, or its edges, to compare another part.")
+        if self._pending_segment is not None and self._pending_segment[0] == str(clip.path):
+            self.choose_segment(*self._pending_segment[1])  # the part of it the test set compared
+        self._pending_segment = None
         self.update_state()
 
     def _clip_failed(self, task, error) -> bool:
@@ -237,7 +308,7 @@ class AuditionPage(QWidget):
         target.setFocus(Qt.FocusReason.TabFocusReason)
 
     def cancel_compare(self) -> bool:
-        return self.compare_bar.cancel()
+        return self.compare_bar.cancel() or self.testset.cancel()
 
     def comparing(self) -> bool:
         return self.compare_bar.busy()
@@ -312,6 +383,7 @@ class AuditionPage(QWidget):
 
     def update_state(self) -> None:
         self.compare_bar.update_state()
+        self.testset.update_state()
         self.chooser.setEnabled(not self.compare_bar.busy())
         has_result = self.comparison is not None
         self.export_json_button.setEnabled(has_result)
@@ -322,9 +394,11 @@ class AuditionPage(QWidget):
         self.view.restyle()
         self.transport.restyle()
         self.compare_bar.restyle()
+        self.testset.restyle(QGuiApplication.palette())
 
     def shutdown(self) -> None:
         self.player.stop()
+        self.testset.shutdown()
 
     def dragEnterEvent(self, event) -> None:
         if local_paths(event.mimeData()):

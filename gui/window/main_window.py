@@ -569,7 +569,8 @@ class MainWindow(QMainWindow):
         converting = self.busy_converting()
         comparing = workspace.comparing.task
         self.act_cancel.setEnabled(self.conversion_bar.cancel_button.isEnabled()
-                                   or (comparing is not None and not comparing.cancelled))  # Esc stops a comparison too
+                                   or (comparing is not None and not comparing.cancelled)  # Esc stops a comparison too
+                                   or (self._audition is not None and self._audition.testset.cancellable()))  # a test set
         editable = workspace.prepared is not None and not converting
         has_selection = self.mapping_page.has_selection()
         self.act_drop.setEnabled(editable and has_selection)

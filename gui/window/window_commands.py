@@ -9,6 +9,7 @@ from PySide6.QtGui import QAction, QActionGroup, QIcon, QKeySequence
 from PySide6.QtWidgets import QStyle, QToolBar
 
 from ..audition.compare_bar import COMPARE_KEYS
+from ..audition.modes import MODE_SHORTCUTS
 from ..shared import dialogs, theme
 
 
@@ -183,7 +184,7 @@ def _fill_recent_menu(window) -> None:
 
 # Shortcuts of a page rather than of a window action: (what, key).
 PAGE_SHORTCUTS = (("Play / Pause the clip (Audition)", "Ctrl+Space"),
-                  ("Compare the two models on the clip (Audition)", COMPARE_KEYS[0]))
+                  ("Compare the two models on the clip (Audition)", COMPARE_KEYS[0]), *MODE_SHORTCUTS)
 
 
 def show_shortcuts(window):
