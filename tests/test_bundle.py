@@ -215,8 +215,12 @@ def package():
     built = Package(ROOT / "dist" / f"speechport_{__version__}_{arch}.deb",
                     ROOT / "dist" / f"speechport-{__version__}-linux-{os.uname().machine}.tar.gz", done.stdout)
     print(done.stdout)
-    install = subprocess.run(_as_root("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "--reinstall",
-                                      f"./{built.deb.relative_to(ROOT)}"), cwd=ROOT, capture_output=True, text=True)
+    command = _as_root("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "--reinstall",
+                       f"./{built.deb.relative_to(ROOT)}")
+    install = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if install.returncode != 0:  # a dependency apt's lists do not know yet: as a software centre would, update them
+        subprocess.run(_as_root("apt-get", "update", "-q"), capture_output=True)
+        install = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
     built.listing = listing(PREFIX)
     try:
