@@ -58,7 +58,11 @@ def open_editor(qtbot, window, index) -> QLineEdit:
 
 
 def press(qtbot, window, key, modifiers=Qt.KeyboardModifier.NoModifier) -> None:
-    """A keyboard shortcut, typed on the table."""
+    """A keyboard shortcut, typed on the table. Qt acts on a window's shortcuts only while that window is
+    the active one, and a window becomes active in its own time (offscreen too): wait for it."""
+    if QApplication.activeWindow() is not window:
+        window.activateWindow()
+        qtbot.waitUntil(lambda: QApplication.activeWindow() is window)
     table(window).setFocus()
     qtbot.keyClick(table(window), key, modifiers)
 

@@ -254,7 +254,7 @@ def run_testset(
     about: dict | None = None,
 ) -> TestsetOutcome:
     """Compare both models on every clip of `dataset`, writing results.jsonl as it goes, then
-    summary.json and report.html into `folder` (checked with `check_report_folder` first).
+    summary.json and report.html into `folder` (which the caller checks first: `check_report_folder`).
 
     `progress` counts the clips compared in this run and carries the cancel: `progress.cancel()`
     stops every worker at once, keeps what is done, writes the summary of it and raises `Cancelled`

@@ -59,9 +59,13 @@ def spread(records: Sequence[dict]) -> dict:
     return found
 
 
+BULKY_FIELDS = ("embeddings",)  # in results.jsonl for the set's own numbers; left out of worst_clips
+
+
 def worst_clips(records: Sequence[dict], count: int = WORST_SHOWN) -> list[dict]:
     """The clips with the largest max |diff|, largest first (ties in set order)."""
-    return sorted(records, key=lambda r: (-diff_of(r), r.get("index", 0)))[:count]
+    worst = sorted(records, key=lambda r: (-diff_of(r), r.get("index", 0)))[:count]
+    return [{key: value for key, value in record.items() if key not in BULKY_FIELDS} for record in worst]
 
 
 def label_matches(label: str, name: str, index: int) -> bool:
