@@ -609,7 +609,9 @@ def _print_testset(summary: dict, records: list[dict]) -> None:
             print(f"  {clip['verdict'].upper():4}  {diff:>9}  {clip['key']}{where}")
     skipped = [record for record in records if record["verdict"] not in ("pass", "fail")]
     for record in skipped[:10]:
-        print(f"not compared: {record['key']}: {record['error']}")
+        reason = str(record["error"])
+        reason = reason.removeprefix(f"{record.get('path')}: ")  # the key already names the clip
+        print(f"not compared: {record['key']}: {reason}")
     if len(skipped) > 10:
         print(f"not compared: and {len(skipped) - 10} more (results.jsonl says why)")
     for note in summary["notes"]:

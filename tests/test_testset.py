@@ -74,19 +74,21 @@ def conformer_run(converted, tmp_path_factory):
     root = tmp_path_factory.mktemp("conformer-set")
     clips = build_clip_set(root / "set")
     report = root / "report"
-    code = main(["compare", str(SOURCE), str(converted["cs_s64"]), "--dataset", str(clips), "--report", str(report),
-                 "--workers", "2", "--quiet"])
+    import contextlib
+    import io
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["compare", str(SOURCE), str(converted["cs_s64"]), "--dataset", str(clips), "--report",
+                     str(report), "--workers", "2", "--quiet"])
     alone = {}
     for record in results(report).values():
         args = ["compare", str(SOURCE), str(converted["cs_s64"]), "--audio", record["path"], "--json"]
-        import contextlib
-        import io
-
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             single = main(args)
         alone[record["key"]] = (single, json.loads(out.getvalue()) if single in (0, 1) else None, err.getvalue())
-    return {"code": code, "report": report, "set": clips, "alone": alone}
+    return {"code": code, "report": report, "set": clips, "alone": alone, "printed": printed.getvalue()}
 
 
 def test_each_clips_line_is_what_compare_says_of_that_clip_alone(conformer_run):
@@ -131,6 +133,16 @@ def test_the_summary_is_what_the_clips_add_up_to(conformer_run):
         assert summary[name] is None  # an encoder gives no answer per clip
     assert summary["run"]["workers"] == 2 and summary["run"]["compared_now"] == 10
     assert len(summary["run"]["worker_peak_memory_bytes"]) == 2
+
+
+def test_the_printed_summary_says_once_why_each_clip_was_not_compared(conformer_run):
+    lines = results(conformer_run["report"])
+    printed = conformer_run["printed"].splitlines()
+    for key in UNREADABLE:
+        reason = lines[key]["error"].removeprefix(f"{lines[key]['path']}: ")
+        assert reason != lines[key]["error"]  # the reason as compare says it names the file first
+        assert f"not compared: {key}: {reason}" in printed  # the key names it once
+    assert printed[-1] == "verdict: pass (tolerance 0.005 on max |diff|)"
 
 
 def test_the_report_is_one_self_contained_page(conformer_run):
