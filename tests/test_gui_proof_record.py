@@ -16,6 +16,7 @@ pytest.importorskip("pyqtgraph")
 
 from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtWidgets import QLabel, QPushButton, QWidget  # noqa: E402
+from test_proof_record import edit_weights_in_place  # noqa: E402
 
 from speechport.core.proof.model_card import WEIGHTS_CHANGED  # noqa: E402
 from speechport.core.proof.report import REPORT_NAME  # noqa: E402
@@ -24,7 +25,6 @@ from speechport.gui.audition.compare_bar import RECORDED_BY  # noqa: E402
 from conftest import CONFORMER_SHAW, S3PRL  # noqa: E402
 from gui_support import choose_clip, compare, convert_button, message, open_audition, wait_idle, wait_open  # noqa: E402
 from support import checkpoint_path  # noqa: E402
-from test_proof_record import edit_weights_in_place  # noqa: E402
 
 SPEECH = CONFORMER_SHAW / "audio" / "s_speech_16k_mono.wav"
 FOX = S3PRL / "audio" / "fox_16k.wav"
