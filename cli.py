@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--resume", action="store_true", help="continue a stopped run in --report DIR, skipping "
                          "clips whose file and models have not changed")
         sub.add_argument("--label-column", metavar="NAME", help="the column holding each clip's label (default: label)")
+        sub.add_argument("--text-column", metavar="NAME", help="the column holding each clip's reference text, for a "
+                         "speech recognition model's error rates (default: text)")
 
     def source_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("source", metavar="SOURCE", help="checkpoint file (.pt, .ckpt, .safetensors)")
@@ -247,7 +249,8 @@ def _check_compare_inputs(parser: argparse.ArgumentParser, args) -> None:
                                 "results are in --report DIR)")
     if not args.dataset:
         for flag, value in (("--report", args.report), ("--workers", args.workers), ("--ray", args.ray),
-                            ("--resume", args.resume or None), ("--label-column", args.label_column)):
+                            ("--resume", args.resume or None), ("--label-column", args.label_column),
+                            ("--text-column", args.text_column)):
             if value is not None:
                 raise UsageError(usage, f"argument {flag}: only with --dataset")
 
@@ -531,7 +534,7 @@ def _compare_dataset(args) -> int:
     from .core.proof.testset_clip import ClipOptions, OpenModels
     from .core.storage.checkpoint import load_checkpoint
 
-    dataset = read_dataset(args.dataset, label_column=args.label_column)
+    dataset = read_dataset(args.dataset, label_column=args.label_column, text_column=args.text_column)
     folder = check_report_folder(args.report or default_report_folder(args.dataset), resume=args.resume,
                                  converted=args.converted,
                                  inputs=[p for p in (args.source, args.dataset, args.mapping, args.base_model) if p])
@@ -598,6 +601,9 @@ def _print_testset(summary: dict, records: list[dict]) -> None:
         found = summary["speaker_frame_disagreement"]
         rows.append(("speaker decisions", f"{percent(found['mean'])} of frames differ on average, "
                                           f"{percent(found['worst'])} on the worst clip"))
+    from .core.proof.testset_transcripts import transcription_rows
+
+    rows += transcription_rows(summary)
     width = max(len(name) for name, _ in rows) + 2
     for name, text in rows:
         print(f"{name:<{width}}{text}")

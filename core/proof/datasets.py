@@ -4,10 +4,14 @@ A test set is given as one path (`read_dataset`), in any of the forms people kee
 
 - a folder: every audio file under it, recursively, in sorted order. A `metadata.csv` or
   `metadata.jsonl` at its top (Hugging Face's *audiofolder* convention: a `file_name` column, paths
-  relative to the folder) gives each file its columns: a label (`label`, or the column named), and
-  optionally `start` / `duration` in seconds; a file named by several rows is compared once per row.
+  relative to the folder) gives each file its columns: a label (`label`, or the column named), the
+  reference text a speech recognition model should write (`text`, audiofolder's column for ASR, or
+  the column named), and optionally `start` / `duration` in seconds; a file named by several rows is
+  compared once per row. An empty label or text cell is none.
 - a CSV, TSV or JSONL manifest with those columns, paths relative to the manifest's folder;
-- a fairseq manifest (`.tsv`): the root folder on the first line, then `path<TAB>frames` lines;
+- a fairseq manifest (`.tsv`): the root folder on the first line, then `path<TAB>frames` lines; a
+  `.wrd` file beside it with the same stem (fairseq's word transcripts, `train.tsv` and `train.wrd`:
+  one line per clip, in the manifest's order) gives each clip its reference text;
 - a Kaldi `wav.scp`: `utterance-id path` lines. Kaldi also lets a line hold a command whose output
   is the audio (`id sox a.wav -t wav - |`), a byte offset into an archive or standard input: such a
   line is refused, whole set and all, before anything is read; Speechport never runs a command
@@ -27,7 +31,7 @@ import io
 import math
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import BadInput, quoted
@@ -39,6 +43,8 @@ AUDIO_SUFFIXES = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", "
 METADATA_NAMES = ("metadata.csv", "metadata.jsonl")  # audiofolder's, in the order they are looked for
 PATH_COLUMN = "file_name"
 DEFAULT_LABEL_COLUMN = "label"
+DEFAULT_TEXT_COLUMN = "text"  # audiofolder's column for a clip's transcription
+FAIRSEQ_WORDS_SUFFIX = ".wrd"  # fairseq's word transcripts beside a manifest (`.ltr` holds the same, spelled out)
 MAX_CLIPS = 1_000_000  # a set larger than this is a mistake (a folder at the root of a disk)
 MAX_LIST_BYTES = 256 << 20  # a manifest or list file read whole: larger ones are refused before reading
 FORMS = ("folder", "csv", "tsv", "jsonl", "fairseq", "kaldi", "trials")
@@ -55,6 +61,7 @@ class ClipItem:
     label: str | None = None
     start: float | None = None
     duration: float | None = None
+    text: str | None = None  # the reference text a speech recognition model should write, as the set gives it
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,7 @@ class Dataset:
     clips: tuple[ClipItem, ...]
     trials: tuple[Trial, ...] = ()
     label_column: str | None = None  # the column labels came from; None when the set has none
+    text_column: str | None = None  # where reference texts came from (a column, or a .wrd file's name); None: none
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -93,14 +101,19 @@ class Dataset:
             text += f" ({len(self.trials)} trials)"
         elif self.label_column:
             text += f" (labels from the {self.label_column!r} column)"
+        if self.text_column:
+            text += (f" (reference texts from {self.text_column})" if self.form == "fairseq"
+                     else f" (reference texts from the {self.text_column!r} column)")
         return text
 
 
-def read_dataset(path: str | os.PathLike, *, label_column: str | None = None) -> Dataset:
+def read_dataset(path: str | os.PathLike, *, label_column: str | None = None,
+                 text_column: str | None = None) -> Dataset:
     """The set at `path`, in whichever of the forms above it is; BadInput in one sentence otherwise.
 
-    `label_column` names the column holding each clip's label (default `label`, used when present);
-    a column asked for by name must exist.
+    `label_column` names the column holding each clip's label (default `label`, used when present),
+    `text_column` the one holding its reference text (default `text`, used when present); a column
+    asked for by name must exist.
     """
     given = Path(path).expanduser()
     where = given.absolute()
@@ -109,7 +122,7 @@ def read_dataset(path: str | os.PathLike, *, label_column: str | None = None) ->
     except OSError as exc:
         raise unreadable(given, exc, "test set") from None
     if is_dir:
-        dataset = _folder(where, label_column)
+        dataset = _folder(where, label_column, text_column)
     else:
         if not where.exists() and not where.is_symlink():
             raise BadInput(f"{given}: no such test set (a folder of clips, a manifest, a wav.scp or a trial list)")
@@ -122,15 +135,15 @@ def read_dataset(path: str | os.PathLike, *, label_column: str | None = None) ->
         if where.name == "wav.scp" or suffix == ".scp":
             dataset = _kaldi(where, text)
         elif suffix == ".csv":
-            dataset = _table(where, _csv_rows(where, text, ","), "csv", label_column)
+            dataset = _table(where, _csv_rows(where, text, ","), "csv", label_column, text_column)
         elif suffix == ".jsonl":
-            dataset = _table(where, _jsonl_rows(where, text), "jsonl", label_column)
+            dataset = _table(where, _jsonl_rows(where, text), "jsonl", label_column, text_column)
         elif suffix == ".tsv":
             first = text.split("\n", 1)[0]
             if "\t" not in first:  # fairseq: the root folder alone on the first line
                 dataset = _fairseq(where, text)
             else:
-                dataset = _table(where, _csv_rows(where, text, "\t"), "tsv", label_column)
+                dataset = _table(where, _csv_rows(where, text, "\t"), "tsv", label_column, text_column)
         elif _looks_like_trials(text):
             dataset = _trials(where, text)
         else:
@@ -143,13 +156,16 @@ def read_dataset(path: str | os.PathLike, *, label_column: str | None = None) ->
                        + (" (no audio file under the folder)" if dataset.form == "folder" else ""))
     if label_column is not None and dataset.label_column is None and dataset.form in ("folder", "csv", "tsv", "jsonl"):
         raise BadInput(f"{given}: no {label_column!r} column to read labels from", cli_hint="--label-column NAME")
+    if text_column is not None and dataset.text_column is None and dataset.form in ("folder", "csv", "tsv", "jsonl"):
+        raise BadInput(f"{given}: no {text_column!r} column to read reference texts from",
+                       cli_hint="--text-column NAME")
     return dataset
 
 
 # -- forms ----------------------------------------------------------------------------------------
 
 
-def _folder(root: Path, label_column: str | None) -> Dataset:
+def _folder(root: Path, label_column: str | None, text_column: str | None) -> Dataset:
     files = sorted(_audio_files(root), key=lambda p: p.relative_to(root).as_posix())
     if len(files) > MAX_CLIPS:
         raise BadInput(f"{root}: holds more than {MAX_CLIPS:,} audio files; give a folder or a manifest of one test set")
@@ -159,7 +175,7 @@ def _folder(root: Path, label_column: str | None) -> Dataset:
         return Dataset(root, "folder", tuple(clips))
     text = _read_text(metadata)
     rows = _csv_rows(metadata, text, ",") if metadata.suffix == ".csv" else _jsonl_rows(metadata, text)
-    listed = _table(root, rows, "folder", label_column, origin=metadata)
+    listed = _table(root, rows, "folder", label_column, text_column, origin=metadata)
     # Every audio file under the folder is in the set; a row gives its file its columns, a file with
     # several rows is compared once per row, and a row naming no file there is recorded as unreadable.
     by_path: dict[str, list[ClipItem]] = {}
@@ -181,7 +197,8 @@ def _folder(root: Path, label_column: str | None) -> Dataset:
     if unlisted and listed.label_column:
         notes += (f"{unlisted} audio file{'s' if unlisted != 1 else ''} under the folder "
                   f"{'are' if unlisted != 1 else 'is'} not in {metadata.name}: compared without a label",)
-    return Dataset(root, "folder", clips, label_column=listed.label_column, notes=notes)
+    return Dataset(root, "folder", clips, label_column=listed.label_column, text_column=listed.text_column,
+                   notes=notes)
 
 
 def _audio_files(root: Path) -> Iterator[Path]:
@@ -195,12 +212,13 @@ def _audio_files(root: Path) -> Iterator[Path]:
 
 
 def _table(where: Path, rows: Iterable[tuple[int, dict]], form: str, label_column: str | None,
-           origin: Path | None = None) -> Dataset:
-    """Rows with a `file_name` column (and a label, start and duration), paths relative to the folder
-    of the file listing them (`where` is that folder itself for a folder's metadata)."""
+           text_column: str | None = None, origin: Path | None = None) -> Dataset:
+    """Rows with a `file_name` column (and a label, a reference text, start and duration), paths
+    relative to the folder of the file listing them (`where` is that folder itself for a folder's metadata)."""
     origin = origin or where
     base = where if where.is_dir() else where.parent
     wanted = label_column or DEFAULT_LABEL_COLUMN
+    wanted_text = text_column or DEFAULT_TEXT_COLUMN
     items: list[ClipItem] = []
     found_label = False
     columns_seen: set[str] = set()
@@ -220,15 +238,19 @@ def _table(where: Path, rows: Iterable[tuple[int, dict]], form: str, label_colum
             label = _text(label, origin, line, wanted)
         else:
             label = None
+        text = row.get(wanted_text)
+        if text is not None:
+            text = _text(text, origin, line, wanted_text) or None  # an empty cell: no reference text
         start = _seconds(row.get("start"), origin, line, "start", allow_zero=True)
         duration = _seconds(row.get("duration"), origin, line, "duration", allow_zero=False)
         path = Path(name).expanduser()
         path = path if path.is_absolute() else base / path
-        items.append(ClipItem(0, name, os.path.normpath(path), label, start, duration))
+        items.append(ClipItem(0, name, os.path.normpath(path), label, start, duration, text))
         if len(items) > MAX_CLIPS:
             raise BadInput(f"{origin}: lists more than {MAX_CLIPS:,} clips")
     label_from = wanted if found_label or wanted in columns_seen else None
-    return Dataset(origin, form, tuple(_numbered(items)), label_column=label_from)
+    text_from = wanted_text if wanted_text in columns_seen else None
+    return Dataset(origin, form, tuple(_numbered(items)), label_column=label_from, text_column=text_from)
 
 
 def _fairseq(where: Path, text: str) -> Dataset:
@@ -246,7 +268,20 @@ def _fairseq(where: Path, text: str) -> Dataset:
         items.append(ClipItem(0, fields[0], os.path.normpath(root / fields[0])))
         if len(items) > MAX_CLIPS:
             raise BadInput(f"{where}: lists more than {MAX_CLIPS:,} clips")
-    return Dataset(where, "fairseq", tuple(_numbered(items)))
+    words = where.with_suffix(FAIRSEQ_WORDS_SUFFIX)
+    if not (words.exists() or words.is_symlink()):
+        return Dataset(where, "fairseq", tuple(_numbered(items)))
+    regular_file(words, "word transcripts")  # never open a FIFO beside the manifest: the read would block
+    # Lines end at a newline only (str.splitlines would also end one at a form feed or U+2028 inside a text).
+    texts = _read_text(words).split("\n")
+    if texts[-1] == "":
+        texts.pop()
+    if len(texts) != len(items):
+        raise BadInput(f"{words}: has {len(texts)} line{'s' if len(texts) != 1 else ''} for the {len(items)} "
+                       f"clip{'s' if len(items) != 1 else ''} of {where.name}; fairseq's word transcripts hold one "
+                       "line per clip, in the manifest's order")
+    items = [replace(item, text=text.strip() or None) for item, text in zip(items, texts)]
+    return Dataset(where, "fairseq", tuple(_numbered(items)), text_column=words.name)
 
 
 def kaldi_refusal(rxfilename: str) -> str | None:
@@ -398,5 +433,5 @@ def _numbered(items: Iterable[ClipItem]) -> Iterator[ClipItem]:
         if key in taken:
             key = f"{key}#{index + 1}"
         taken.add(key)
-        yield ClipItem(index, key, item.path, item.label, item.start, item.duration)
+        yield ClipItem(index, key, item.path, item.label, item.start, item.duration, item.text)
 

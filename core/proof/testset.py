@@ -5,9 +5,9 @@ both models once (`core.proof.testset_pool`), and writes into the report folder:
 
 - `results.jsonl`: one line per clip, written as each result comes: the clip object `compare
   --json` gives (`audio`, `verdict`, `max_abs_diff`, ...), `error` (null, or why it could not be
-  compared), the clip's identity (`key`, `index`, `path`, `size`, `sha256`, `label`), what the
-  summary reads of it (`top1`, `embeddings`, `speaker_frame_disagreement`) and the identity of
-  the models and options it was compared with (`models`);
+  compared), the clip's identity (`key`, `index`, `path`, `size`, `sha256`, `label`, `text`), what
+  the summary reads of it (`top1`, `embeddings`, `speaker_frame_disagreement`, the transcripts) and
+  the identity of the models and options it was compared with (`models`);
 - `summary.json`: the set as a whole (`core.proof.testset_summary`), also when a run is stopped;
 - `report.html`: one self-contained page of it (`core.proof.testset_report`).
 
@@ -15,6 +15,8 @@ A run that is stopped (Ctrl+C, the window's Cancel, SIGTERM) keeps every line wr
 killed may leave its last line half-written, which the next run drops. `resume=True` continues: a
 line is kept when its clip is still in the set, its file still has the size and SHA-256 recorded,
 and the models and options are the ones it was compared with; every other clip is compared again.
+A kept line takes the label and reference text the set gives its clip now (they are the set's, not
+the models' answers: a corrected label needs no model to run again).
 """
 
 from __future__ import annotations
@@ -336,7 +338,7 @@ def _kept(results: ResultsFile, dataset: Dataset, identity: str, resume: bool) -
     latest: dict[str, dict] = {}
     for record in existing:
         latest[record["key"]] = record  # a clip compared twice: the later line counts
-    kept, changed_models, changed_files = [], 0, 0
+    kept, changed_models, changed_files, relabelled = [], 0, 0, 0
     for key, record in latest.items():
         item = items.get(key)
         if item is None:
@@ -347,6 +349,9 @@ def _kept(results: ResultsFile, dataset: Dataset, identity: str, resume: bool) -
         if not _same_file(item, record):
             changed_files += 1
             continue
+        if record.get("label") != item.label or record.get("text") != item.text:
+            record = {**record, "label": item.label, "text": item.text}
+            relabelled += 1
         kept.append(record)
     if changed_models:
         notes.append(f"{changed_models} clip{'s were' if changed_models != 1 else ' was'} compared again: the models "
@@ -358,7 +363,7 @@ def _kept(results: ResultsFile, dataset: Dataset, identity: str, resume: bool) -
         notes.append(f"{dropped} line{'s' if dropped != 1 else ''} of {RESULTS_NAME} that a stopped run left "
                      "unfinished were dropped")
     kept.sort(key=lambda r: items[r["key"]].index)
-    if len(kept) != len(existing) or dropped:
+    if len(kept) != len(existing) or dropped or relabelled:
         results.rewrite(kept)
     return kept, notes
 
@@ -386,7 +391,8 @@ def _finish(folder: Path, dataset: Dataset, records: dict[str, dict], identity: 
     summary["notes"] = [*dataset.notes, *notes, *summary["notes"]]
     summary.update({
         "complete": complete, "done": len(ordered), "report_folder": str(folder),
-        "dataset": {"path": str(dataset.path), "form": dataset.form, "label_column": dataset.label_column},
+        "dataset": {"path": str(dataset.path), "form": dataset.form, "label_column": dataset.label_column,
+                    "text_column": dataset.text_column},
         **(about or {}), "models": identity, "run": run,
         "options": dataclasses.asdict(options),
     })

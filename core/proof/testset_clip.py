@@ -244,7 +244,7 @@ def file_identity(path: str) -> tuple[int, str]:
 def identity_of(loaded: Loaded) -> dict:
     item = loaded.item
     return {"key": item.key, "index": item.index, "path": item.path, "size": loaded.size, "sha256": loaded.sha256,
-            "label": item.label}
+            "label": item.label, "text": item.text}
 
 
 def record_of(loaded: Loaded, verdict: str, reason: str | None) -> dict:

@@ -13,8 +13,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .testset_summary import diff_of, histogram
+from .testset_transcripts import (
+    CER_AGAINST_TEXT,
+    CER_BETWEEN_MODELS,
+    TEXT,
+    TEXT_CLIPS,
+    TRANSCRIBED_CLIPS,
+    TRANSCRIPTS_DIFFERING,
+    TRANSCRIPTS_IDENTICAL,
+    WER_AGAINST_TEXT,
+    transcribed,
+)
 
 UNREADABLE_SHOWN = 50  # clips listed with why they could not be compared; the rest are in results.jsonl
+DIFFERING_SHOWN = 50  # clips listed with both models' differing transcripts; the rest are in results.jsonl
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 60em;
@@ -151,6 +163,16 @@ def render_report(summary: dict, records: Sequence[dict]) -> str:
                          f"<td>{_e(clip.get('first_divergent_layer') or '—')}</td>"
                          f"<td class=num>{_number(clip.get('frames'))}</td></tr>")
         parts.append("</table>")
+    differing = [r for r in transcribed(records) if r["transcript_original"] != r["transcript_converted"]]
+    if differing:
+        parts.append(f"<h2>Clips the two models transcribe differently ({len(differing)})</h2><table><tr><th>clip</th>"
+                     "<th>original</th><th>converted</th><th>reference text</th></tr>")
+        for record in differing[:DIFFERING_SHOWN]:
+            parts.append(f"<tr><td><code>{_e(record.get('key'))}</code></td><td>{_e(record['transcript_original'])}"
+                         f"</td><td>{_e(record['transcript_converted'])}</td><td>{_e(record.get(TEXT) or '—')}</td></tr>")
+        parts.append("</table>")
+        if len(differing) > DIFFERING_SHOWN:
+            parts.append(f"<p class=muted>and {len(differing) - DIFFERING_SHOWN} more: see results.jsonl</p>")
     skipped = [r for r in records if r.get("verdict") not in ("pass", "fail")]
     if skipped:
         parts.append(f"<h2>Clips not compared ({len(skipped)})</h2><table><tr><th>clip</th><th>why</th></tr>")
@@ -184,6 +206,22 @@ def _agreement(summary: dict) -> str:
                     f"<td class=num>{_percent(summary.get('eer_converted'))}</td>"
                     f"<td class=muted>{summary.get('trials_scored', 0)} of {summary.get('trials', 0)} trials; largest "
                     f"score difference {_number(summary.get('score_max_abs_diff'))}</td></tr>")
+    if summary.get(TRANSCRIBED_CLIPS) is not None:
+        rows.append(f"<tr><th>transcripts identical</th><td class=num colspan=2>"
+                    f"{_percent(summary[TRANSCRIPTS_IDENTICAL])}</td><td class=muted>"
+                    f"{summary[TRANSCRIPTS_DIFFERING]} of {summary[TRANSCRIBED_CLIPS]} clip(s) differ</td></tr>"
+                    f"<tr><th>character error rate between the models</th><td class=num colspan=2>"
+                    f"{_percent(summary[CER_BETWEEN_MODELS])}</td><td class=muted>the converted model's transcripts "
+                    f"against the original's, over every clip</td></tr>")
+        if summary.get(TEXT_CLIPS):
+            for title, names in (("character error rate against the text", CER_AGAINST_TEXT),
+                                 ("word error rate against the text", WER_AGAINST_TEXT)):
+                rows.append(f"<tr><th>{title}</th><td class=num>{_percent(summary[names['original']])}</td>"
+                            f"<td class=num>{_percent(summary[names['converted']])}</td>"
+                            f"<td class=muted>on {summary[TEXT_CLIPS]} clip(s) with a reference text</td></tr>")
+        else:
+            rows.append("<tr><th>error rate against the text</th><td class=num>—</td><td class=num>—</td>"
+                        "<td class=muted>no clip has a reference text</td></tr>")
     diarization = summary.get("speaker_frame_disagreement")
     if diarization:
         rows.append(f"<tr><th>speaker decisions</th><td class=num colspan=2>{_percent(diarization['mean'])} of frames "

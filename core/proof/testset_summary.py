@@ -16,7 +16,10 @@ Definitions, so that other tools can reproduce them:
   model; the EER is where the ROC curve, drawn through the points of every threshold and straight
   between them, crosses false-acceptance = false-rejection (as VoxCeleb's and S3PRL's scoring do);
 - a diarization clip's frame disagreement is the share of its frames on which the two models'
-  sets of active speakers (sigmoid > 0.5) differ.
+  sets of active speakers (sigmoid > 0.5) differ;
+- a family adds numbers of its own (`Recipe.testset_aggregates`): for speech recognition models,
+  how alike both transcribe and their error rates against the reference text, defined in
+  `core.proof.testset_transcripts`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import math
 from collections.abc import Iterable, Sequence
 
 from .testset_clip import ERROR, UNREADABLE
+from .testset_transcripts import TEXT, TRANSCRIBED_CLIPS
 
 WORST_SHOWN = 10
 PERCENTILES = {"median": 50, "p95": 95, "p99": 99}
@@ -175,6 +179,9 @@ def summarize(records: Sequence[dict], *, clips_in_set: int, tolerance: float, t
     if hook is not None and done:
         extra = hook(done)
         summary.update({key: value for key, value in extra.items() if key not in summary})
+    if summary.get(TRANSCRIBED_CLIPS) is None and any(isinstance(r.get(TEXT), str) for r in done):
+        notes.append("the set's reference texts were not read: the model does not transcribe (they are for speech "
+                     "recognition models)")
     summary["notes"] = notes
     return summary
 

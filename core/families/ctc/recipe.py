@@ -275,6 +275,26 @@ class CtcRecipe(Recipe):
         return [f"the models hear differently (character error rate {rate:.1%}): the original {_said(ours)}, "
                 f"the converted {_said(theirs)}"], details
 
+    def clip_answers(self, original: SideOutput, converted: SideOutput) -> dict:
+        """Each model's greedy transcript of the clip, under the names `compare --json` gives them
+        (a test set's line holds them once, and holds them by this recipe's word)."""
+        from ...proof.comparison import TRANSCRIPT
+        from ...proof.testset_transcripts import TRANSCRIPT_FIELDS
+
+        heard = (original.extras.get(TRANSCRIPT), converted.extras.get(TRANSCRIPT))
+        if any(text is None for text in heard):
+            return {}
+        return dict(zip(TRANSCRIPT_FIELDS, heard))
+
+    @classmethod
+    def testset_aggregates(cls, clips: list[dict]) -> dict:
+        """Over a test set: how many clips both models transcribe identically, the corpus character
+        error rate between them, and each model's character and word error rates against the
+        reference text where the set gives one (core.proof.testset_transcripts defines each)."""
+        from ...proof.testset_transcripts import transcription_aggregates
+
+        return transcription_aggregates(clips)
+
 
 def _said(text: str) -> str:
     return f"“{text}”" if text else "nothing (no symbol but the blank)"
