@@ -91,6 +91,48 @@ def test_a_fairseq_manifest_is_its_root_then_paths_with_frames(tmp_path):
         read_dataset(manifest)
 
 
+def test_reference_texts_come_from_the_text_column_or_the_one_named(tmp_path):
+    shutil.copy(FOX, tmp_path / "fox.wav")
+    shutil.copy(SPEECH, tmp_path / "speech.wav")
+    (tmp_path / "metadata.csv").write_text("file_name,label,text\nfox.wav,a,\" the quick  fox \"\nspeech.wav,b,\n")
+    dataset = read_dataset(tmp_path)
+    assert [(c.key, c.label, c.text) for c in dataset.clips] == [("fox.wav", "a", "the quick  fox"),
+                                                                  ("speech.wav", "b", None)]  # empty: no text
+    assert dataset.text_column == "text" and dataset.describe().endswith("(reference texts from the 'text' column)")
+    manifest = tmp_path / "lists/set.jsonl"
+    _write(manifest, json.dumps({"file_name": "a.wav", "sentence": "one"}) + "\n"
+           + json.dumps({"file_name": "b.wav", "sentence": 7}) + "\n" + json.dumps({"file_name": "c.wav"}) + "\n")
+    dataset = read_dataset(manifest, text_column="sentence")
+    assert [(c.key, c.text) for c in dataset.clips] == [("a.wav", "one"), ("b.wav", "7"), ("c.wav", None)]
+    assert read_dataset(manifest).text_column is None  # no `text` column: none, and nothing refused
+    with pytest.raises(BadInput, match="no 'transcription' column to read reference texts from"):
+        read_dataset(manifest, text_column="transcription")
+    _write(manifest, json.dumps({"file_name": "a.wav", "text": ["not", "text"]}) + "\n")
+    with pytest.raises(BadInput, match=r"line 1: the 'text' column holds .* not text"):
+        read_dataset(manifest)
+
+
+def test_a_fairseq_manifests_word_transcripts_beside_it_give_each_clip_its_text(tmp_path):
+    manifest = tmp_path / "dev.tsv"
+    manifest.write_text(f"{S3PRL / 'audio'}\nfox_16k.wav\t49459\n\ngo_short_16k.wav\t8000\n")
+    words = tmp_path / "dev.wrd"
+    words.write_text("THE QUICK\u2028FOX\r\nGO\n", newline="")  # CRLF; a line separator inside a text is not a line end
+    dataset = read_dataset(manifest)
+    assert [(c.key, c.text) for c in dataset.clips] == [("fox_16k.wav", "THE QUICK\u2028FOX"), ("go_short_16k.wav", "GO")]
+    assert dataset.text_column == "dev.wrd" and dataset.describe().endswith("(reference texts from dev.wrd)")
+    words.write_text("THE QUICK FOX\n")
+    with pytest.raises(BadInput) as refused:
+        read_dataset(manifest)
+    assert str(refused.value) == (f"{words}: has 1 line for the 2 clips of dev.tsv; fairseq's word transcripts hold one "
+                                  "line per clip, in the manifest's order")
+    words.unlink()
+    os.mkfifo(words)  # never opened: the read would block
+    with pytest.raises(BadInput, match="is a named pipe"):
+        read_dataset(manifest)
+    words.unlink()
+    assert all(c.text is None for c in read_dataset(manifest).clips)
+
+
 def test_a_kaldi_wav_scp_with_plain_paths(tmp_path):
     scp = tmp_path / "wav.scp"
     scp.write_text(f"utt1 {FOX}\nutt2 relative/speech.wav\n")
