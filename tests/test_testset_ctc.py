@@ -27,6 +27,7 @@ from speechport.core.proof.testset_report import render_report
 from speechport.core.proof.testset_summary import SUMMARY_FIELDS, summarize
 from speechport.core.proof.testset_transcripts import (
     TRANSCRIPTION_FIELDS,
+    edits,
     normalise,
     transcription_aggregates,
     transcription_rows,
@@ -303,15 +304,23 @@ def test_the_aggregates_of_crafted_records():
                                                    "column gives one, or a .wrd file beside a fairseq manifest)")
 
 
-def test_word_edits_are_the_textbook_programme_over_words():
+def test_edits_are_the_textbook_programme_over_characters_and_words():
     generator = random.Random(7)
+    for _ in range(1000):  # a small alphabet: many matches, runs and ties, ends empty now and then
+        ref = "".join(generator.choice("AB C'") for _ in range(generator.randint(0, 40)))
+        hyp = "".join(generator.choice("AB C'") for _ in range(generator.randint(0, 40)))
+        assert edits(ref, hyp) == levenshtein(ref, hyp), (ref, hyp)
+    for length in (63, 64, 65, 200):  # past one machine word of bits
+        ref = "".join(generator.choice("ABCD") for _ in range(length))
+        hyp = "".join(generator.choice("ABCD") for _ in range(length + generator.randint(-5, 5)))
+        assert edits(ref, hyp) == levenshtein(ref, hyp)
     vocabulary = ["A", "CAT", "SAT", "ON", "THE", "MAT", "IT'S"]
     for _ in range(300):
-        # References often hold words the hypothesis does not: they share one symbol, never matching it.
         ref = [generator.choice(vocabulary) for _ in range(generator.randint(0, 9))]
         hyp = [generator.choice(vocabulary[:4]) for _ in range(generator.randint(0, 9))]
         assert word_edits(" ".join(ref), " ".join(hyp)) == levenshtein(ref, hyp), (ref, hyp)
     assert word_edits("THE CAT SAT", "THE MAT") == 2 and word_edits("A B C D", "") == 4
+    assert edits("KITTEN", "SITTING") == 3 and edits("", "") == 0
 
 
 def test_the_recipe_gives_each_models_transcript_and_sums_the_set_up():
