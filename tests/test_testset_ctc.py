@@ -27,12 +27,12 @@ from speechport.core.proof.testset_report import render_report
 from speechport.core.proof.testset_summary import SUMMARY_FIELDS, summarize
 from speechport.core.proof.testset_transcripts import (
     TRANSCRIPTION_FIELDS,
-    edits,
     normalise,
     transcription_aggregates,
     transcription_rows,
     word_edits,
 )
+from speechport.core.proof.transcripts import edit_distance as edits
 
 from conftest import FIXTURES
 from testset_support import results
@@ -310,7 +310,7 @@ def test_edits_are_the_textbook_programme_over_characters_and_words():
         ref = "".join(generator.choice("AB C'") for _ in range(generator.randint(0, 40)))
         hyp = "".join(generator.choice("AB C'") for _ in range(generator.randint(0, 40)))
         assert edits(ref, hyp) == levenshtein(ref, hyp), (ref, hyp)
-    for length in (63, 64, 65, 200):  # past one machine word of bits
+    for length in (63, 64, 65, 200):  # past one machine word of bits (rapidfuzz's bit-parallel blocks)
         ref = "".join(generator.choice("ABCD") for _ in range(length))
         hyp = "".join(generator.choice("ABCD") for _ in range(length + generator.randint(-5, 5)))
         assert edits(ref, hyp) == levenshtein(ref, hyp)

@@ -10,11 +10,8 @@ window and a test-set summary use it as freely as the comparison does.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import numpy as np
 
 WORD_DELIMITER = "|"  # fairseq's letter dictionaries mark the space between words with it
 
@@ -80,34 +77,12 @@ def words(runs: Sequence[Run], names: Sequence[str], frame_seconds: float,
     return found
 
 
-MAX_ALIGNED_CELLS = 4_000_000  # two transcripts of 2,000 characters: a 16 MB table to align them exactly
+def edit_distance(reference: Sequence, hypothesis: Sequence) -> int:
+    """Levenshtein's distance (an insertion, a deletion or a substitution each count one) between two
+    strings, in characters, or two lists, in their items (words)."""
+    from rapidfuzz.distance import Levenshtein
 
-
-def _table_rows(reference: str, hypothesis: str):
-    """The Levenshtein table one row at a time, each row in numpy: a row's insertions depend on the
-    cell to their left, which a running minimum of (cell - column) gives in one pass, so two
-    2,000-character transcripts take milliseconds, not seconds."""
-    ours = np.frombuffer(hypothesis.encode("utf-32-le"), dtype=np.uint32)
-    columns = np.arange(len(ours) + 1)
-    row = columns.copy()
-    yield row
-    for index, char in enumerate(reference, start=1):
-        best = np.empty_like(row)
-        best[0] = index
-        best[1:] = np.minimum(row[:-1] + (ours != ord(char)), row[1:] + 1)
-        # insertions: best[j] = min over k <= j of best[k] + (j - k)
-        row = np.minimum.accumulate(best - columns) + columns
-        yield row
-
-
-def edit_distance(reference: str, hypothesis: str) -> int:
-    """Levenshtein distance in characters (insertions, deletions and substitutions each count one)."""
-    if not reference or not hypothesis:
-        return len(reference) + len(hypothesis)
-    row = None
-    for row in _table_rows(reference, hypothesis):
-        pass
-    return int(row[-1])
+    return int(Levenshtein.distance(reference, hypothesis))
 
 
 def character_error_rate(reference: str, hypothesis: str) -> float:
@@ -119,31 +94,17 @@ def character_error_rate(reference: str, hypothesis: str) -> float:
 def differing_spans(first: str, second: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """Where two transcripts differ: (start, end) character ranges of `first` and of `second` that
     the other does not share, for highlighting them: the characters a fewest-edits alignment
-    substitutes, deletes or inserts. Transcripts too long to align exactly are aligned by difflib
-    (without its heuristic that treats frequent characters, a space or an E, as junk)."""
+    substitutes, deletes or inserts."""
     if first == second:
         return [], []
-    if (len(first) + 1) * (len(second) + 1) > MAX_ALIGNED_CELLS:
-        matcher = difflib.SequenceMatcher(None, first, second, autojunk=False)
-        changed = [op for op in matcher.get_opcodes() if op[0] != "equal"]
-        return [(a0, a1) for _, a0, a1, _, _ in changed if a1 > a0], [(b0, b1) for _, _, _, b0, b1 in changed if b1 > b0]
-    table = np.stack(list(_table_rows(first, second)))
-    ours, theirs = set(), set()
-    i, j = len(first), len(second)
-    while i > 0 or j > 0:
-        here = table[i, j]
-        if i > 0 and j > 0 and first[i - 1] == second[j - 1] and here == table[i - 1, j - 1]:
-            i, j = i - 1, j - 1
-        elif i > 0 and j > 0 and here == table[i - 1, j - 1] + 1:
-            ours.add(i - 1)
-            theirs.add(j - 1)
-            i, j = i - 1, j - 1
-        elif i > 0 and here == table[i - 1, j] + 1:
-            ours.add(i - 1)
-            i -= 1
-        else:
-            theirs.add(j - 1)
-            j -= 1
+    from rapidfuzz.distance import Levenshtein
+
+    ours: set[int] = set()
+    theirs: set[int] = set()
+    for operation in Levenshtein.opcodes(first, second):
+        if operation.tag != "equal":
+            ours.update(range(operation.src_start, operation.src_end))
+            theirs.update(range(operation.dest_start, operation.dest_end))
     return _spans(ours), _spans(theirs)
 
 
