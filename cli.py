@@ -576,6 +576,7 @@ def _compare_dataset(args) -> int:
 
 def _print_testset(summary: dict, records: list[dict]) -> None:
     """A test set's summary as a short table, and the clips not compared with why."""
+    from .core.proof.testset_summary import reason_of
 
     def percent(value) -> str:
         return "—" if value is None else f"{value * 100:.2f} %"
@@ -615,9 +616,7 @@ def _print_testset(summary: dict, records: list[dict]) -> None:
             print(f"  {clip['verdict'].upper():4}  {diff:>9}  {clip['key']}{where}")
     skipped = [record for record in records if record["verdict"] not in ("pass", "fail")]
     for record in skipped[:10]:
-        reason = str(record["error"])
-        reason = reason.removeprefix(f"{record.get('path')}: ")  # the key already names the clip
-        print(f"not compared: {record['key']}: {reason}")
+        print(f"not compared: {record['key']}: {reason_of(record)}")
     if len(skipped) > 10:
         print(f"not compared: and {len(skipped) - 10} more (results.jsonl says why)")
     for note in summary["notes"]:

@@ -6,6 +6,7 @@ from those single runs or from the genuine S3PRL outputs the fixtures hold.
 """
 
 import functools
+import html
 import json
 import os
 import shutil
@@ -150,8 +151,11 @@ def test_the_report_is_one_self_contained_page(conformer_run):
     assert page.startswith("<!DOCTYPE html>") and "<svg" in page and "tolerance 0.005" in page
     assert "<script" not in page and "src=" not in page and "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "pass: every clip compared agrees within the tolerance" in page
+    lines = results(conformer_run["report"])
     for key in UNREADABLE:
-        assert key in page  # listed with why it was not compared
+        reason = html.escape(lines[key]["error"].removeprefix(f"{lines[key]['path']}: "))
+        assert f"<code>{key}</code></td><td>{reason}</td>" in page  # listed with why, the path not said twice
+    assert "2 workers (processes); 10 clips compared in this run, 0 kept from an earlier one" in page
 
 
 def test_a_damaged_conversion_fails_the_set_and_names_the_layer(run_cli, converted, tmp_path):

@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from .testset_summary import diff_of, histogram
+from .testset_summary import diff_of, histogram, reason_of
 from .testset_transcripts import (
     CER_AGAINST_TEXT,
     CER_BETWEEN_MODELS,
@@ -135,7 +135,7 @@ def render_report(summary: dict, records: Sequence[dict]) -> str:
         f"{_e(summary.get('original_backend', 'reference'))}; recipe: {_e(summary.get('recipe', ''))}</p>",
         f"<p><span class='verdict {css}'>{_e(headline)}</span></p>",
         "<h2>Clips</h2><table>",
-        _rows([("in the set", summary.get("clips")), ("compared", summary.get("done")),
+        _rows([("in the set", summary.get("clips")), ("done", summary.get("done")),
                ("passed", summary.get("passed")), ("failed", summary.get("failed")),
                ("could not be compared", summary.get("unreadable")),
                *([("hit an error in Speechport", summary.get("errors"))] if summary.get("errors") else [])]),
@@ -177,7 +177,7 @@ def render_report(summary: dict, records: Sequence[dict]) -> str:
     if skipped:
         parts.append(f"<h2>Clips not compared ({len(skipped)})</h2><table><tr><th>clip</th><th>why</th></tr>")
         for record in skipped[:UNREADABLE_SHOWN]:
-            parts.append(f"<tr><td><code>{_e(record.get('key'))}</code></td><td>{_e(record.get('error'))}</td></tr>")
+            parts.append(f"<tr><td><code>{_e(record.get('key'))}</code></td><td>{_e(reason_of(record))}</td></tr>")
         parts.append("</table>")
         if len(skipped) > UNREADABLE_SHOWN:
             parts.append(f"<p class=muted>and {len(skipped) - UNREADABLE_SHOWN} more: see results.jsonl</p>")
@@ -185,11 +185,15 @@ def render_report(summary: dict, records: Sequence[dict]) -> str:
     if notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{_e(note)}</li>" for note in notes) + "</ul>")
     run = summary.get("run") or {}
-    parts.append(f"<p class=muted>{_e(run.get('workers', ''))} worker(s) ({_e(run.get('backend', ''))}); "
-                 f"{_e(run.get('compared_now', ''))} clips compared in this run, {_e(run.get('resumed', 0))} kept "
-                 f"from an earlier one; models {_e(str(summary.get('models', ''))[:16])}…; made by Speechport</p>")
+    workers, now, kept = run.get("workers", 0), run.get("compared_now", 0), run.get("resumed", 0)
+    parts.append(f"<p class=muted>{_e(_count(workers, 'worker'))} ({_e(run.get('backend', ''))}); "
+                 f"{_e(_count(now, 'clip'))} compared in this run, {_e(kept)} kept from an earlier one; models {_e(str(summary.get('models', ''))[:16])}…; made by Speechport</p>")
     parts.append("</body></html>\n")
     return "".join(parts)
+
+
+def _count(number, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _agreement(summary: dict) -> str:

@@ -66,6 +66,12 @@ def spread(records: Sequence[dict]) -> dict:
 BULKY_FIELDS = ("embeddings",)  # in results.jsonl for the set's own numbers; left out of worst_clips
 
 
+def reason_of(record: dict) -> str:
+    """Why a clip was not compared, as a line that already names the clip says it: the refusal without
+    the file's path it starts with (results.jsonl keeps the whole sentence, as `compare` says it)."""
+    return str(record.get("error") or "").removeprefix(f"{record.get('path')}: ")
+
+
 def worst_clips(records: Sequence[dict], count: int = WORST_SHOWN) -> list[dict]:
     """The clips with the largest max |diff|, largest first (ties in set order)."""
     worst = sorted(records, key=lambda r: (-diff_of(r), r.get("index", 0)))[:count]
