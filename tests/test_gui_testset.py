@@ -87,6 +87,10 @@ def test_a_set_runs_in_the_background_fills_in_as_results_come_and_opens_a_clip(
     assert summary["run"]["workers"] == 2 and summary["verdict"] == "pass"
     assert view.verdict.text().startswith("Pass: on every one of the 7 clips compared")
     assert view.summary_labels["clips"].text() == "10 of 10: 7 passed, 0 failed, 3 not compared"
+    # An encoder answers no class, speaker or word: those rows are not there to read as dashes.
+    assert view.summary_labels["clips"].isVisibleTo(view) and view.summary_labels["spread"].isVisibleTo(view)
+    assert not any(view.summary_labels[key].isVisibleTo(view)
+                   for key in ("agreement", "accuracy", "eer", "speakers", "transcripts"))
     assert view.findChild(QProgressBar, "testsetProgress").full_text().startswith("pass · 10 clips · ")
     assert sum(view.histogram.counts) == 7  # the clips compared, in the report's bins
     table = view.findChild(QTableWidget, "testsetWorstTable")
@@ -174,8 +178,11 @@ def test_the_mode_is_reached_from_the_keyboard_and_the_view_is_readable_at_1024x
     assert view.histogram.getPlotItem().getViewBox().height() >= 80
     table = view.findChild(QTableWidget, "testsetWorstTable")
     assert table.rowCount() == 3 and table.verticalScrollBar().maximum() == 0  # every row of it in view
-    for label in view.summary_labels.values():
-        assert label.isVisible() and label.height() >= label.fontMetrics().height()
+    shown = [key for key, label in view.summary_labels.items() if label.isVisible()]
+    assert shown == ["clips", "spread", "folder"]  # an encoder answers no class, speaker or word
+    for key in shown:
+        label = view.summary_labels[key]
+        assert label.height() >= label.fontMetrics().height()
     view.dataset_field.edit.setFocus()
     qtbot.waitUntil(lambda: QApplication.focusWidget() is view.dataset_field.edit)
     qtbot.keyClick(view.dataset_field.edit, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)

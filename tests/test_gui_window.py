@@ -19,6 +19,7 @@ import torch  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtGui import QDesktopServices, QGuiApplication  # noqa: E402
 from PySide6.QtWidgets import (  # noqa: E402
+    QApplication,
     QComboBox,
     QLabel,
     QLineEdit,
@@ -491,6 +492,36 @@ def test_dark_and_light_palettes_recolour_the_table(make_window, qtbot, settings
         light = cell.data(Qt.ItemDataRole.ForegroundRole).color().name()
         assert dark != light
         assert settings.value("appearance") == "light"
+    finally:
+        window.appearance_actions["system"].trigger()
+
+
+def _contrast(widget) -> float:
+    """How far a widget's text stands out from what is behind it on screen: the largest lightness
+    difference (0 to 1) between any pixel of its place in its parent and the most common one there."""
+    from collections import Counter
+
+    image = widget.parentWidget().grab(widget.geometry()).toImage()
+    pixels = [image.pixelColor(x, y).lightnessF() for x in range(image.width()) for y in range(image.height())]
+    background = Counter(round(p, 3) for p in pixels).most_common(1)[0][0]
+    return max(abs(p - background) for p in pixels)
+
+
+def test_a_message_shown_keeps_readable_text_when_the_appearance_changes(make_window, qtbot, tmp_path):
+    """The palette changed from outside the window's menu (the desktop's light or dark switch) while a
+    message shows: its words are redrawn in the new palette's text colour."""
+    app = QApplication.instance()
+    theme.apply_appearance(app, "light")
+    window = make_window(source=checkpoint_path("cs_s64"), output=tmp_path / "out")
+    wait_open(qtbot, window)
+    try:
+        theme.apply_appearance(app, "dark")
+        window.messages.error("Converted it, in plain words.", kind="success")
+        text = window.message_bar.text
+        qtbot.waitUntil(lambda: _contrast(text) > 0.35)
+        theme.apply_appearance(app, "light")
+        # Drawn in the light palette's dark text, not in the dark palette's pale one (on a light tint).
+        qtbot.waitUntil(lambda: _contrast(text) > 0.35, timeout=5000)
     finally:
         window.appearance_actions["system"].trigger()
 

@@ -377,6 +377,7 @@ def test_the_windows_test_set_view_says_how_alike_both_models_transcribe(make_wi
     page.set_mode(True)
     view = page.testset
     assert view.findChild(QLabel, "testsetSummaryTranscripts").text() == "—"
+    assert not view.findChild(QLabel, "testsetSummaryTranscripts").isVisibleTo(view)  # nothing to say yet
     view.choose_dataset(folder)
     view.workers_spin.setValue(1)
     assert view.run_button.isEnabled(), view.reason.text()
@@ -386,6 +387,8 @@ def test_the_windows_test_set_view_says_how_alike_both_models_transcribe(make_wi
     assert summary["transcripts_differing"] == 2 and summary["text_clips"] == 2
     shown = view.findChild(QLabel, "testsetSummaryTranscripts").text()
     assert shown == transcription_words(summary)
+    assert view.findChild(QLabel, "testsetSummaryTranscripts").isVisibleTo(view)
+    assert not view.findChild(QLabel, "testsetSummaryAgreement").isVisibleTo(view)  # no class per clip
     pct = lambda value: f"{value * 100:.2f} %"  # noqa: E731
     assert shown.startswith(f"Both models transcribe 1 of 3 clips identically; character error rate between them "
                             f"{pct(summary['cer_between_models'])}. Against the text: character error rate original "

@@ -52,6 +52,7 @@ WORST_ROWS = 10
 HTML_FILTER = "Web page (*.html)"
 REDRAW_MS = 150  # the histogram is redrawn at most this often while results pour in
 COLUMNS = ("Clip", "Verdict", "max |diff|", "First divergent layer")
+MODEL_ROWS = ("agreement", "accuracy", "eer", "speakers", "transcripts")  # shown only where the model answers them
 
 
 class RecordFeed(QObject):
@@ -459,6 +460,7 @@ class TestsetView(QWidget):
         for key, label in self.summary_labels.items():
             if key != "folder":
                 label.setText("—")
+        self._show_rows_that_apply()
         self.histogram.show_values([], self._tolerance() or 5e-3)
         self.table.setRowCount(0)
 
@@ -546,6 +548,14 @@ class TestsetView(QWidget):
                                      f"{percent(speakers['worst'])} on the worst clip")
         self.summary_labels["transcripts"].setText(transcription_words(summary))
         self.summary_labels["folder"].setText(str(summary.get("report_folder", "")))
+        self._show_rows_that_apply()
+
+    def _show_rows_that_apply(self) -> None:
+        """The rows of what a kind of model answers (classes, speakers, words) only where this one has
+        something to say: an encoder's summary is not a list of dashes."""
+        for key in MODEL_ROWS:
+            label = self.summary_labels[key]
+            self._form.setRowVisible(label, label.text() != "—")
 
     def open_row(self, row: int) -> None:
         item = self.table.item(row, 0)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QObject, QSettings, Qt, Signal
-from PySide6.QtGui import QAction, QGuiApplication, QPainter, QPen
+from PySide6.QtGui import QAction, QGuiApplication, QPainter, QPalette, QPen
 from PySide6.QtWidgets import (
     QFileDialog,
     QFrame,
@@ -424,16 +424,24 @@ class MessageBar(QFrame):
         return self.findChild(QPushButton, name)
 
     def changeEvent(self, event) -> None:
-        if event.type() == QEvent.Type.PaletteChange:
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
             self._restyle()
         super().changeEvent(event)
 
+    def restyle(self) -> None:
+        """Draw in the application's palette as it is now (the window calls it when the appearance changes)."""
+        self._restyle()
+
     def _restyle(self) -> None:
-        # The application's palette, not this frame's: the style sheet below changes the latter.
+        # The application's palette, not this frame's: the style sheet below changes the latter. The
+        # text's colour is in the sheet too: a frame styled by a sheet keeps the palette its children
+        # had when it was polished, so without it a message shown in the dark stays pale in the light.
         palette = QGuiApplication.palette()
         colour = theme.message_colour(self.kind, palette)
         tint = f"rgba({colour.red()}, {colour.green()}, {colour.blue()}, {40 if theme.is_dark(palette) else 24})"
-        sheet = f"QFrame#messageBar {{ background: {tint}; border: 1px solid {colour.name()}; border-radius: 4px; }}"
+        text = palette.color(QPalette.ColorGroup.Active, QPalette.ColorRole.WindowText).name()
+        sheet = (f"QFrame#messageBar {{ background: {tint}; border: 1px solid {colour.name()}; border-radius: 4px; }}"
+                 f" QFrame#messageBar QLabel {{ color: {text}; }}")
         if sheet != self.styleSheet():  # setting a style sheet changes the palette: only when needed
             self.setStyleSheet(sheet)
         icons = {

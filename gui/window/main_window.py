@@ -708,6 +708,7 @@ class MainWindow(QMainWindow):
         if not hasattr(self, "conversion_bar"):
             return  # a palette event during construction
         self._set_glyph_icons()
+        self.message_bar.restyle()
         self.mapping_page.refresh_colours()
         self.notices.refresh()
         if self._audition is not None:
