@@ -28,7 +28,7 @@ from bundle_support import clean_env, distinct_colours, env_i, listing, mapped_r
 from speechport import __version__
 from speechport.core.versions import version_lines
 
-from conftest import CONFORMER_SHAW
+from conftest import CONFORMER_SHAW, FIXTURES
 from support import checkpoint_path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -271,6 +271,36 @@ def test_the_installed_app_converts_a_shared_fixture_and_compares_it(package, tm
     done = run_installed(tmp_path, "compare", str(checkpoint_path("cs_s48")), str(out), "--audio", str(SPEECH))
     assert done.returncode == 1, done.stdout + done.stderr
     assert "first divergent layer: encoder.layers.1" in done.stdout + done.stderr
+
+
+def test_the_installed_app_proves_a_speech_recognition_model_on_a_test_set_with_worker_processes(package, tmp_path):
+    """A test set's workers are processes the frozen app starts from itself, and a CTC model's error
+    rates come from a compiled library the bundle must carry: both run from the package."""
+    ctc = FIXTURES / "ctc"
+    checkpoint = ctc / "models/w2v2_base_ctc/w2v2_base_ctc.pt"
+    out = tmp_path / "ctc-hf"
+    done = run_installed(tmp_path, "convert", str(checkpoint), "--out", str(out), "--quiet")
+    assert done.returncode == 0, done.stderr
+    clips = tmp_path / "set"
+    clips.mkdir()
+    for clip in sorted((ctc / "audio").glob("*.wav")):
+        shutil.copy(clip, clips / clip.name)
+    (clips / "metadata.csv").write_text("file_name,text\nspeechlike_1p0s.wav,WHD ZNT\n")
+    done = run_installed(tmp_path, "compare", str(checkpoint), str(out), "--dataset", str(clips), "--workers", "2",
+                         "--json")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    import json
+
+    summary = json.loads(done.stdout)
+    assert (summary["passed"], summary["run"]["workers"], summary["text_clips"]) == (3, 2, 1)
+    assert summary["transcripts_identical"] == 1.0 and summary["cer_between_models"] == 0.0
+    # The one text against what the model hears there (the fixture's reference transcript), edits per character.
+    heard = json.loads((ctc / "MANIFEST.json").read_text())["models"]["w2v2_base_ctc"]["references"][
+        "speechlike_1p0s"]["transcript"]
+    from rapidfuzz.distance import Levenshtein
+
+    expected = Levenshtein.distance("WHD ZNT", heard) / len("WHD ZNT")
+    assert summary["cer_original"] == pytest.approx(expected) and summary["cer_converted"] == pytest.approx(expected)
 
 
 def test_the_window_opens_on_the_demo_with_the_mapping_table_filled(package, tmp_path):
