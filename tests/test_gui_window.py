@@ -516,10 +516,14 @@ def test_a_message_shown_keeps_readable_text_when_the_appearance_changes(make_wi
     wait_open(qtbot, window)
     try:
         theme.apply_appearance(app, "dark")
-        window.messages.error("Converted it, in plain words.", kind="success")
+        window.convert()  # its message, with its buttons, shown in the dark
+        qtbot.waitUntil(lambda: window.result is not None)
+        wait_idle(qtbot, window)
         text = window.message_bar.text
+        assert text.text().startswith("Converted ")
         qtbot.waitUntil(lambda: _contrast(text) > 0.35)
         theme.apply_appearance(app, "light")
+        window.show_audition()  # and on to the next page, as a user goes
         # Drawn in the light palette's dark text, not in the dark palette's pale one (on a light tint).
         qtbot.waitUntil(lambda: _contrast(text) > 0.35, timeout=5000)
     finally:
