@@ -322,7 +322,6 @@ def s3prl_scene(shots: Shots, scene: str) -> bool:
     """An S3PRL head of the test fixtures, converted with its labels and compared on the fox clip."""
     from ..core.conversion import convert, prepare
     from .shared import theme
-    from .shared.heartbeat import run_until
 
     task, checkpoint = S3PRL_SCENES[scene]
     folder = S3PRL_FIXTURES / task
@@ -336,19 +335,7 @@ def s3prl_scene(shots: Shots, scene: str) -> bool:
                         shots.scratch / f"{task}-hf").output
     theme.apply_appearance(shots.app, "dark" if scene == "audition-speakers" else "light")
     window = shots.window(source=folder / checkpoint, base_model=base_model, output=shots.scratch / f"{task}-out")
-    if not run_until(lambda: window.prepared is not None and not window.busy(), 120):
-        print(f"{checkpoint} did not open: {window.message_bar.text.text()}", file=sys.stderr)
-        return False
-    if window.act_show_log.isChecked():
-        window.act_show_log.trigger()
-    page = window.show_audition()
-    page.compare_bar.converted_field.commit(str(converted))
-    page.choose_clip(S3PRL_FIXTURES / "audio" / "fox_16k.wav")
-    if not audition(window, page):
-        return False
-    shots.save(window, scene)
-    window.close()
-    return True
+    return audition_scene(shots, window, converted, S3PRL_FIXTURES / "audio" / "fox_16k.wav", scene)
 
 
 def ctc_scene(shots: Shots) -> bool:
@@ -358,7 +345,6 @@ def ctc_scene(shots: Shots) -> bool:
 
     from ..core.conversion import convert, prepare
     from .shared import theme
-    from .shared.heartbeat import run_until
 
     source = CTC_FIXTURES / "models" / "w2v2_base_ctc" / "w2v2_base_ctc.pt"
     converted = convert(prepare(source), shots.scratch / "ctc-hf").output
@@ -372,17 +358,25 @@ def ctc_scene(shots: Shots) -> bool:
     save_file(weights, damaged / "model.safetensors", metadata={"format": "pt"})
     theme.apply_appearance(shots.app, "light")
     window = shots.window(source=source, output=shots.scratch / "ctc-out")
+    return audition_scene(shots, window, damaged, CTC_FIXTURES / "audio" / "speechlike_1p0s.wav", CTC_SCENE)
+
+
+def audition_scene(shots: Shots, window, converted: Path, clip: Path, scene: str) -> bool:
+    """Once `window` has opened its checkpoint: the Audition tab with the log on its one line, `converted`
+    compared on `clip`, and its picture taken; False (said on stderr) when it does not get that far."""
+    from .shared.heartbeat import run_until
+
     if not run_until(lambda: window.prepared is not None and not window.busy(), 120):
-        print(f"{source.name} did not open: {window.message_bar.text.text()}", file=sys.stderr)
+        print(f"{Path(window.workspace.source).name} did not open: {window.message_bar.text.text()}", file=sys.stderr)
         return False
     if window.act_show_log.isChecked():
         window.act_show_log.trigger()
     page = window.show_audition()
-    page.compare_bar.converted_field.commit(str(damaged))
-    page.choose_clip(CTC_FIXTURES / "audio" / "speechlike_1p0s.wav")
+    page.compare_bar.converted_field.commit(str(converted))
+    page.choose_clip(clip)
     if not audition(window, page):
         return False
-    shots.save(window, CTC_SCENE)
+    shots.save(window, scene)
     window.close()
     return True
 

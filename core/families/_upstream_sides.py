@@ -21,6 +21,15 @@ def _stage_names(count: int) -> list[str]:
     return ["encoder input (hidden state 0)", *(f"encoder.layers.{i}" for i in range(count - 1))]
 
 
+def extractor_normalization_notes(extractor, normalize: bool) -> tuple[str, ...]:
+    """What a converted folder's feature extractor does to the waveform, when it is not what the original
+    does (the comparison runs the converted model on the original's input all the same)."""
+    if normalize == bool(getattr(extractor, "do_normalize", False)):
+        return ()
+    return (f"the folder's feature extractor has do_normalize={extractor.do_normalize}, but the original "
+            f"{'normalises' if normalize else 'does not normalise'} the waveform",)
+
+
 class UpstreamOriginalSide:
     """The original upstream (Speechport's reference, or S3PRL's own modules) on one clip."""
 
@@ -70,9 +79,7 @@ class TransformersUpstreamSide:
         self.skip_first = skip_first
         self.steps = self.config.num_hidden_layers + 1
         self.notes = stored_dtype_notes(folder)
-        if normalize != bool(getattr(self.extractor, "do_normalize", False)):
-            self.notes += (f"the folder's feature extractor has do_normalize={self.extractor.do_normalize}, but the "
-                           f"original {'normalises' if normalize else 'does not normalise'} the waveform",)
+        self.notes += extractor_normalization_notes(self.extractor, normalize)
 
     def __call__(self, clip: Clip, tick=lambda: None) -> SideOutput:
         started = time.perf_counter()

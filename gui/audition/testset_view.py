@@ -43,6 +43,7 @@ from ..shared import dialogs
 from ..shared.elided_label import ElidedLabel
 from ..shared.elided_progress_bar import ElidedProgressBar
 from ..shared.formatting import human_seconds, short_number, time_left
+from ..shared.plots import style_plot
 from ..shared.widgets import PathField, local_paths
 from ..workspace import workers
 from ..workspace.workspace import Workspace
@@ -159,13 +160,7 @@ class DiffHistogram(pg.PlotWidget):
         self.setAccessibleDescription(f"{sum(self.counts)} clips; tolerance {tolerance:g}")
 
     def restyle(self, palette: QPalette) -> None:
-        self.setBackground(palette.color(QPalette.ColorRole.Base))
-        text = palette.color(QPalette.ColorRole.Text)
-        for name in ("left", "bottom"):
-            axis = self.getPlotItem().getAxis(name)
-            axis.setPen(pg.mkPen(palette.color(QPalette.ColorRole.Mid)))
-            axis.setTextPen(pg.mkPen(text))
-            axis.label.setDefaultTextColor(text)
+        style_plot(self, palette)
 
 
 class TestsetView(QWidget):

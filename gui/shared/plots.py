@@ -33,6 +33,17 @@ def line_colour(name: str, palette: QPalette | None = None) -> QColor:
     return QColor(dark if theme.is_dark(palette) else light)
 
 
+def style_plot(plot: pg.PlotWidget, palette: QPalette) -> None:
+    """A plot's background, axes and axis labels in the palette's colours."""
+    plot.setBackground(palette.color(QPalette.ColorRole.Base))
+    text = palette.color(QPalette.ColorRole.Text)
+    for name in ("left", "bottom"):
+        axis = plot.getPlotItem().getAxis(name)
+        axis.setPen(pg.mkPen(palette.color(QPalette.ColorRole.Mid)))
+        axis.setTextPen(pg.mkPen(text))
+        axis.label.setDefaultTextColor(text)
+
+
 class TimeAxis(pg.AxisItem):
     """Seconds along the bottom, each value with its unit ("1.5 s"): the axis needs no title line."""
 
@@ -77,14 +88,7 @@ class TimePlot(pg.PlotWidget):
         self.setMinimumHeight(pixels + self.axis_height + 2)
 
     def restyle(self, palette: QPalette | None = None) -> None:
-        palette = palette or QGuiApplication.palette()
-        self.setBackground(palette.color(QPalette.ColorRole.Base))
-        text = palette.color(QPalette.ColorRole.Text)
-        for name in ("left", "bottom"):
-            axis = self.getPlotItem().getAxis(name)
-            axis.setPen(pg.mkPen(palette.color(QPalette.ColorRole.Mid)))
-            axis.setTextPen(pg.mkPen(text))
-            axis.label.setDefaultTextColor(text)
+        style_plot(self, palette or QGuiApplication.palette())
 
     def set_time_range(self, seconds: float) -> None:
         """The whole clip in view, and no panning past either end."""

@@ -16,7 +16,7 @@ from ...proof.audio import MODEL_RATE, Clip
 from ...proof.comparison import TRANSCRIPT, SideOutput
 from ...proof.transcripts import greedy_runs, words
 from ...reference.wav2vec2_blocks import normalize_waveform, transformers_masks_quiet
-from .._upstream_sides import UpstreamOriginalSide, _stage_names
+from .._upstream_sides import UpstreamOriginalSide, _stage_names, extractor_normalization_notes
 from .dictionary import BLANK
 from .reference import CtcReference
 
@@ -79,9 +79,7 @@ class TransformersCtcSide:
                            "was run on that waveform, so the weights are compared on identical input; its feature "
                            "extractor uses eps 1e-7 (the input stage shows that difference, which moves the logits "
                            "by up to a few thousandths)",)
-        if normalize != bool(getattr(self.extractor, "do_normalize", False)):
-            self.notes += (f"the folder's feature extractor has do_normalize={self.extractor.do_normalize}, but the "
-                           f"original {'normalises' if normalize else 'does not normalise'} the waveform",)
+        self.notes += extractor_normalization_notes(self.extractor, normalize)
 
     def __call__(self, clip: Clip, tick=lambda: None) -> SideOutput:
         started = time.perf_counter()
