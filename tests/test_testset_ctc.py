@@ -35,6 +35,7 @@ from speechport.core.proof.testset_transcripts import (
 from speechport.core.proof.transcripts import edit_distance as edits
 
 from conftest import FIXTURES
+from support import levenshtein
 from testset_support import results
 
 CTC = FIXTURES / "ctc"
@@ -51,16 +52,6 @@ TEXTS = {LONG: f"{HEARD[LONG].lower()}   extra", SHORT: f"{HEARD[SHORT][:6].lowe
          NOISE: ""}
 # The same texts upper-cased with whitespace collapsed, written out by hand.
 NORMALISED = {LONG: f"{HEARD[LONG]} EXTRA", SHORT: f"{HEARD[SHORT][:6]} {HEARD[SHORT][6:-1]}X"}
-
-
-def levenshtein(a, b) -> int:
-    """The textbook dynamic programme, over characters of two strings or items of two lists."""
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        previous, row[0] = row[:], i
-        for j, y in enumerate(b, 1):
-            row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (x != y))
-    return row[-1]
 
 
 def corpus_rate(pairs, split=False) -> float:
